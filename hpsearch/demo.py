@@ -1,0 +1,195 @@
+"""``hpsearch demo``: the whole path on bundled data, in one command.
+
+It starts the real pieces as separate processes, as a user would: the service (with the
+dashboard) and local workers over one SQLite file, submits the demo study over HTTP, shows
+progress, and prints the best config and where to look.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from hpsearch.client import Client, ServiceUnreachable
+from hpsearch.errors import HpsearchError
+from hpsearch.storage import resolve_storage_url
+
+__all__ = ["run_demo", "demo_spec"]
+
+
+def demo_spec(*, trials: int, epochs: int) -> dict[str, Any]:
+    """The demo study: the `demo` space on scikit-learn's digits, impact-tiered, median pruning."""
+    return {
+        "name": f"demo-{dt.datetime.now():%Y%m%d-%H%M%S}",
+        "space": "demo",
+        "task": {"dataset": "digits", "epochs": epochs},
+        "metric": "val_accuracy",
+        "budget": {"trials": trials},
+        "strategy": "impact",
+        "pruner": {"name": "median"},
+        "seed": 0,
+    }
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise HpsearchError("no free TCP port on 127.0.0.1")
+
+
+class _Processes:
+    """Child processes with their logs, all stopped together."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.children: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log_path = self.log_dir / f"{name}.log"
+        log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hpsearch", *args], stdout=log, stderr=subprocess.STDOUT
+        )
+        self.children.append((name, proc, log_path))
+        return proc
+
+    def tail(self, name: str, lines: int = 15) -> str:
+        for child_name, _proc, log_path in self.children:
+            if child_name == name:
+                return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self) -> None:
+        for _name, proc, _log in self.children:
+            if proc.poll() is None:
+                proc.terminate()
+        for _name, proc, _log in self.children:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_for_service(client: Client, procs: _Processes, serve: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        if serve.poll() is not None:
+            raise HpsearchError(f"the service exited at start-up:\n{procs.tail('serve')}")
+        try:
+            client.health()
+            return
+        except ServiceUnreachable:
+            if time.monotonic() > deadline:
+                raise HpsearchError(f"the service did not answer in 60 s:\n{procs.tail('serve')}") from None
+            time.sleep(0.3)
+
+
+def _progress_line(status: dict[str, Any]) -> str:
+    total = status["budget_trials"] or 0
+    done = status["finished"]
+    width = 30
+    filled = int(width * done / total) if total else 0
+    counts = status["counts"]
+    best = "-" if status["best_value"] is None else f"{status['best_value']:.4f} (trial {status['best_trial']})"
+    return (
+        f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} finished "
+        f"({counts['pruned']} pruned, {counts['running']} running, {counts['fail']} failed)  "
+        f"best {status['metric']} {best}  {status['elapsed_seconds']:.0f} s"
+    )
+
+
+def _show_progress(client: Client, name: str, procs: _Processes, workers: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
+    interactive = sys.stdout.isatty()
+    last_print = 0.0
+    while True:
+        status = client.study(name)
+        line = _progress_line(status)
+        now = time.monotonic()
+        if interactive:
+            print(f"\r{line}", end="", flush=True)
+        elif now - last_print >= 5 or status["done"]:
+            print(line, flush=True)
+            last_print = now
+        if status["done"]:
+            if interactive:
+                print()
+            return status
+        if all(w.poll() is not None for w in workers):
+            if interactive:
+                print()
+            raise HpsearchError(
+                f"every worker exited before the study was done:\n{procs.tail('worker-1')}"
+            )
+        time.sleep(1.0)
+
+
+def run_demo(
+    *,
+    storage: str | None,
+    port: int,
+    dashboard_port: int,
+    workers: int,
+    trials: int,
+    epochs: int,
+    keep_serving: bool,
+) -> int:
+    """Run the demo end to end; returns the exit status."""
+    from hpsearch.cli import format_config
+
+    if workers < 1 or trials < 1 or epochs < 1:
+        raise HpsearchError("--workers, --trials and --epochs must be at least 1")
+    url = resolve_storage_url(storage)
+    api_port = _free_port(port)
+    dash_port = _free_port(dashboard_port)
+    if (port and api_port != port) or (dashboard_port and dash_port != dashboard_port):
+        print(f"ports {port}/{dashboard_port} are taken; using {api_port}/{dash_port}")
+    log_dir = Path(tempfile.mkdtemp(prefix="hpsearch-demo-"))
+    procs = _Processes(log_dir)
+    started = time.monotonic()
+    try:
+        serve = procs.start(
+            "serve", "serve", "--storage", url, "--port", str(api_port), "--dashboard-port", str(dash_port)
+        )
+        client = Client(f"http://127.0.0.1:{api_port}")
+        _wait_for_service(client, procs, serve)
+        spec = demo_spec(trials=trials, epochs=epochs)
+        name = client.create_study(spec)["name"]
+        print(f"study {name}: {trials} trials of up to {epochs} epochs on digits, {workers} workers")
+        print(f"storage {url}; logs in {log_dir}")
+        worker_procs = [
+            procs.start(f"worker-{i + 1}", "worker", "--storage", url, "--study", name, "--gpus", "none", "--threads", "1")
+            for i in range(workers)
+        ]
+        status = _show_progress(client, name, procs, worker_procs)
+        for w in worker_procs:
+            w.wait()
+        best = client.best(name)
+        print(f"\ndone in {time.monotonic() - started:.0f} s: {status['done_reason']}")
+        print(f"best trial #{best['number']}: {status['metric']} = {best['value']:.4f}")
+        print("\n".join(format_config(best["config"])))
+        print(
+            f"\nAPI docs:   http://127.0.0.1:{api_port}/docs"
+            f"\nstudy:      http://127.0.0.1:{api_port}/studies/{name}"
+            f"\nbest:       http://127.0.0.1:{api_port}/studies/{name}/best"
+            f"\ndashboard:  http://127.0.0.1:{dash_port}/dashboard"
+        )
+        if keep_serving:
+            print("\nserving until Ctrl-C ...", flush=True)
+            serve.wait()
+        return 0
+    except KeyboardInterrupt:
+        print("\nstopping")
+        return 0
+    finally:
+        procs.stop()

@@ -1,0 +1,55 @@
+"""The errors hpsearch raises: one small tree under :class:`HpsearchError`.
+
+Library errors (Optuna's, SQLAlchemy's, pydantic's) are translated into these where they enter
+hpsearch, so the service and the CLI can turn any of them into a message a person can act on.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HpsearchError",
+    "SpaceError",
+    "SpecError",
+    "StudyNotFound",
+    "StudyExists",
+    "TrialNotFound",
+    "TrialNotRunning",
+    "StorageUnavailable",
+    "TrainingDiverged",
+]
+
+
+class HpsearchError(Exception):
+    """Base class of every error hpsearch raises on purpose."""
+
+
+class SpaceError(HpsearchError, ValueError):
+    """A search space (a YAML file or a dict) is malformed."""
+
+
+class SpecError(HpsearchError, ValueError):
+    """A study spec is malformed or does not match its search space."""
+
+
+class StudyNotFound(HpsearchError, LookupError):
+    """No study of that name in the study database."""
+
+
+class StudyExists(HpsearchError):
+    """A study of that name already exists."""
+
+
+class TrialNotFound(HpsearchError, LookupError):
+    """No trial of that number in the study."""
+
+
+class TrialNotRunning(HpsearchError):
+    """The trial has already finished, so it cannot be pruned or changed."""
+
+
+class StorageUnavailable(HpsearchError):
+    """The study database cannot be reached or is not a supported kind."""
+
+
+class TrainingDiverged(HpsearchError, ArithmeticError):
+    """Training produced a non-finite loss; the trial fails with this reason."""

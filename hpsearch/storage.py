@@ -1,0 +1,170 @@
+"""The study database: opening Optuna's RDB storage, small SQL reads on its tables, the study lock.
+
+Optuna's storage is hpsearch's only source of truth. This module opens it (SQLite by default,
+PostgreSQL across machines) and adds the few things Optuna's storage API does not offer cheaply:
+counting a study's trials by state without loading them, and a lock that serializes "is there
+budget left? then ask a trial" across worker processes and machines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+
+from hpsearch.errors import StorageUnavailable
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "resolve_storage_url",
+    "open_storage",
+    "redact",
+    "count_trials_by_state",
+    "page_trial_ids",
+    "study_lock",
+]
+
+#: The embedded default: a SQLite file in the working directory.
+DEFAULT_STORAGE = "sqlite:///hpsearch.db"
+
+#: Seconds between a running trial's heartbeats; a trial silent for 3x this is failed.
+HEARTBEAT_INTERVAL = 10
+
+
+def resolve_storage_url(url: str | None = None) -> str:
+    """The storage URL to use: the argument, else ``$HPSEARCH_STORAGE``, else a SQLite file."""
+    url = url or os.environ.get("HPSEARCH_STORAGE") or DEFAULT_STORAGE
+    if url.startswith("postgresql://"):
+        # psycopg 3 is the driver hpsearch installs; SQLAlchemy's bare scheme means psycopg2.
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, fit for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is shown as given
+        return url
+
+
+def _on_sqlite_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
+    # WAL lets readers (the service, the dashboard) work while a worker writes.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+@functools.cache
+def open_storage(url: str | None = None) -> optuna.storages.RDBStorage:
+    """Open (and create if needed) the study database at ``url``, with worker heartbeats on.
+
+    One storage object per URL and process: callers share its connection pool. Raises
+    :class:`StorageUnavailable` with the URL (password hidden) when it cannot be reached.
+    """
+    url = resolve_storage_url(url)
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception as e:
+        raise StorageUnavailable(f"not a database URL: {url!r} ({e})") from e
+    if backend not in ("sqlite", "postgresql"):
+        raise StorageUnavailable(
+            f"unsupported storage {redact(url)!r}: use sqlite:///FILE or postgresql://..."
+        )
+    engine_kwargs: dict = {"pool_pre_ping": True}
+    if backend == "sqlite":
+        # Several processes share one file: wait for the write lock instead of failing at once.
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_INTERVAL,
+                grace_period=3 * HEARTBEAT_INTERVAL,
+            )
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
+        raise StorageUnavailable(f"cannot open the study database {redact(url)}: {e}") from e
+    if backend == "sqlite":
+        sqlalchemy.event.listen(storage.engine, "connect", _on_sqlite_connect)
+        with storage.engine.connect() as conn:  # switch the file to WAL now, once
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    return storage
+
+
+def count_trials_by_state(storage: optuna.storages.RDBStorage, study_id: int) -> dict[TrialState, int]:
+    """How many trials of the study are in each state, in one SQL query (no trial is loaded)."""
+    query = sqlalchemy.text(
+        "SELECT state, COUNT(*) FROM trials WHERE study_id = :study_id GROUP BY state"
+    )
+    counts = {state: 0 for state in TrialState}
+    with storage.engine.connect() as conn:
+        for state, n in conn.execute(query, {"study_id": study_id}):
+            counts[TrialState[state]] = n
+    return counts
+
+
+def page_trial_ids(
+    storage: optuna.storages.RDBStorage,
+    study_id: int,
+    *,
+    offset: int,
+    limit: int,
+    states: tuple[TrialState, ...] | None = None,
+) -> tuple[list[int], int]:
+    """The ids of one page of a study's trials (by trial number) and how many match in all."""
+    where = "study_id = :study_id"
+    params: dict = {"study_id": study_id, "limit": limit, "offset": offset}
+    if states:
+        where += " AND state IN :states"
+        params["states"] = [s.name for s in states]
+    page = sqlalchemy.text(
+        f"SELECT trial_id FROM trials WHERE {where} ORDER BY number LIMIT :limit OFFSET :offset"
+    )
+    count = sqlalchemy.text(f"SELECT COUNT(*) FROM trials WHERE {where}")
+    if states:
+        page = page.bindparams(sqlalchemy.bindparam("states", expanding=True))
+        count = count.bindparams(sqlalchemy.bindparam("states", expanding=True))
+    with storage.engine.connect() as conn:
+        ids = [row[0] for row in conn.execute(page, params)]
+        total = conn.execute(count, params).scalar_one()
+    return ids, total
+
+
+@contextlib.contextmanager
+def study_lock(storage: optuna.storages.RDBStorage, study_id: int) -> Iterator[None]:
+    """Hold an exclusive lock on one study across processes and machines.
+
+    PostgreSQL: a transaction-scoped advisory lock (works across machines). SQLite: an OS file
+    lock beside the database file (SQLite is one machine by nature). Keep the block short.
+    """
+    url = storage.engine.url
+    if url.get_backend_name() == "postgresql":
+        key = int.from_bytes(hashlib.blake2b(f"hpsearch:{study_id}".encode(), digest_size=8).digest(), "big", signed=True)
+        with storage.engine.connect() as conn, conn.begin():
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            yield
+        return
+    database = url.database
+    if not database or database == ":memory:":
+        yield  # one process owns an in-memory database: nothing to serialize against
+        return
+    lock_path = Path(f"{database}.lock")
+    with open(lock_path, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)

@@ -1,0 +1,47 @@
+"""What a study trains: the task part of a study spec, and the task families hpsearch knows.
+
+This module is torch-free on purpose: the REST service validates tasks without importing the
+trainer. The trainer (:mod:`hpsearch.train`) dispatches on :attr:`TaskSpec.family`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["TaskSpec", "TASK_FAMILIES", "BUNDLED_DATASETS", "METRICS"]
+
+#: Task families and whether this version of the trainer can train them.
+TASK_FAMILIES: dict[str, bool] = {
+    "tabular_classification": True,
+    "image_classification": False,
+    "audio_classification": False,
+}
+
+#: Datasets that ship with a package and need no download.
+BUNDLED_DATASETS: tuple[str, ...] = ("digits",)
+
+#: Metrics the trainer reports after every epoch, with the direction that improves each.
+METRICS: dict[str, Literal["maximize", "minimize"]] = {
+    "val_accuracy": "maximize",
+    "val_loss": "minimize",
+}
+
+
+class TaskSpec(BaseModel):
+    """What to train: the dataset, the epoch budget of one trial, and the task family."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    family: str | None = Field(
+        default=None, description="Task family; the search space's `task` when absent."
+    )
+    dataset: str = Field(
+        default="digits",
+        description="A bundled dataset name (digits) or a path on the workers' machines.",
+    )
+    epochs: int = Field(default=20, ge=1, le=100_000, description="Epochs per trial.")
+    val_fraction: float = Field(
+        default=0.25, gt=0.0, lt=1.0, description="Share of the data held out for validation."
+    )

@@ -1,0 +1,104 @@
+"""One worker process per GPU, each seeing only its own; one CPU worker without GPUs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+from hpsearch.worker.loop import run_worker
+
+__all__ = ["parse_gpus", "run_workers"]
+
+log = logging.getLogger("hpsearch.worker")
+
+
+def _visible_gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def parse_gpus(value: str) -> list[str]:
+    """GPU indices from ``--gpus``: ``auto``/``all`` → every visible GPU, ``none`` → ``[]``."""
+    value = value.strip().lower()
+    if value == "none":
+        return []
+    if value in ("auto", "all"):
+        count = _visible_gpu_count()
+        if value == "all" and count == 0:
+            raise ValueError("--gpus all: no CUDA GPU is visible; use --gpus none for a CPU worker")
+        return [str(i) for i in range(count)]
+    indices = [part.strip() for part in value.split(",") if part.strip()]
+    if not indices or not all(i.isdigit() for i in indices):
+        raise ValueError(f"--gpus takes auto, all, none or indices like 0,1; got {value!r}")
+    return indices
+
+
+def _physical(index: str) -> str:
+    # "--gpus 1" means the second GPU this process can see, whatever CUDA_VISIBLE_DEVICES says.
+    visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if not visible:
+        return index
+    if int(index) >= len(visible):
+        raise ValueError(f"--gpus {index}: only {len(visible)} GPU(s) are visible ({','.join(visible)})")
+    return visible[int(index)]
+
+
+def run_workers(args: argparse.Namespace) -> int:
+    """Run the worker verb: in this process for zero or one GPU, else one child per GPU."""
+    gpus = parse_gpus(args.gpus)
+    if len(gpus) > 1:
+        return _spawn_per_gpu(gpus)
+    device = None
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = _physical(gpus[0])
+        device = "cuda"
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    run_worker(
+        args.storage,
+        study=args.study,
+        objective=args.objective,
+        device=device or "cpu",
+        wait=args.wait,
+        max_trials=args.max_trials,
+    )
+    return 0
+
+
+def _spawn_per_gpu(gpus: list[str]) -> int:
+    argv = sys.argv[1:]
+    # Replace --gpus X (or --gpus=X) with each child's single GPU.
+    base: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--gpus":
+            skip = True
+            continue
+        if arg.startswith("--gpus="):
+            continue
+        base.append(arg)
+    children = []
+    for gpu in gpus:
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": _physical(gpu)}
+        cmd = [sys.executable, "-m", "hpsearch", *base, "--gpus", "0"]
+        children.append(subprocess.Popen(cmd, env=env))
+        log.info("started worker pid %d on GPU %s", children[-1].pid, gpu)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, default=0)

@@ -1,0 +1,1 @@
+"""The checklist as search spaces: data only, one YAML file per task family."""

@@ -1,0 +1,8 @@
+"""The hpsearch REST service: a FastAPI app over the study database."""
+
+from __future__ import annotations
+
+from service.app import create_app
+from service.settings import Settings
+
+__all__ = ["create_app", "Settings"]

@@ -1,0 +1,41 @@
+"""Map hpsearch's errors to HTTP statuses with messages a person can act on."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from hpsearch.errors import (
+    HpsearchError,
+    SpaceError,
+    SpecError,
+    StorageUnavailable,
+    StudyExists,
+    StudyNotFound,
+    TrialNotFound,
+    TrialNotRunning,
+)
+
+__all__ = ["install_error_handlers"]
+
+_STATUS: list[tuple[type[HpsearchError], int]] = [
+    (StudyNotFound, 404),
+    (TrialNotFound, 404),
+    (StudyExists, 409),
+    (TrialNotRunning, 409),
+    (SpecError, 422),
+    (SpaceError, 422),
+    (StorageUnavailable, 503),
+]
+
+
+def _status_of(error: HpsearchError) -> int:
+    return next((code for kind, code in _STATUS if isinstance(error, kind)), 400)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every :class:`HpsearchError` with its status and ``{"detail": message}``."""
+
+    @app.exception_handler(HpsearchError)
+    async def _hpsearch_error(_request: Request, error: HpsearchError) -> JSONResponse:
+        return JSONResponse(status_code=_status_of(error), content={"detail": str(error)})

@@ -1,0 +1,29 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import sqlalchemy
+from fastapi import APIRouter
+
+from hpsearch.errors import StorageUnavailable
+from service.deps import StorageDep
+from service.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def live() -> Health:
+    """The process is up."""
+    return Health(status="ok")
+
+
+@router.get("/readyz")
+def ready(storage: StorageDep) -> Health:
+    """The study database answers."""
+    try:
+        with storage.engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        raise StorageUnavailable(f"the study database does not answer: {e}") from e
+    return Health(status="ready")

@@ -1,0 +1,26 @@
+"""Search spaces bundled with hpsearch."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from hpsearch.spaces import list_spaces, load_space
+from service.schemas import SpacePublic, SpacesPublic
+
+router = APIRouter(prefix="/spaces", tags=["spaces"])
+
+
+@router.get("")
+def get_spaces() -> SpacesPublic:
+    """The names of the bundled search spaces."""
+    names = list_spaces()
+    return SpacesPublic(data=names, count=len(names))
+
+
+@router.get("/{name}")
+def get_space(name: str) -> SpacePublic:
+    """One space: its parameters with impact tiers, checklist rows, conditions and defaults."""
+    names = list_spaces()
+    if name not in names:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no space named {name!r}; bundled: {', '.join(names)}")
+    return load_space(name)

@@ -1,0 +1,46 @@
+"""Trials of a study: pages of them, one of them, the best one, and pruning one on request."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from hpsearch import studies
+from service.deps import StorageDep, WriteAccess
+from service.schemas import TrialPublic, TrialsPublic
+
+router = APIRouter(prefix="/studies/{name}", tags=["trials"])
+
+
+@router.get("/trials")
+def list_trials(
+    name: str,
+    storage: StorageDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    state: Annotated[str | None, Query(description="running, complete, pruned, fail, waiting")] = None,
+) -> TrialsPublic:
+    """A page of the study's trials in trial-number order, each with config and learning curve."""
+    data, count = studies.list_trials(storage, name, offset=offset, limit=limit, state=state)
+    return TrialsPublic(data=data, count=count)
+
+
+@router.get("/best")
+def best_trial(name: str, storage: StorageDep) -> TrialPublic:
+    """The best complete trial and its full resolved config."""
+    return studies.best_trial(storage, name)
+
+
+@router.get("/trials/{number}")
+def get_trial(name: str, number: int, storage: StorageDep) -> TrialPublic:
+    """One trial by number."""
+    return studies.get_trial(storage, name, number)
+
+
+@router.post(
+    "/trials/{number}/prune", status_code=status.HTTP_202_ACCEPTED, dependencies=[WriteAccess]
+)
+def prune_trial(name: str, number: int, storage: StorageDep) -> TrialPublic:
+    """Ask the worker running this trial to prune it at its next report (after its epoch)."""
+    return studies.request_prune(storage, name, number)

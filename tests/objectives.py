@@ -1,0 +1,31 @@
+"""Training functions for worker tests, loaded with ``--objective objectives:NAME``."""
+
+from __future__ import annotations
+
+import time
+
+
+def quadratic(config: dict, report) -> float:
+    """Cheap and deterministic: best at lr=1e-2, width=128; reports three steps."""
+    import math
+
+    value = -abs(math.log10(config["optim.lr"]) + 2) - abs(math.log2(config["model.width"]) - 7) / 4
+    for step in range(1, 4):
+        report(value - 1.0 / step, step)
+    return value
+
+
+def slow(config: dict, report) -> float:
+    """One step every 0.2 s for up to 100 steps, so a test can act on a running trial."""
+    for step in range(1, 101):
+        time.sleep(0.2)
+        report(float(step), step)
+    return 100.0
+
+
+def failing(config: dict, report) -> float:
+    """Fails on wide layers: a config-level failure the worker must survive."""
+    if config["model.width"] > 64:
+        raise RuntimeError(f"width {config['model.width']} does not fit")
+    report(1.0, 1)
+    return 1.0

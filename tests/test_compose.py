@@ -1,0 +1,230 @@
+"""docker-compose.yml and the Dockerfile describe a deployment that can actually start."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE = REPO / "docker-compose.yml"
+DOCKERFILE = REPO / "Dockerfile"
+
+HPSEARCH_SERVICES = ("api", "dashboard", "worker")
+SECRETS = ("POSTGRES_PASSWORD", "HPSEARCH_API_TOKEN")
+FAKE_ENV = {"POSTGRES_PASSWORD": "pw-from-env", "HPSEARCH_API_TOKEN": "token-from-env"}
+
+# ${NAME}, ${NAME:?err}, ${NAME?err}, ${NAME:-default}, ${NAME-default}, ${NAME:+alt}; `$$`
+# is a literal dollar.
+_INTERPOLATION = re.compile(
+    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+)
+
+
+class MissingVariable(Exception):
+    pass
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Substitute variables the way `docker compose` does (the subset the file may use)."""
+
+    def replace(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, op, arg = m.group("name"), m.group("op"), m.group("arg")
+        value = env.get(name)
+        unset_or_empty = not value if op and op.startswith(":") else value is None
+        if op in ("?", ":?"):
+            if unset_or_empty:
+                raise MissingVariable(f"{name}: {arg}")
+            return value or ""
+        if op in ("-", ":-"):
+            return arg if unset_or_empty else (value or "")
+        if op in ("+", ":+"):
+            return "" if unset_or_empty else arg
+        return value or ""
+
+    return _INTERPOLATION.sub(replace, text)
+
+
+def load_compose(env: dict[str, str] = FAKE_ENV) -> dict[str, Any]:
+    return yaml.safe_load(interpolate(COMPOSE.read_text(), env))
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_compose()
+
+
+def command_of(service: dict[str, Any]) -> list[str]:
+    command = service["command"]
+    return shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+
+
+def option_value(argv: list[str], option: str) -> str:
+    for i, token in enumerate(argv):
+        if token == option:
+            return argv[i + 1]
+        if token.startswith(option + "="):
+            return token.split("=", 1)[1]
+    raise AssertionError(f"{option} not in {shlex.join(argv)}")
+
+
+def environment_of(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def test_the_four_services_exist(compose: dict[str, Any]) -> None:
+    assert {"postgres", *HPSEARCH_SERVICES} <= set(compose["services"])
+    assert compose["services"]["postgres"]["image"].startswith("postgres:16")
+
+
+def test_every_service_uses_the_one_postgres_database(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    db_env = environment_of(services["postgres"])
+    urls = {}
+    for name in HPSEARCH_SERVICES:
+        urls[name] = option_value(command_of(services[name]), "--storage")
+        if "HPSEARCH_STORAGE" in environment_of(services[name]):
+            urls[f"{name} $HPSEARCH_STORAGE"] = environment_of(services[name])["HPSEARCH_STORAGE"]
+
+    assert len(set(urls.values())) == 1, urls
+    url = make_url(next(iter(urls.values())))
+    assert url.drivername == "postgresql+psycopg"
+    assert url.host == "postgres" and (url.port or 5432) == 5432
+    assert url.database == db_env.get("POSTGRES_DB", db_env.get("POSTGRES_USER", "postgres"))
+    assert url.username == db_env.get("POSTGRES_USER", "postgres")
+    assert url.password == db_env["POSTGRES_PASSWORD"] == FAKE_ENV["POSTGRES_PASSWORD"]
+
+
+def test_the_database_is_healthchecked_and_waited_for(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    check = services["postgres"]["healthcheck"]["test"]
+    assert "pg_isready" in (check if isinstance(check, str) else " ".join(check))
+    for name in HPSEARCH_SERVICES:
+        depends_on = services[name].get("depends_on")
+        assert isinstance(depends_on, dict), f"{name}: depends_on must name a condition"
+        assert depends_on["postgres"]["condition"] == "service_healthy", name
+
+
+def test_the_database_keeps_its_data_in_a_named_volume(compose: dict[str, Any]) -> None:
+    volumes = compose["services"]["postgres"]["volumes"]
+    sources = [(v.split(":")[0] if isinstance(v, str) else v["source"]) for v in volumes]
+    assert any(source in (compose.get("volumes") or {}) for source in sources), volumes
+
+
+def test_the_worker_reserves_the_gpus(compose: dict[str, Any]) -> None:
+    devices = compose["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert any(
+        "gpu" in d.get("capabilities", []) and d.get("driver") == "nvidia" and d.get("count") == "all"
+        for d in devices
+    ), devices
+
+
+def test_the_api_gets_its_token(compose: dict[str, Any]) -> None:
+    env = environment_of(compose["services"]["api"])
+    assert env["HPSEARCH_API_TOKEN"] == FAKE_ENV["HPSEARCH_API_TOKEN"]
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+@pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
+def test_compose_refuses_to_start_without_each_secret(secret: str, value: str | None) -> None:
+    env = {k: v for k, v in FAKE_ENV.items() if k != secret}
+    if value is not None:
+        env[secret] = value
+    with pytest.raises(MissingVariable, match=secret):
+        load_compose(env)
+
+
+def test_no_secret_has_a_default() -> None:
+    text = COMPOSE.read_text()
+    for m in _INTERPOLATION.finditer(text):
+        name = m.group("name")
+        if name and re.search(r"PASSWORD|TOKEN|SECRET|KEY", name):
+            assert m.group("op") == ":?", f"{m.group(0)}: a secret must use ${{{name}:?...}}"
+    for secret in SECRETS:
+        assert f"${{{secret}:?" in text, f"{secret} is never required"
+    assert "POSTGRES_HOST_AUTH_METHOD" not in text
+
+
+@pytest.mark.parametrize("service", HPSEARCH_SERVICES)
+def test_each_service_command_is_a_real_cli_invocation(
+    compose: dict[str, Any], service: str
+) -> None:
+    argv = command_of(compose["services"][service])
+    assert argv[0] == "hpsearch", argv
+    verb = argv[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "hpsearch", verb, "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, f"`hpsearch {verb} --help` failed:\n{done.stderr}"
+    flags = [token.split("=", 1)[0] for token in argv[2:] if token.startswith("--")]
+    assert flags, argv
+    for flag in flags:
+        assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", done.stdout), (
+            f"{service}: `hpsearch {verb}` has no {flag}:\n{done.stdout}"
+        )
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    lines = [ln.strip() for ln in text.splitlines()]
+    return [
+        (ln.split(None, 1)[0].upper(), ln.split(None, 1)[1] if " " in ln else "")
+        for ln in lines
+        if ln and not ln.startswith("#")
+    ]
+
+
+def test_the_image_installs_the_package() -> None:
+    instructions = _dockerfile_instructions()
+    assert instructions[0][0] == "FROM" and instructions[0][1].startswith("python:3.11")
+
+    installs = [
+        shlex.split(arg)
+        for op, arg in instructions
+        if op == "RUN" and re.search(r"\bpip install\b", arg)
+    ]
+    assert any(
+        "-e" not in argv and any(t == "." or t.startswith(".[") for t in argv) for argv in installs
+    ), f"no `pip install .` in {DOCKERFILE.name}"
+
+
+def test_the_image_copies_everything_the_install_needs() -> None:
+    copied = set()
+    for op, arg in _dockerfile_instructions():
+        if op in ("COPY", "ADD") and "--from" not in arg:
+            *sources, _dest = shlex.split(arg)
+            sources = [s for s in sources if not s.startswith("--")]
+            for source in sources:
+                assert (REPO / source).exists(), f"{DOCKERFILE.name} copies missing {source}"
+            copied.update(Path(s).parts[0] if s not in (".", "./") else "." for s in sources)
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    needed = {"pyproject.toml"}
+    if isinstance(project["project"].get("readme"), str):
+        needed.add(project["project"]["readme"])
+    include = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    needed |= {
+        p.name
+        for p in REPO.iterdir()
+        if p.is_dir() and any(fnmatch.fnmatch(p.name, pattern) for pattern in include)
+    }
+    assert "." in copied or needed <= copied, f"not copied into the image: {needed - copied}"

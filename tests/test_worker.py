@@ -1,0 +1,143 @@
+"""Workers pulling trials from a shared study database: budget, failures, pruning, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpsearch import studies
+from hpsearch.storage import open_storage
+from hpsearch.worker import run_worker
+
+TESTS = Path(__file__).parent
+
+
+def _create(storage_url, name="w", trials=6, **overrides):
+    spec = {"name": name, "space": "demo", "task": {"epochs": 3}, "budget": {"trials": trials}, "seed": 0}
+    spec.update(overrides)
+    return studies.create_study(open_storage(storage_url), spec)
+
+
+def _trials(storage_url, name="w"):
+    return optuna.load_study(study_name=name, storage=storage_url).get_trials(deepcopy=False)
+
+
+def _worker_process(storage_url, *args):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpsearch", "worker", "--storage", storage_url, "--gpus", "none", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_a_worker_runs_exactly_the_budget(storage_url):
+    _create(storage_url, trials=6, fixed={"optim.name": "sgd"})
+    ran = run_worker(storage_url, study="w", objective="objectives:quadratic")
+    assert ran == 6
+    trials = _trials(storage_url)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    for t in trials:
+        config = t.user_attrs["config"]
+        assert config["optim.name"] == "sgd"  # the fixed value
+        assert "optim.momentum" in config and "optim.beta1" not in config  # the condition held
+        assert t.intermediate_values and t.value == pytest.approx(
+            -abs(__import__("math").log10(config["optim.lr"]) + 2)
+            - abs(__import__("math").log2(config["model.width"]) - 7) / 4
+        )
+    # The impact strategy starts from the checklist defaults.
+    assert trials[0].params["optim.lr"] == pytest.approx(3e-3)
+    # A second worker finds nothing left to do.
+    assert run_worker(storage_url, study="w", objective="objectives:quadratic") == 0
+
+
+def test_without_a_study_name_a_worker_serves_every_open_study(storage_url):
+    _create(storage_url, name="a", trials=2)
+    _create(storage_url, name="b", trials=3)
+    assert run_worker(storage_url, objective="objectives:quadratic") == 5
+    assert len(_trials(storage_url, "a")) == 2 and len(_trials(storage_url, "b")) == 3
+
+
+def test_two_worker_processes_share_one_study_exactly(storage_url):
+    _create(storage_url, trials=16)
+    workers = [_worker_process(storage_url, "--study", "w", "--objective", "objectives:quadratic") for _ in range(2)]
+    outputs = [w.communicate(timeout=120)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    trials = _trials(storage_url)
+    assert len(trials) == 16  # no overshoot: not one extra trial was even created
+    assert sorted(t.number for t in trials) == list(range(16))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    # Both processes did work.
+    assert len({t.user_attrs["worker"] for t in trials}) == 2, outputs
+
+
+def test_config_failures_are_recorded_and_do_not_stop_the_worker(storage_url):
+    _create(storage_url, trials=4, budget={"trials": 4, "max_failures": 50})
+    run_worker(storage_url, study="w", objective="objectives:failing")
+    trials = _trials(storage_url)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4  # failures do not count against the trial budget
+    assert failed, "the demo space samples widths above 64 in some trials"
+    for t in failed:
+        assert "does not fit" in t.user_attrs["fail_reason"]
+    assert studies.study_status(open_storage(storage_url), "w").done
+
+
+def test_too_many_failures_end_the_study(storage_url):
+    _create(storage_url, trials=50, budget={"trials": 50, "max_failures": 2}, fixed={"model.width": 256})
+    run_worker(storage_url, study="w", objective="objectives:failing")
+    status = studies.study_status(open_storage(storage_url), "w")
+    assert status.counts["fail"] == 3 and status.done
+    assert "max_failures" in status.done_reason
+
+
+def _wait_for_running_trial(storage_url, name="w", timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = [t for t in _trials(storage_url, name) if t.state == TrialState.RUNNING and t.intermediate_values]
+        if running:
+            return running[0]
+        time.sleep(0.1)
+    raise AssertionError("no trial started running")
+
+
+def test_a_prune_request_stops_the_running_trial_at_its_next_report(storage_url):
+    _create(storage_url, trials=1, pruner={"name": "none"})
+    worker = _worker_process(storage_url, "--study", "w", "--objective", "objectives:slow")
+    try:
+        trial = _wait_for_running_trial(storage_url)
+        studies.request_prune(open_storage(storage_url), "w", trial.number)
+        out, _ = worker.communicate(timeout=60)
+    finally:
+        worker.kill()
+    (t,) = _trials(storage_url)
+    assert t.state == TrialState.PRUNED, out
+    assert max(t.intermediate_values) < 100
+
+
+def test_sigterm_fails_the_running_trial_and_exits(storage_url):
+    _create(storage_url, trials=3, pruner={"name": "none"})
+    worker = _worker_process(storage_url, "--study", "w", "--objective", "objectives:slow")
+    try:
+        _wait_for_running_trial(storage_url)
+        started = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=30)
+        assert time.monotonic() - started < 10
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, out
+    (t,) = _trials(storage_url)
+    assert t.state == TrialState.FAIL  # not RUNNING forever
+    assert "stopped" in t.user_attrs["fail_reason"]
