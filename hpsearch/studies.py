@@ -251,13 +251,17 @@ def load_spec(storage: optuna.storages.BaseStorage, name: str) -> StudySpec:
 
 
 def open_study(
-    storage: optuna.storages.BaseStorage, name: str
+    storage: optuna.storages.BaseStorage, name: str, *, seed_offset: int = 0
 ) -> tuple[optuna.Study, StudySpec]:
-    """The Optuna study with the sampler and pruner its spec names, and the spec."""
+    """The Optuna study with the sampler and pruner its spec names, and the spec.
+
+    Keep the study for as long as you sample from it: a new sampler restarts its random
+    stream. Workers pass a ``seed_offset`` of their own, so that two workers of a seeded study
+    do not draw the same configs.
+    """
     spec = load_spec(storage, name)
-    sampler = make_sampler(
-        spec.strategy, spec.search_space, seed=spec.seed, n_trials=spec.budget.trials
-    )
+    seed = None if spec.seed is None else (spec.seed + seed_offset) % 2**32
+    sampler = make_sampler(spec.strategy, spec.search_space, seed=seed, n_trials=spec.budget.trials)
     pruner = make_pruner(spec.pruner.name, epochs=spec.task.epochs, **spec.pruner.args)
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     return study, spec

@@ -76,13 +76,17 @@ def test_two_worker_processes_share_one_study_exactly(storage_url):
     trials = _trials(storage_url)
     assert len(trials) == 16  # no overshoot: not one extra trial was even created
     assert sorted(t.number for t in trials) == list(range(16))
-    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert any(t.state == TrialState.PRUNED for t in trials), "the default median pruner prunes"
+    # No duplicate work: two seeded workers do not draw the same configs.
+    configs = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(configs)) == len(configs)
     # Both processes did work.
     assert len({t.user_attrs["worker"] for t in trials}) == 2, outputs
 
 
 def test_config_failures_are_recorded_and_do_not_stop_the_worker(storage_url):
-    _create(storage_url, trials=4, budget={"trials": 4, "max_failures": 50})
+    _create(storage_url, trials=4, budget={"trials": 4, "max_failures": 50}, pruner="none")
     run_worker(storage_url, study="w", objective="objectives:failing")
     trials = _trials(storage_url)
     failed = [t for t in trials if t.state == TrialState.FAIL]

@@ -9,6 +9,7 @@ import signal
 import socket
 import time
 import warnings
+import zlib
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -53,9 +54,10 @@ def _worker_id(device: str | None) -> str:
     return f"{socket.gethostname()}:{os.getpid()}" + (f":{device}" if device else "")
 
 
-def _claim_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
+def _claim_trial(
+    storage: optuna.storages.RDBStorage, study: optuna.Study, spec: StudySpec
+) -> optuna.Trial | None:
     """Ask a trial if the budget has room, atomically across all workers of the study."""
-    storage = study._storage
     study_id = storage.get_study_id_from_name(study.study_name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -75,10 +77,9 @@ def _claim_trial(study: optuna.Study, spec: StudySpec) -> optuna.Trial | None:
 
 
 def _run_trial(
-    study: optuna.Study, spec: StudySpec, trial: optuna.Trial, objective: Objective
+    storage: optuna.storages.RDBStorage, spec: StudySpec, trial: optuna.Trial, objective: Objective
 ) -> _Outcome:
     """Run the objective on the trial's config and say how the trial ends."""
-    storage = study._storage
 
     def report(value: float, step: int) -> None:
         trial.report(value, step)
@@ -153,6 +154,9 @@ def run_worker(
     if study is not None:
         open_study(storage, study)  # fail now, with StudyNotFound, not after a poll
     previous_handlers = _stop_on_signals()
+    # One study object (and so one sampler and its random stream) per study for this worker.
+    opened: dict[str, tuple[optuna.Study, StudySpec]] = {}
+    seed_offset = zlib.crc32(worker_id.encode())
     ran = 0
     log.info("worker %s serving %s", worker_id, study or "every open study")
     try:
@@ -164,13 +168,15 @@ def run_worker(
                     break
                 time.sleep(poll_seconds)
                 continue
-            try:
-                optuna_study, spec = open_study(storage, name)
-            except StudyNotFound:
-                if study is not None:
-                    raise
-                continue  # deleted between the pick and the load
-            trial = _claim_trial(optuna_study, spec)
+            if name not in opened:
+                try:
+                    opened[name] = open_study(storage, name, seed_offset=seed_offset)
+                except StudyNotFound:
+                    if study is not None:
+                        raise
+                    continue  # deleted between the pick and the load
+            optuna_study, spec = opened[name]
+            trial = _claim_trial(storage, optuna_study, spec)
             if trial is None:
                 study_id = storage.get_study_id_from_name(name)
                 reason = done_reason(spec, count_trials_by_state(storage, study_id))
@@ -184,7 +190,7 @@ def run_worker(
             run = user_objective or builtin_objective(spec, seed=seed, device=device)
             started = time.perf_counter()
             with Heartbeat(storage, trial._trial_id):
-                outcome = _run_trial(optuna_study, spec, trial, run)
+                outcome = _run_trial(storage, spec, trial, run)
             _finish_trial(optuna_study, trial, outcome)
             ran += 1
             _log_outcome(name, trial.number, spec, outcome, time.perf_counter() - started)
