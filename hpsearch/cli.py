@@ -309,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # hpsearch logs each trial itself

@@ -1,0 +1,64 @@
+"""Training losses over the model's logits, each fed the output form it expects.
+
+CE takes logits; MSE and soft-F1 take softmax probabilities (a bounded output matched to a
+bounded target). The validation loss is always plain CE on logits, whatever trains the model.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hpsearch.train.config import LossConfig
+
+__all__ = ["ProbabilityMSELoss", "SoftF1Loss", "build_loss"]
+
+
+class ProbabilityMSELoss(nn.Module):
+    """Mean squared error between softmax probabilities and the one-hot target."""
+
+    def __init__(self, n_classes: int) -> None:
+        super().__init__()
+        self.n_classes = n_classes
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        probs = logits.softmax(dim=1)
+        return F.mse_loss(probs, F.one_hot(target, self.n_classes).to(probs.dtype))
+
+
+class SoftF1Loss(nn.Module):
+    """``1 - macro F1`` computed with probabilities instead of hard predictions.
+
+    Counting true/false positives with probabilities makes F1 differentiable, so the model
+    optimizes the metric directly (see "Best loss function for F1-score metric" on Kaggle).
+    """
+
+    def __init__(self, n_classes: int, eps: float = 1e-7) -> None:
+        super().__init__()
+        self.n_classes = n_classes
+        self.eps = eps
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        probs = logits.softmax(dim=1)
+        onehot = F.one_hot(target, self.n_classes).to(probs.dtype)
+        tp = (probs * onehot).sum(dim=0)
+        fp = (probs * (1 - onehot)).sum(dim=0)
+        fn = ((1 - probs) * onehot).sum(dim=0)
+        f1 = 2 * tp / (2 * tp + fp + fn + self.eps)
+        return 1 - f1.mean()
+
+
+def build_loss(cfg: LossConfig, n_classes: int) -> nn.Module:
+    """The loss ``loss.name`` names: ``ce`` (with ``loss.label_smoothing``), ``mse`` or ``soft_f1``.
+
+    ``loss.activation_reg`` is not part of it: the epoch loop adds it, since it needs the
+    hidden activations rather than the logits.
+    """
+    if cfg.name == "ce":
+        return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    if cfg.name == "mse":
+        return ProbabilityMSELoss(n_classes)
+    if cfg.name == "soft_f1":
+        return SoftF1Loss(n_classes)
+    raise ValueError(f"`loss.name` must be ce, mse or soft_f1, got {cfg.name!r}")
