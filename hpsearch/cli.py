@@ -22,12 +22,13 @@ _SERVER_HELP = "hpsearch service URL (default: $HPSEARCH_SERVER, else http://127
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from hpsearch.dashboard import start_dashboard
     from hpsearch.storage import open_storage, redact, resolve_storage_url
 
     url = resolve_storage_url(args.storage)
     os.environ["HPSEARCH_STORAGE"] = url  # the app's settings read it (service imports hpsearch, not back)
     if not args.no_dashboard:
+        from hpsearch.dashboard import start_dashboard
+
         open_storage(url)  # create the tables before two servers race to
         dashboard = start_dashboard(url, host=args.host, port=args.dashboard_port)
         print(f"dashboard: {dashboard.url}", flush=True)

@@ -16,6 +16,7 @@ __all__ = [
     "TrialNotRunning",
     "StorageUnavailable",
     "TrainingDiverged",
+    "UsageError",
 ]
 
 
@@ -53,3 +54,7 @@ class StorageUnavailable(HpsearchError):
 
 class TrainingDiverged(HpsearchError, ArithmeticError):
     """Training produced a non-finite loss; the trial fails with this reason."""
+
+
+class UsageError(HpsearchError, ValueError):
+    """A command-line option or argument has a value hpsearch cannot use."""

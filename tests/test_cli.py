@@ -67,6 +67,18 @@ def test_status_and_best_read_the_database_directly(sqlite_url):
     assert "0.9300" in shown.stdout and "model.width" in shown.stdout
 
 
+def _wait_json(url, proc, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return json.load(r)
+        except OSError:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, f"{url} did not answer"
+            time.sleep(0.3)
+
+
 @pytest.mark.slow
 def test_serve_starts_the_dashboard_over_the_same_database(sqlite_url, free_port, tmp_path):
     storage = open_storage(sqlite_url)
@@ -82,20 +94,11 @@ def test_serve_starts_the_dashboard_over_the_same_database(sqlite_url, free_port
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{dash_port}/api/studies", timeout=5) as r:
-                    listing = json.load(r)
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.3)
-        assert [s["study_name"] for s in listing["studies"]] == ["dash"]
+        listing = _wait_json(f"http://127.0.0.1:{dash_port}/api/studies", proc)
+        assert [s["study_name"] for s in listing["study_summaries"]] == ["dash"]
         with urllib.request.urlopen(f"http://127.0.0.1:{dash_port}/dashboard", timeout=5) as r:
             assert r.status == 200
-        with urllib.request.urlopen(f"http://127.0.0.1:{free_port}/studies/dash", timeout=5) as r:
-            assert json.load(r)["name"] == "dash"
+        assert _wait_json(f"http://127.0.0.1:{free_port}/studies/dash", proc)["name"] == "dash"
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -225,6 +225,7 @@ def test_the_image_copies_everything_the_install_needs() -> None:
     needed |= {
         p.name
         for p in REPO.iterdir()
-        if p.is_dir() and any(fnmatch.fnmatch(p.name, pattern) for pattern in include)
+        if (p / "__init__.py").exists()  # packages, not build leftovers like *.egg-info
+        and any(fnmatch.fnmatch(p.name, pattern) for pattern in include)
     }
     assert "." in copied or needed <= copied, f"not copied into the image: {needed - copied}"

@@ -1,8 +1,8 @@
 """Optimizer and learning-rate schedule from the ``optim.*`` and ``sched.*`` knobs.
 
-The optimizer comes from timm's registry (``create_optimizer_v2``); cosine, step and constant
-schedules from ``create_scheduler_v2``; one-cycle is torch's ``OneCycleLR``; flat-then-cosine
-is torch's ``ConstantLR`` then ``CosineAnnealingLR``. Every schedule is stepped after each
+The optimizer comes from timm's registry (``create_optimizer_v2``); cosine and step schedules
+from ``create_scheduler_v2``; constant is torch's identity ``ConstantLR``; one-cycle is torch's
+``OneCycleLR``; flat-then-cosine is torch's ``ConstantLR`` then ``CosineAnnealingLR``. Every schedule is stepped after each
 optimizer update and spans the whole run (``epochs * updates_per_epoch`` updates), so even a
 short trial sees the full shape of its schedule.
 """
@@ -85,7 +85,9 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
 class LrSchedule:
     """Sets the learning rate after every optimizer update, whichever library built the schedule."""
 
-    def __init__(self, scheduler: TimmScheduler | LRScheduler) -> None:
+    def __init__(self, scheduler: TimmScheduler | LRScheduler | None) -> None:
+        if scheduler is None:  # timm returns None for a name its version does not know
+            raise ValueError("the installed timm does not provide this schedule; upgrade timm")
         self.scheduler = scheduler
 
     def step(self, num_updates: int) -> None:
@@ -115,7 +117,8 @@ def build_schedule(
         "updates_per_epoch": updates_per_epoch,
     }
     if name == "constant":
-        return LrSchedule(create_scheduler_v2(optimizer, "constant", **timm_kwargs)[0])
+        # torch's identity schedule: timm's "constant" only exists from timm 1.0.30 on.
+        return LrSchedule(ConstantLR(optimizer, factor=1.0, total_iters=0))
     if name == "cosine":
         return LrSchedule(create_scheduler_v2(optimizer, "cosine", min_lr=0.0, **timm_kwargs)[0])
     if name == "step":

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+from hpsearch.errors import UsageError
 from hpsearch.worker.loop import run_worker
 
 __all__ = ["parse_gpus", "run_workers"]
@@ -30,11 +31,11 @@ def parse_gpus(value: str) -> list[str]:
     if value in ("auto", "all"):
         count = _visible_gpu_count()
         if value == "all" and count == 0:
-            raise ValueError("--gpus all: no CUDA GPU is visible; use --gpus none for a CPU worker")
+            raise UsageError("--gpus all: no CUDA GPU is visible; use --gpus none for a CPU worker")
         return [str(i) for i in range(count)]
     indices = [part.strip() for part in value.split(",") if part.strip()]
     if not indices or not all(i.isdigit() for i in indices):
-        raise ValueError(f"--gpus takes auto, all, none or indices like 0,1; got {value!r}")
+        raise UsageError(f"--gpus takes auto, all, none or indices like 0,1; got {value!r}")
     return indices
 
 
@@ -44,7 +45,7 @@ def _physical(index: str) -> str:
     if not visible:
         return index
     if int(index) >= len(visible):
-        raise ValueError(f"--gpus {index}: only {len(visible)} GPU(s) are visible ({','.join(visible)})")
+        raise UsageError(f"--gpus {index}: only {len(visible)} GPU(s) are visible ({','.join(visible)})")
     return visible[int(index)]
 
 

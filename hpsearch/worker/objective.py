@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from hpsearch.errors import UsageError
 from hpsearch.studies import StudySpec
 
 __all__ = ["Objective", "Report", "load_objective", "builtin_objective"]
@@ -17,17 +18,17 @@ Objective = Callable[[dict[str, Any], Report], float]
 
 
 def load_objective(ref: str) -> Objective:
-    """Import ``package.module:function``; raises ``ValueError`` saying what is wrong."""
+    """Import ``package.module:function``; raises :class:`UsageError` saying what is wrong."""
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"--objective must look like package.module:function, got {ref!r}")
+        raise UsageError(f"--objective must look like package.module:function, got {ref!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(f"cannot import {module_name!r} for --objective {ref!r}: {e}") from e
+        raise UsageError(f"cannot import {module_name!r} for --objective {ref!r}: {e}") from e
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise ValueError(f"{module_name!r} has no function {attr!r} (from --objective {ref!r})")
+        raise UsageError(f"{module_name!r} has no function {attr!r} (from --objective {ref!r})")
     return fn
 
 
