@@ -15,6 +15,12 @@ def quadratic(config: dict, report) -> float:
     return value
 
 
+def steady(config: dict, report) -> float:
+    """`quadratic` after 0.6 s, so that several workers overlap."""
+    time.sleep(0.6)
+    return quadratic(config, report)
+
+
 def slow(config: dict, report) -> float:
     """One step every 0.2 s for up to 100 steps, so a test can act on a running trial."""
     for step in range(1, 101):
@@ -29,3 +35,16 @@ def failing(config: dict, report) -> float:
         raise RuntimeError(f"width {config['model.width']} does not fit")
     report(1.0, 1)
     return 1.0
+
+
+_calls = 0
+
+
+def worsening(config: dict, report) -> float:
+    """Each call in this process scores lower than the one before: a pruner must cut the later ones."""
+    global _calls
+    _calls += 1
+    value = 100.0 - _calls
+    for step in range(1, 6):
+        report(value, step)
+    return value

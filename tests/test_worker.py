@@ -42,7 +42,7 @@ def _worker_process(storage_url, *args):
 
 
 def test_a_worker_runs_exactly_the_budget(storage_url):
-    _create(storage_url, trials=6, fixed={"optim.name": "sgd"})
+    _create(storage_url, trials=6, fixed={"optim.name": "sgd"}, pruner="none")
     ran = run_worker(storage_url, study="w", objective="objectives:quadratic")
     assert ran == 6
     trials = _trials(storage_url)
@@ -70,19 +70,28 @@ def test_without_a_study_name_a_worker_serves_every_open_study(storage_url):
 
 def test_two_worker_processes_share_one_study_exactly(storage_url):
     _create(storage_url, trials=16)
-    workers = [_worker_process(storage_url, "--study", "w", "--objective", "objectives:quadratic") for _ in range(2)]
+    workers = [_worker_process(storage_url, "--study", "w", "--objective", "objectives:steady") for _ in range(2)]
     outputs = [w.communicate(timeout=120)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     trials = _trials(storage_url)
     assert len(trials) == 16  # no overshoot: not one extra trial was even created
     assert sorted(t.number for t in trials) == list(range(16))
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    assert any(t.state == TrialState.PRUNED for t in trials), "the default median pruner prunes"
     # No duplicate work: two seeded workers do not draw the same configs.
     configs = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(configs)) == len(configs)
     # Both processes did work.
     assert len({t.user_attrs["worker"] for t in trials}) == 2, outputs
+
+
+def test_the_pruner_of_the_spec_stops_bad_trials_early(storage_url):
+    pruner = {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0}
+    _create(storage_url, trials=4, pruner=pruner)
+    run_worker(storage_url, study="w", objective="objectives:worsening")
+    trials = _trials(storage_url)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] + [TrialState.PRUNED] * 3
+    assert all(list(t.intermediate_values) == [1] for t in trials[1:])  # cut after the first step
+    assert studies.study_status(open_storage(storage_url), "w").done
 
 
 def test_config_failures_are_recorded_and_do_not_stop_the_worker(storage_url):
