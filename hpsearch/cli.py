@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hpsearch import __version__
+from hpsearch.display import format_config, print_rows, status_rows
 from hpsearch.errors import HpsearchError
 
 __all__ = ["main", "build_parser"]
@@ -25,7 +26,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from hpsearch.storage import open_storage, redact, resolve_storage_url
 
     url = resolve_storage_url(args.storage)
-    os.environ["HPSEARCH_STORAGE"] = url  # the app's settings read it (service imports hpsearch, not back)
+    os.environ["HPSEARCH_STORAGE"] = (
+        url  # the app's settings read it (service imports hpsearch, not back)
+    )
     if not args.no_dashboard:
         from hpsearch.dashboard import start_dashboard
 
@@ -34,7 +37,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"dashboard: {dashboard.url}", flush=True)
     shown = "127.0.0.1" if args.host == "0.0.0.0" else args.host
     print(f"API: http://{shown}:{args.port} (docs at /docs) over {redact(url)}", flush=True)
-    uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        "service.app:create_app", factory=True, host=args.host, port=args.port, log_level="warning"
+    )
     return 0
 
 
@@ -55,7 +60,15 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 def _cmd_worker(args: argparse.Namespace) -> int:
     from hpsearch.worker.gpus import run_workers
 
-    return run_workers(args)
+    return run_workers(
+        args.storage,
+        gpus=args.gpus,
+        study=args.study,
+        objective=args.objective,
+        wait=args.wait,
+        threads=args.threads,
+        max_trials=args.max_trials,
+    )
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
@@ -64,31 +77,19 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     spec = read_spec_file(args.spec)
     if args.name:
         spec["name"] = args.name
+    space = spec.get("space")
+    if isinstance(space, str) and space.endswith((".yaml", ".yml")):
+        # A space file on this machine: send it inline, the service reads no client paths.
+        from pathlib import Path
+
+        from hpsearch.spaces import load_space
+
+        path = Path(args.spec).parent / space
+        spec["space"] = load_space(path).model_dump(mode="json")
     with Client(args.server) as client:
         created = client.create_study(spec)
     print(created["name"])
     return 0
-
-
-def _status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
-    counts = status["counts"]
-    budget = status["budget_trials"]
-    best = "-" if status["best_value"] is None else f"{status['best_value']:.4f} (trial {status['best_trial']})"
-    return [
-        ("study", status["name"]),
-        ("space", f"{status['space']}  strategy={status['strategy']}  pruner={status['pruner']}"),
-        ("finished", f"{status['finished']}" + (f" of {budget}" if budget else "")),
-        ("states", "  ".join(f"{k}={v}" for k, v in counts.items() if v)),
-        (f"best {status['metric']}", best),
-        ("elapsed", f"{status['elapsed_seconds']:.0f} s"),
-        ("done", status["done_reason"] or "no"),
-    ]
-
-
-def _print_rows(rows: Sequence[tuple[str, str]]) -> None:
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
 
 
 def _reader(args: argparse.Namespace) -> Any:
@@ -123,7 +124,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(status, indent=2))
         else:
-            _print_rows(_status_rows(status))
+            print_rows(status_rows(status))
         return 0
     listing = reader.list_studies()
     if args.json:
@@ -137,19 +138,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
         budget = f"/{s['budget_trials']}" if s["budget_trials"] else ""
         best = "-" if s["best_value"] is None else f"{s['best_value']:.4f}"
         state = "done" if s["done"] else "open"
-        print(f"{s['name']:<36} {str(s['finished']) + budget:>10} {s['counts']['running']:>8} {best:>10}  {state}")
+        print(
+            f"{s['name']:<36} {str(s['finished']) + budget:>10} "
+            f"{s['counts']['running']:>8} {best:>10}  {state}"
+        )
     return 0
-
-
-def format_config(config: dict[str, Any]) -> list[str]:
-    """Lines ``name  value`` for a resolved config, aligned."""
-    width = max((len(k) for k in config), default=0)
-    lines = []
-    for key in sorted(config):
-        value = config[key]
-        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-        lines.append(f"  {key:<{width}}  {shown}")
-    return lines
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
@@ -168,7 +161,10 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
     if not args.name:
         for name in list_spaces():
             space = load_space(name)
-            print(f"{name:<10} {space.task:<24} {len(space.params):>3} parameters  {space.description}")
+            print(
+                f"{name:<10} {space.task:<24} {len(space.params):>3} parameters  "
+                f"{space.description}"
+            )
         return 0
     space = load_space(args.name)
     if args.json:
@@ -184,7 +180,11 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
                 domain = "|".join(str(c) for c in p.choices or [])
             else:
                 domain = f"{p.low}..{p.high}" + (" log" if p.log else "")
-            when = "" if not p.when else "  when " + ", ".join(f"{k} in {v}" for k, v in p.when.items())
+            when = (
+                ""
+                if not p.when
+                else "  when " + ", ".join(f"{k} in {v}" for k, v in p.when.items())
+            )
             print(f"  {tier:<6} {name:<24} {domain:<40} default {p.default}{when}")
     return 0
 
@@ -226,21 +226,32 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--storage", help=_STORAGE_HELP)
-    p.add_argument("--port", type=int, default=8000, help="API port (default 8000; another free one if taken)")
+    p.add_argument(
+        "--port", type=int, default=8000, help="API port (default 8000; another free one if taken)"
+    )
     p.add_argument("--dashboard-port", type=int, default=8080, help="dashboard port (default 8080)")
     p.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
     p.add_argument("--trials", type=int, default=40, help="trial budget (default 40)")
     p.add_argument("--epochs", type=int, default=15, help="epochs per trial (default 15)")
-    p.add_argument("--exit-when-done", action="store_true", help="stop the service when the study is done")
+    p.add_argument(
+        "--exit-when-done", action="store_true", help="stop the service when the study is done"
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = verbs.add_parser(
         "serve",
         help="run the REST service (and the dashboard on its own port)",
-        description="Serve the REST API (OpenAPI docs at /docs) and optuna-dashboard over the study database.",
+        description=(
+            "Serve the REST API (OpenAPI docs at /docs) and optuna-dashboard over the study "
+            "database."
+        ),
     )
     p.add_argument("--storage", help=_STORAGE_HELP)
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)",
+    )
     p.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
     p.add_argument("--dashboard-port", type=int, default=8080, help="dashboard port (default 8080)")
     p.add_argument("--no-dashboard", action="store_true", help="serve the API only")
@@ -261,21 +272,34 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--storage", help=_STORAGE_HELP)
-    p.add_argument("--study", help="serve only this study (default: every open study, neediest first)")
+    p.add_argument(
+        "--study", help="serve only this study (default: every open study, neediest first)"
+    )
     p.add_argument(
         "--gpus",
         default="auto",
         help="auto (every GPU if there are any, else CPU), all, none (CPU), or indices like 0,1: "
         "one worker process per GPU, each seeing only its own",
     )
-    p.add_argument("--objective", help="your own training function, package.module:function(config, report) -> metric")
-    p.add_argument("--wait", action="store_true", help="when no study has budget left, wait for new ones instead of exiting")
-    p.add_argument("--threads", type=int, help="torch CPU threads per worker (default: torch's choice)")
+    p.add_argument(
+        "--objective",
+        help="your own training function, package.module:function(config, report) -> metric",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="when no study has budget left, wait for new ones instead of exiting",
+    )
+    p.add_argument(
+        "--threads", type=int, help="torch CPU threads per worker (default: torch's choice)"
+    )
     p.add_argument("--max-trials", type=int, help="exit after running this many trials")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     p.set_defaults(func=_cmd_worker)
 
-    p = verbs.add_parser("submit", help="submit a study spec (YAML) to the service; prints the study's name")
+    p = verbs.add_parser(
+        "submit", help="submit a study spec (YAML) to the service; prints the study's name"
+    )
     p.add_argument("spec", help="study spec file (YAML or JSON)")
     p.add_argument("--name", help="study name (overrides the file's)")
     p.add_argument("--server", help=_SERVER_HELP)
@@ -284,18 +308,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("status", help="list studies, or show one study's progress")
     p.add_argument("name", nargs="?", help="study name (default: list every study)")
     p.add_argument("--server", help=_SERVER_HELP)
-    p.add_argument("--storage", help="read this study database directly instead of asking a service")
+    p.add_argument(
+        "--storage", help="read this study database directly instead of asking a service"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_status)
 
     p = verbs.add_parser("best", help="print a study's best trial and its full config")
     p.add_argument("name", help="study name")
     p.add_argument("--server", help=_SERVER_HELP)
-    p.add_argument("--storage", help="read this study database directly instead of asking a service")
+    p.add_argument(
+        "--storage", help="read this study database directly instead of asking a service"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_best)
 
-    p = verbs.add_parser("spaces", help="list the bundled search spaces, or show one with its tiers")
+    p = verbs.add_parser(
+        "spaces", help="list the bundled search spaces, or show one with its tiers"
+    )
     p.add_argument("name", nargs="?", help="space name or YAML path")
     p.add_argument("--json", action="store_true", help="print the space as JSON")
     p.set_defaults(func=_cmd_spaces)

@@ -37,13 +37,17 @@ class DashboardServer:
         self._thread.join()
 
 
-def start_dashboard(storage_url: str | None, *, host: str = "127.0.0.1", port: int = 8080) -> DashboardServer:
+def start_dashboard(
+    storage_url: str | None, *, host: str = "127.0.0.1", port: int = 8080
+) -> DashboardServer:
     """Serve optuna-dashboard over the study database in a background thread.
 
     Raises ``OSError`` when the port is taken.
     """
     app = optuna_dashboard.wsgi(open_storage(storage_url))
-    server = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    server = make_server(
+        host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+    )
     thread = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
     thread.start()
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host

@@ -13,10 +13,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hpsearch.client import Client, ServiceUnreachable
+from hpsearch.display import format_config, progress_line
 from hpsearch.errors import HpsearchError
 from hpsearch.storage import resolve_storage_url
 
@@ -54,6 +56,10 @@ class _Processes:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.children: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        self._cleanups: list[Callable[[], None]] = []
+
+    def on_stop(self, cleanup: Callable[[], None]) -> None:
+        self._cleanups.append(cleanup)
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log_path = self.log_dir / f"{name}.log"
@@ -71,6 +77,8 @@ class _Processes:
         return ""
 
     def stop(self) -> None:
+        for cleanup in self._cleanups:
+            cleanup()
         for _name, proc, _log in self.children:
             if proc.poll() is None:
                 proc.terminate()
@@ -91,30 +99,20 @@ def _wait_for_service(client: Client, procs: _Processes, serve: subprocess.Popen
             return
         except ServiceUnreachable:
             if time.monotonic() > deadline:
-                raise HpsearchError(f"the service did not answer in 60 s:\n{procs.tail('serve')}") from None
+                raise HpsearchError(
+                    f"the service did not answer in 60 s:\n{procs.tail('serve')}"
+                ) from None
             time.sleep(0.3)
 
 
-def _progress_line(status: dict[str, Any]) -> str:
-    total = status["budget_trials"] or 0
-    done = status["finished"]
-    width = 30
-    filled = int(width * done / total) if total else 0
-    counts = status["counts"]
-    best = "-" if status["best_value"] is None else f"{status['best_value']:.4f} (trial {status['best_trial']})"
-    return (
-        f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} finished "
-        f"({counts['pruned']} pruned, {counts['running']} running, {counts['fail']} failed)  "
-        f"best {status['metric']} {best}  {status['elapsed_seconds']:.0f} s"
-    )
-
-
-def _show_progress(client: Client, name: str, procs: _Processes, workers: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
+def _show_progress(
+    client: Client, name: str, procs: _Processes, workers: list[subprocess.Popen[bytes]]
+) -> dict[str, Any]:
     interactive = sys.stdout.isatty()
     last_print = 0.0
     while True:
         status = client.study(name)
-        line = _progress_line(status)
+        line = progress_line(status)
         now = time.monotonic()
         if interactive:
             print(f"\r{line}", end="", flush=True)
@@ -145,8 +143,6 @@ def run_demo(
     keep_serving: bool,
 ) -> int:
     """Run the demo end to end; returns the exit status."""
-    from hpsearch.cli import format_config
-
     if workers < 1 or trials < 1 or epochs < 1:
         raise HpsearchError("--workers, --trials and --epochs must be at least 1")
     url = resolve_storage_url(storage)
@@ -159,16 +155,37 @@ def run_demo(
     started = time.monotonic()
     try:
         serve = procs.start(
-            "serve", "serve", "--storage", url, "--port", str(api_port), "--dashboard-port", str(dash_port)
+            "serve",
+            "serve",
+            "--storage",
+            url,
+            "--port",
+            str(api_port),
+            "--dashboard-port",
+            str(dash_port),
         )
         client = Client(f"http://127.0.0.1:{api_port}")
+        procs.on_stop(client.close)
         _wait_for_service(client, procs, serve)
         spec = demo_spec(trials=trials, epochs=epochs)
         name = client.create_study(spec)["name"]
-        print(f"study {name}: {trials} trials of up to {epochs} epochs on digits, {workers} workers")
+        print(
+            f"study {name}: {trials} trials of up to {epochs} epochs on digits, {workers} workers"
+        )
         print(f"storage {url}; logs in {log_dir}")
         worker_procs = [
-            procs.start(f"worker-{i + 1}", "worker", "--storage", url, "--study", name, "--gpus", "none", "--threads", "1")
+            procs.start(
+                f"worker-{i + 1}",
+                "worker",
+                "--storage",
+                url,
+                "--study",
+                name,
+                "--gpus",
+                "none",
+                "--threads",
+                "1",
+            )
             for i in range(workers)
         ]
         status = _show_progress(client, name, procs, worker_procs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "HpsearchError",
     "SpaceError",
+    "SpaceNotFound",
     "SpecError",
     "StudyNotFound",
     "StudyExists",
@@ -26,6 +27,10 @@ class HpsearchError(Exception):
 
 class SpaceError(HpsearchError, ValueError):
     """A search space (a YAML file or a dict) is malformed."""
+
+
+class SpaceNotFound(SpaceError, LookupError):
+    """No bundled search space of that name."""
 
 
 class SpecError(HpsearchError, ValueError):

@@ -66,18 +66,21 @@ def _on_sqlite_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
     cursor.close()
 
 
-@functools.cache
 def open_storage(url: str | None = None) -> optuna.storages.RDBStorage:
     """Open (and create if needed) the study database at ``url``, with worker heartbeats on.
 
     One storage object per URL and process: callers share its connection pool. Raises
     :class:`StorageUnavailable` with the URL (password hidden) when it cannot be reached.
     """
-    url = resolve_storage_url(url)
+    return _open_storage(resolve_storage_url(url))
+
+
+@functools.cache
+def _open_storage(url: str) -> optuna.storages.RDBStorage:
     try:
         backend = make_url(url).get_backend_name()
     except Exception as e:
-        raise StorageUnavailable(f"not a database URL: {url!r} ({e})") from e
+        raise StorageUnavailable(f"not a database URL: {redact(url)!r}") from e
     if backend not in ("sqlite", "postgresql"):
         raise StorageUnavailable(
             f"unsupported storage {redact(url)!r}: use sqlite:///FILE or postgresql://..."
@@ -104,7 +107,9 @@ def open_storage(url: str | None = None) -> optuna.storages.RDBStorage:
     return storage
 
 
-def count_trials_by_state(storage: optuna.storages.RDBStorage, study_id: int) -> dict[TrialState, int]:
+def count_trials_by_state(
+    storage: optuna.storages.RDBStorage, study_id: int
+) -> dict[TrialState, int]:
     """How many trials of the study are in each state, in one SQL query (no trial is loaded)."""
     query = sqlalchemy.text(
         "SELECT state, COUNT(*) FROM trials WHERE study_id = :study_id GROUP BY state"
@@ -152,7 +157,8 @@ def study_lock(storage: optuna.storages.RDBStorage, study_id: int) -> Iterator[N
     """
     url = storage.engine.url
     if url.get_backend_name() == "postgresql":
-        key = int.from_bytes(hashlib.blake2b(f"hpsearch:{study_id}".encode(), digest_size=8).digest(), "big", signed=True)
+        digest = hashlib.blake2b(f"hpsearch:{study_id}".encode(), digest_size=8).digest()
+        key = int.from_bytes(digest, "big", signed=True)
         with storage.engine.connect() as conn, conn.begin():
             conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             yield

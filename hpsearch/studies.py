@@ -8,6 +8,7 @@ objective, the sampler and the pruner. Nothing about a study lives anywhere else
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import re
 import secrets
@@ -15,7 +16,15 @@ from typing import Any, Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hpsearch.errors import (
     SpaceError,
@@ -55,8 +64,11 @@ SPEC_ATTR = "hpsearch:spec"
 #: Trial user attributes hpsearch writes.
 CONFIG_ATTR = "config"
 FAIL_REASON_ATTR = "fail_reason"
+PRUNE_REASON_ATTR = "prune_reason"
 PRUNE_REQUEST_ATTR = "prune_requested"
 WORKER_ATTR = "worker"
+
+log = logging.getLogger("hpsearch.studies")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -66,7 +78,7 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    trials: int | None = Field(default=50, ge=1, le=1_000_000)
+    trials: int | None = Field(default=None, ge=1, le=1_000_000)
     seconds: float | None = Field(default=None, gt=0)
     max_failures: int = Field(
         default=10, ge=0, description="Failed trials tolerated before the study stops."
@@ -96,7 +108,10 @@ class PrunerSpec(BaseModel):
             known = {"name", "args"}
             extra = {k: v for k, v in data.items() if k not in known}
             if extra:
-                return {"name": data.get("name", "median"), "args": {**data.get("args", {}), **extra}}
+                return {
+                    "name": data.get("name", "median"),
+                    "args": {**data.get("args", {}), **extra},
+                }
         return data
 
     @field_validator("name")
@@ -120,12 +135,14 @@ class StudySpec(BaseModel):
     task: TaskSpec = Field(default_factory=TaskSpec)
     metric: str = "val_accuracy"
     direction: Literal["maximize", "minimize"] | None = None
-    budget: Budget = Field(default_factory=Budget)
+    budget: Budget = Field(default_factory=lambda: Budget(trials=50))
     strategy: str = "impact"
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     fixed: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
-    created_at: str | None = Field(default=None, description="Set when the study is created.")
+    created_at: AwareDatetime | None = Field(
+        default=None, description="Set by hpsearch when the study is created; not an input."
+    )
 
     @field_validator("name")
     @classmethod
@@ -141,7 +158,9 @@ class StudySpec(BaseModel):
     @classmethod
     def _known_strategy(cls, strategy: str) -> str:
         if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+            raise ValueError(
+                f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}"
+            )
         return strategy
 
     @field_validator("metric")
@@ -166,26 +185,33 @@ def _validation_message(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def resolve_spec(spec: StudySpec | dict[str, Any]) -> StudySpec:
+def resolve_spec(spec: StudySpec | dict[str, Any], *, allow_space_paths: bool = True) -> StudySpec:
     """Validate a spec against its space and fill every default; raises :class:`SpecError`.
 
     The result is self-contained (the space inline, the task family, the direction, the name),
-    which is what is stored with the study.
+    which is what is stored with the study. ``allow_space_paths=False`` refuses a space given
+    as a file path (the service must not read files named by its clients).
     """
     if not isinstance(spec, StudySpec):
         try:
             spec = StudySpec.model_validate(spec)
         except ValidationError as e:
             raise SpecError(f"invalid study spec: {_validation_message(e)}") from e
+    if spec.created_at is not None:
+        raise SpecError("created_at is set by hpsearch when the study is created; leave it out")
     try:
-        space = spec.space if isinstance(spec.space, SearchSpace) else load_space(spec.space)
+        if isinstance(spec.space, SearchSpace):
+            space = spec.space
+        else:
+            space = load_space(spec.space, allow_paths=allow_space_paths)
         fixed = space.check_fixed(spec.fixed)
     except SpaceError as e:
         raise SpecError(str(e)) from e
     family = spec.task.family or space.task
     if family != space.task:
         raise SpecError(
-            f"task.family {family!r} does not match space {space.name!r}, which is for {space.task!r}"
+            f"task.family {family!r} does not match space {space.name!r}, "
+            f"which is for {space.task!r}"
         )
     if family not in TASK_FAMILIES:
         raise SpecError(f"unknown task family {family!r}; known: {', '.join(TASK_FAMILIES)}")
@@ -214,7 +240,7 @@ def resolve_spec(spec: StudySpec | dict[str, Any]) -> StudySpec:
             "task": spec.task.model_copy(update={"family": family}),
             "direction": direction,
             "fixed": fixed,
-            "created_at": spec.created_at or now.isoformat(),
+            "created_at": now,
         }
     )
 
@@ -226,16 +252,19 @@ def _study_id(storage: optuna.storages.BaseStorage, name: str) -> int:
         raise StudyNotFound(f"no study named {name!r}") from e
 
 
-def create_study(storage: optuna.storages.BaseStorage, spec: StudySpec | dict[str, Any]) -> StudySpec:
+def create_study(
+    storage: optuna.storages.BaseStorage,
+    spec: StudySpec | dict[str, Any],
+    *,
+    allow_space_paths: bool = True,
+) -> StudySpec:
     """Validate ``spec`` and create its study, with the resolved spec stored alongside.
 
     Raises :class:`SpecError` before anything is written, :class:`StudyExists` on a name clash.
     """
-    spec = resolve_spec(spec)
+    spec = resolve_spec(spec, allow_space_paths=allow_space_paths)
     try:
-        study = optuna.create_study(
-            storage=storage, study_name=spec.name, direction=spec.direction
-        )
+        study = optuna.create_study(storage=storage, study_name=spec.name, direction=spec.direction)
     except optuna.exceptions.DuplicatedStudyError as e:
         raise StudyExists(f"a study named {spec.name!r} already exists; pick another name") from e
     study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
@@ -283,7 +312,7 @@ class StudyStatus(BaseModel):
     elapsed_seconds: float
     best_value: float | None
     best_trial: int | None
-    created_at: str | None
+    created_at: dt.datetime | None
     done: bool
     done_reason: str | None
 
@@ -291,8 +320,7 @@ class StudyStatus(BaseModel):
 def _elapsed(spec: StudySpec) -> float:
     if not spec.created_at:
         return 0.0
-    start = dt.datetime.fromisoformat(spec.created_at)
-    return (dt.datetime.now(dt.timezone.utc) - start).total_seconds()
+    return (dt.datetime.now(dt.timezone.utc) - spec.created_at).total_seconds()
 
 
 def done_reason(spec: StudySpec, counts: dict[TrialState, int]) -> str | None:
@@ -323,10 +351,11 @@ def study_status(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
     spec = load_spec(storage, name)
     counts = count_trials_by_state(storage, study_id)
     best = _best(storage, study_id)
+    reason = done_reason(spec, counts)
     return StudyStatus(
         name=name,
         space=spec.search_space.name,
-        direction=spec.direction or "maximize",
+        direction=spec.direction,
         metric=spec.metric,
         strategy=spec.strategy,
         pruner=spec.pruner.name,
@@ -338,8 +367,8 @@ def study_status(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
         best_value=best.value if best else None,
         best_trial=best.number if best else None,
         created_at=spec.created_at,
-        done=done_reason(spec, counts) is not None,
-        done_reason=done_reason(spec, counts),
+        done=reason is not None,
+        done_reason=reason,
     )
 
 
@@ -352,6 +381,8 @@ def list_studies(storage: optuna.storages.RDBStorage) -> list[StudyStatus]:
             statuses.append(study_status(storage, name))
         except StudyNotFound:  # a plain Optuna study sharing the database, or just deleted
             continue
+        except ValidationError as e:  # a spec that this version cannot read: skip, say so
+            log.warning("study %r has an unreadable spec, skipped: %s", name, e)
     return statuses
 
 
@@ -368,6 +399,7 @@ class TrialRecord(BaseModel):
     datetime_complete: dt.datetime | None
     duration_seconds: float | None
     fail_reason: str | None
+    prune_reason: str | None
     worker: str | None
 
 
@@ -383,11 +415,14 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
         value=value,
         config=trial.user_attrs.get(CONFIG_ATTR, dict(trial.params)),
         params=dict(trial.params),
-        intermediate_values={k: v for k, v in trial.intermediate_values.items() if math.isfinite(v)},
+        intermediate_values={
+            k: v for k, v in trial.intermediate_values.items() if math.isfinite(v)
+        },
         datetime_start=trial.datetime_start,
         datetime_complete=trial.datetime_complete,
         duration_seconds=duration,
         fail_reason=trial.user_attrs.get(FAIL_REASON_ATTR),
+        prune_reason=trial.user_attrs.get(PRUNE_REASON_ATTR),
         worker=trial.user_attrs.get(WORKER_ATTR),
     )
 
@@ -441,7 +476,12 @@ def _trial_id(storage: optuna.storages.BaseStorage, name: str, number: int) -> i
 
 
 def request_prune(storage: optuna.storages.BaseStorage, name: str, number: int) -> TrialRecord:
-    """Ask the worker running trial ``number`` to prune it at its next report."""
+    """Ask the worker running trial ``number`` to prune it at its next report.
+
+    The worker checks after each epoch's report: a request that arrives during the last epoch
+    comes too late, and the trial completes.
+    """
+    load_spec(storage, name)
     trial_id = _trial_id(storage, name, number)
     trial = storage.get_trial(trial_id)
     if trial.state != TrialState.RUNNING:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
+import sqlalchemy
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from hpsearch.errors import (
     HpsearchError,
     SpaceError,
+    SpaceNotFound,
     SpecError,
     StorageUnavailable,
     StudyExists,
@@ -18,8 +22,11 @@ from hpsearch.errors import (
 
 __all__ = ["install_error_handlers"]
 
+log = logging.getLogger("service")
+
 _STATUS: list[tuple[type[HpsearchError], int]] = [
     (StudyNotFound, 404),
+    (SpaceNotFound, 404),
     (TrialNotFound, 404),
     (StudyExists, 409),
     (TrialNotRunning, 409),
@@ -39,3 +46,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HpsearchError)
     async def _hpsearch_error(_request: Request, error: HpsearchError) -> JSONResponse:
         return JSONResponse(status_code=_status_of(error), content={"detail": str(error)})
+
+    @app.exception_handler(sqlalchemy.exc.DBAPIError)
+    async def _database_error(_request: Request, error: sqlalchemy.exc.DBAPIError) -> JSONResponse:
+        # Connection lost, server restarting, lock timeout: the request may succeed on retry.
+        log.warning("study database error: %s", error)
+        detail = "the study database is not answering right now; retry in a moment"
+        return JSONResponse(status_code=503, content={"detail": detail})

@@ -41,7 +41,7 @@ _calls = 0
 
 
 def worsening(config: dict, report) -> float:
-    """Each call in this process scores lower than the one before: a pruner must cut the later ones."""
+    """Each call in this process scores lower than the last: a pruner must cut the later ones."""
     global _calls
     _calls += 1
     value = 100.0 - _calls

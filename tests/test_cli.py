@@ -17,7 +17,9 @@ VERBS = ["demo", "serve", "dashboard", "worker", "submit", "status", "best", "sp
 
 
 def hpsearch(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "hpsearch", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "hpsearch", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -43,9 +45,13 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text("space: demo\n")
     down = hpsearch("submit", str(spec), "--server", "http://127.0.0.1:9")
-    assert down.returncode == 1 and "hpsearch serve" in down.stderr and "Traceback" not in down.stderr
+    assert (
+        down.returncode == 1 and "hpsearch serve" in down.stderr and "Traceback" not in down.stderr
+    )
     nostudy = hpsearch("best", "ghost", "--storage", f"sqlite:///{tmp_path}/x.db")
-    assert nostudy.returncode == 1 and "ghost" in nostudy.stderr and "Traceback" not in nostudy.stderr
+    assert (
+        nostudy.returncode == 1 and "ghost" in nostudy.stderr and "Traceback" not in nostudy.stderr
+    )
     badurl = hpsearch("status", "--storage", "mysql://x/y")
     assert badurl.returncode == 1 and "unsupported storage" in badurl.stderr
     badgpus = hpsearch("worker", "--gpus", "one", "--storage", f"sqlite:///{tmp_path}/x.db")
@@ -89,9 +95,21 @@ def test_serve_starts_the_dashboard_over_the_same_database(sqlite_url, free_port
         s.bind(("127.0.0.1", 0))
         dash_port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hpsearch", "serve", "--storage", sqlite_url, "--port", str(free_port),
-         "--dashboard-port", str(dash_port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "hpsearch",
+            "serve",
+            "--storage",
+            sqlite_url,
+            "--port",
+            str(free_port),
+            "--dashboard-port",
+            str(dash_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         listing = _wait_json(f"http://127.0.0.1:{dash_port}/api/studies", proc)
@@ -106,8 +124,21 @@ def test_serve_starts_the_dashboard_over_the_same_database(sqlite_url, free_port
 
 @pytest.mark.slow
 def test_demo_runs_a_study_to_the_end(tmp_path):
-    out = hpsearch("demo", "--storage", f"sqlite:///{tmp_path}/demo.db", "--trials", "6", "--epochs", "2",
-                   "--exit-when-done", "--port", "0", "--dashboard-port", "0", timeout=300)
+    out = hpsearch(
+        "demo",
+        "--storage",
+        f"sqlite:///{tmp_path}/demo.db",
+        "--trials",
+        "6",
+        "--epochs",
+        "2",
+        "--exit-when-done",
+        "--port",
+        "0",
+        "--dashboard-port",
+        "0",
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "6/6 finished" in out.stdout
     assert "best trial #" in out.stdout and "optim.lr" in out.stdout

@@ -128,7 +128,9 @@ def test_the_database_keeps_its_data_in_a_named_volume(compose: dict[str, Any]) 
 def test_the_worker_reserves_the_gpus(compose: dict[str, Any]) -> None:
     devices = compose["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert any(
-        "gpu" in d.get("capabilities", []) and d.get("driver") == "nvidia" and d.get("count") == "all"
+        "gpu" in d.get("capabilities", [])
+        and d.get("driver") == "nvidia"
+        and d.get("count") == "all"
         for d in devices
     ), devices
 

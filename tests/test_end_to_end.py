@@ -7,7 +7,6 @@ of the demo task on digits.
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 import time
@@ -26,7 +25,16 @@ def _hpsearch(*args, **kwargs):
 @pytest.fixture
 def service(storage_url, free_port, tmp_path):
     log = open(tmp_path / "serve.log", "wb")
-    proc = _hpsearch("serve", "--storage", storage_url, "--port", str(free_port), "--no-dashboard", stdout=log, stderr=subprocess.STDOUT)
+    proc = _hpsearch(
+        "serve",
+        "--storage",
+        storage_url,
+        "--port",
+        str(free_port),
+        "--no-dashboard",
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     client = Client(f"http://127.0.0.1:{free_port}")
     deadline = time.monotonic() + 60
     while True:
@@ -54,8 +62,20 @@ def test_two_workers_complete_a_20_trial_study_through_the_service(service, stor
     }
     assert service.create_study(spec)["name"] == "e2e"
     workers = [
-        _hpsearch("worker", "--storage", storage_url, "--study", "e2e", "--gpus", "none", "--threads", "1",
-                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        _hpsearch(
+            "worker",
+            "--storage",
+            storage_url,
+            "--study",
+            "e2e",
+            "--gpus",
+            "none",
+            "--threads",
+            "1",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [w.communicate(timeout=300)[0] for w in workers]
@@ -77,9 +97,15 @@ def test_two_workers_complete_a_20_trial_study_through_the_service(service, stor
     complete = [t for t in finished if t["state"] == "complete"]
     best = service.best("e2e")
     assert best["value"] == max(t["value"] for t in complete)
-    assert best["number"] in {t["number"] for t in complete if math.isclose(t["value"], best["value"])}
+    assert best["number"] in {
+        t["number"] for t in complete if math.isclose(t["value"], best["value"])
+    }
     assert best["value"] > 0.8, "the demo task learns digits in 5 epochs"
     # What `hpsearch best` prints comes from the same place.
-    out = subprocess.run([sys.executable, "-m", "hpsearch", "best", "e2e", "--server", service.server],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "hpsearch", "best", "e2e", "--server", service.server],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert f"#{best['number']}" in out and "optim.lr" in out

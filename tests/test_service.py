@@ -47,6 +47,9 @@ def test_errors_say_what_to_fix(api):
     assert api.post("/studies/api/trials/5/prune").status_code == 404
     assert api.get("/studies/api/trials", params={"state": "sleeping"}).status_code == 422
     assert api.get("/spaces/ghost").status_code == 404
+    assert api.get("/spaces/demo.yaml").status_code == 404  # names only, never server paths
+    by_path = api.post("/studies", json={**SPEC, "name": "z", "space": "/etc/hosts.yaml"})
+    assert by_path.status_code == 422 and "inline" in by_path.json()["detail"]
 
 
 def test_trials_best_and_prune(api, storage_url):

@@ -13,9 +13,30 @@ SPACE = SearchSpace.model_validate(
         "name": "toy",
         "task": "tabular_classification",
         "params": {
-            "lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True, "default": 1e-2, "impact": "high", "checklist": "Learining Rate (LR)"},
-            "depth": {"type": "int", "low": 1, "high": 8, "default": 2, "impact": "medium", "checklist": "Num of layers (depth)"},
-            "act": {"type": "categorical", "choices": ["relu", "gelu", "silu"], "default": "relu", "impact": "low", "checklist": "Nonlinearity (act fn)"},
+            "lr": {
+                "type": "float",
+                "low": 1e-4,
+                "high": 1.0,
+                "log": True,
+                "default": 1e-2,
+                "impact": "high",
+                "checklist": "Learining Rate (LR)",
+            },
+            "depth": {
+                "type": "int",
+                "low": 1,
+                "high": 8,
+                "default": 2,
+                "impact": "medium",
+                "checklist": "Num of layers (depth)",
+            },
+            "act": {
+                "type": "categorical",
+                "choices": ["relu", "gelu", "silu"],
+                "default": "relu",
+                "impact": "low",
+                "checklist": "Nonlinearity (act fn)",
+            },
         },
     }
 )
@@ -53,7 +74,9 @@ def test_impact_sampler_leaves_parameters_outside_the_space_to_its_inner_sampler
 
 def test_impact_sampler_on_a_bundled_space_respects_conditions():
     space = load_space("demo")
-    study = optuna.create_study(sampler=ImpactSampler(space, seed=1, n_trials=30), direction="maximize")
+    study = optuna.create_study(
+        sampler=ImpactSampler(space, seed=1, n_trials=30), direction="maximize"
+    )
     for _ in range(30):
         trial = study.ask()
         config = suggest_config(trial, space)
@@ -61,9 +84,16 @@ def test_impact_sampler_on_a_bundled_space_respects_conditions():
         study.tell(trial, config["optim.lr"])
 
 
-@pytest.mark.parametrize("strategy, cls", [("impact", ImpactSampler), ("tpe", optuna.samplers.TPESampler),
-                                            ("random", optuna.samplers.RandomSampler), ("gp", optuna.samplers.GPSampler),
-                                            ("cmaes", optuna.samplers.CmaEsSampler)])
+@pytest.mark.parametrize(
+    "strategy, cls",
+    [
+        ("impact", ImpactSampler),
+        ("tpe", optuna.samplers.TPESampler),
+        ("random", optuna.samplers.RandomSampler),
+        ("gp", optuna.samplers.GPSampler),
+        ("cmaes", optuna.samplers.CmaEsSampler),
+    ],
+)
 def test_make_sampler(strategy, cls):
     assert isinstance(make_sampler(strategy, SPACE, seed=0, n_trials=10), cls)
 
@@ -72,7 +102,9 @@ def test_make_pruner_uses_epochs_as_the_resource():
     hyperband = make_pruner("hyperband", epochs=27)
     assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
     assert hyperband._max_resource == 27
-    assert isinstance(make_pruner("median", epochs=10, n_startup_trials=2), optuna.pruners.MedianPruner)
+    assert isinstance(
+        make_pruner("median", epochs=10, n_startup_trials=2), optuna.pruners.MedianPruner
+    )
     with pytest.raises(ValueError, match="unknown pruner"):
         make_pruner("sometimes", epochs=5)
     with pytest.raises(ValueError, match="does not take"):

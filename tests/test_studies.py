@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hpsearch import studies
@@ -10,7 +12,13 @@ from hpsearch.storage import open_storage
 
 
 def _spec(**overrides):
-    spec = {"name": "s1", "space": "demo", "task": {"epochs": 3}, "budget": {"trials": 5}, "seed": 1}
+    spec = {
+        "name": "s1",
+        "space": "demo",
+        "task": {"epochs": 3},
+        "budget": {"trials": 5},
+        "seed": 1,
+    }
     spec.update(overrides)
     return spec
 
@@ -44,11 +52,26 @@ def test_resolved_spec_is_self_contained():
         ({"name": "has spaces"}, "name"),
         ({"task": {"epochs": 3, "dataset": "digits", "colour": "red"}}, "colour"),
         ({"space": "image"}, "cannot train"),
+        ({"created_at": "2020-01-01T00:00:00Z"}, "created_at"),
     ],
 )
 def test_bad_specs_are_refused_with_a_message_naming_the_problem(overrides, message):
     with pytest.raises(SpecError, match=message):
         studies.resolve_spec(_spec(**overrides))
+
+
+def test_a_time_budget_alone_sets_no_trial_limit():
+    spec = studies.resolve_spec(_spec(budget={"seconds": 60}))
+    assert spec.budget.trials is None and spec.budget.seconds == 60
+    assert studies.resolve_spec({"space": "demo"}).budget.trials == 50  # the default budget
+
+
+def test_space_paths_are_refused_where_the_service_calls(tmp_path):
+    space_file = tmp_path / "mine.yaml"
+    space_file.write_text((Path(__file__).parents[1] / "search_spaces" / "demo.yaml").read_text())
+    assert studies.resolve_spec(_spec(space=str(space_file))).search_space.name == "demo"
+    with pytest.raises(SpecError, match="file path"):
+        studies.resolve_spec(_spec(space=str(space_file)), allow_space_paths=False)
 
 
 def test_create_study_stores_the_spec_with_the_study(storage_url):

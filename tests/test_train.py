@@ -87,6 +87,7 @@ def test_default_config_learns_digits() -> None:
 
 def test_report_is_called_once_per_epoch_in_order() -> None:
     reported: list[tuple[float, int]] = []
+
     def report(value: float, epoch: int) -> None:
         reported.append((value, epoch))
 

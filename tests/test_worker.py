@@ -21,7 +21,13 @@ TESTS = Path(__file__).parent
 
 
 def _create(storage_url, name="w", trials=6, **overrides):
-    spec = {"name": name, "space": "demo", "task": {"epochs": 3}, "budget": {"trials": trials}, "seed": 0}
+    spec = {
+        "name": name,
+        "space": "demo",
+        "task": {"epochs": 3},
+        "budget": {"trials": trials},
+        "seed": 0,
+    }
     spec.update(overrides)
     return studies.create_study(open_storage(storage_url), spec)
 
@@ -31,9 +37,22 @@ def _trials(storage_url, name="w"):
 
 
 def _worker_process(storage_url, *args):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.Popen(
-        [sys.executable, "-m", "hpsearch", "worker", "--storage", storage_url, "--gpus", "none", *args],
+        [
+            sys.executable,
+            "-m",
+            "hpsearch",
+            "worker",
+            "--storage",
+            storage_url,
+            "--gpus",
+            "none",
+            *args,
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -61,6 +80,37 @@ def test_a_worker_runs_exactly_the_budget(storage_url):
     assert run_worker(storage_url, study="w", objective="objectives:quadratic") == 0
 
 
+def test_a_seeded_study_samples_the_same_configs_on_every_run(storage_url):
+    for name in ("first", "second"):
+        _create(storage_url, name=name, trials=5, seed=3, strategy="tpe", pruner="none")
+        run_worker(storage_url, study=name, objective="objectives:quadratic")
+    first, second = ([t.params for t in _trials(storage_url, name)] for name in ("first", "second"))
+    assert first == second and len({str(p) for p in first}) == 5
+
+
+def test_enqueued_trials_do_not_overshoot_the_budget(storage_url):
+    _create(storage_url, trials=2, pruner="none")
+    run_worker(storage_url, study="w", objective="objectives:quadratic")
+    study = optuna.load_study(study_name="w", storage=storage_url)
+    study.enqueue_trial({"optim.lr": 0.01})
+    assert run_worker(storage_url, study="w", objective="objectives:quadratic") == 0
+    assert [t.state for t in _trials(storage_url)].count(TrialState.COMPLETE) == 2
+
+
+def test_a_claimed_trial_has_a_heartbeat_before_it_runs(storage_url):
+    from hpsearch.worker.loop import _claim_trial, _join_study
+
+    _create(storage_url, trials=2)
+    storage = open_storage(storage_url)
+    joined = _join_study(storage, "w", objective=lambda c, r: 0.0, device="cpu")
+    trial = _claim_trial(storage, joined)
+    with storage.engine.connect() as conn:
+        beats = conn.exec_driver_sql(
+            f"SELECT COUNT(*) FROM trial_heartbeats WHERE trial_id = {trial._trial_id}"
+        ).scalar()
+    assert beats == 1  # so a worker killed now leaves a trial that goes stale, not RUNNING
+
+
 def test_without_a_study_name_a_worker_serves_every_open_study(storage_url):
     _create(storage_url, name="a", trials=2)
     _create(storage_url, name="b", trials=3)
@@ -70,7 +120,10 @@ def test_without_a_study_name_a_worker_serves_every_open_study(storage_url):
 
 def test_two_worker_processes_share_one_study_exactly(storage_url):
     _create(storage_url, trials=16)
-    workers = [_worker_process(storage_url, "--study", "w", "--objective", "objectives:steady") for _ in range(2)]
+    workers = [
+        _worker_process(storage_url, "--study", "w", "--objective", "objectives:steady")
+        for _ in range(2)
+    ]
     outputs = [w.communicate(timeout=120)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     trials = _trials(storage_url)
@@ -108,7 +161,9 @@ def test_config_failures_are_recorded_and_do_not_stop_the_worker(storage_url):
 
 
 def test_too_many_failures_end_the_study(storage_url):
-    _create(storage_url, trials=50, budget={"trials": 50, "max_failures": 2}, fixed={"model.width": 256})
+    _create(
+        storage_url, trials=50, budget={"trials": 50, "max_failures": 2}, fixed={"model.width": 256}
+    )
     run_worker(storage_url, study="w", objective="objectives:failing")
     status = studies.study_status(open_storage(storage_url), "w")
     assert status.counts["fail"] == 3 and status.done
@@ -118,7 +173,11 @@ def test_too_many_failures_end_the_study(storage_url):
 def _wait_for_running_trial(storage_url, name="w", timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        running = [t for t in _trials(storage_url, name) if t.state == TrialState.RUNNING and t.intermediate_values]
+        running = [
+            t
+            for t in _trials(storage_url, name)
+            if t.state == TrialState.RUNNING and t.intermediate_values
+        ]
         if running:
             return running[0]
         time.sleep(0.1)
@@ -137,6 +196,7 @@ def test_a_prune_request_stops_the_running_trial_at_its_next_report(storage_url)
     (t,) = _trials(storage_url)
     assert t.state == TrialState.PRUNED, out
     assert max(t.intermediate_values) < 100
+    assert "on request" in t.user_attrs["prune_reason"]
 
 
 def test_sigterm_fails_the_running_trial_and_exits(storage_url):

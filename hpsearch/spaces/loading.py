@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from hpsearch.errors import SpaceError
+from hpsearch.errors import SpaceError, SpaceNotFound
 from hpsearch.spaces.schema import NotSearched, Param, SearchSpace
 
 __all__ = ["load_space", "list_spaces"]
@@ -70,7 +70,7 @@ def list_spaces() -> list[str]:
     )
 
 
-def load_space(name_or_path: str | os.PathLike[str]) -> SearchSpace:
+def load_space(name_or_path: str | os.PathLike[str], *, allow_paths: bool = True) -> SearchSpace:
     """Load and validate a search space: a bundled one by name (``"demo"``) or a YAML file by path.
 
     A string with a path separator or a ``.yaml``/``.yml`` suffix, or any ``os.PathLike``, is a
@@ -79,6 +79,11 @@ def load_space(name_or_path: str | os.PathLike[str]) -> SearchSpace:
     e.g. ``search_spaces/demo.yaml: parameter 'optim.lr', field 'low': ...``.
     """
     if isinstance(name_or_path, os.PathLike) or _looks_like_path(name_or_path):
+        if not allow_paths:
+            raise SpaceNotFound(
+                f"{str(name_or_path)!r} is a file path; give a bundled space name "
+                f"({', '.join(list_spaces())}) or the space itself inline"
+            )
         path = Path(name_or_path)
         source = str(path)
         if not path.is_file():
@@ -97,7 +102,7 @@ def load_space(name_or_path: str | os.PathLike[str]) -> SearchSpace:
             known = list_spaces()
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise SpaceError(
+            raise SpaceNotFound(
                 f"unknown search space {name!r}; {hint}bundled spaces: {', '.join(known)} "
                 "(or give the path of a .yaml file)"
             )

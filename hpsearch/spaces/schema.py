@@ -385,7 +385,8 @@ class SearchSpace(BaseModel):
                         f"did you mean {close[0]!r}?" if close else "name a parameter of this space"
                     )
                     raise _field_error(
-                        "when", f"`when` names {key!r}, which is not a parameter here; {hint}",
+                        "when",
+                        f"`when` names {key!r}, which is not a parameter here; {hint}",
                         param=name,
                     )
                 try:
@@ -493,9 +494,7 @@ class SearchSpace(BaseModel):
             try:
                 out[name] = self.params[name].check_value(value)
             except SpaceError as e:
-                raise SpaceError(
-                    f"fixed: space {self.name!r}, parameter {name!r}: {e}"
-                ) from None
+                raise SpaceError(f"fixed: space {self.name!r}, parameter {name!r}: {e}") from None
         for name in out:
             reason = self._never_active(name, out)
             if reason:

@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
 
 __all__ = ["PRUNERS", "make_pruner"]
 
-#: Pruner names a study spec may give, with what each does.
-PRUNERS: dict[str, str] = {
-    "none": "never prune",
-    "median": "prune a trial whose metric is worse than the median of earlier trials at that epoch",
-    "percentile": "like median, at another percentile (`percentile`, default 25)",
-    "asha": "asynchronous successive halving (`reduction_factor`, `min_resource`)",
-    "hyperband": "Hyperband over epochs (`reduction_factor`, `min_resource`)",
-    "wilcoxon": "Wilcoxon signed-rank test against the best trial (`p_threshold`)",
+
+class _Pruner(NamedTuple):
+    cls: type[optuna.pruners.BasePruner]
+    summary: str
+
+
+_TABLE: dict[str, _Pruner] = {
+    "none": _Pruner(optuna.pruners.NopPruner, "never prune"),
+    "median": _Pruner(
+        optuna.pruners.MedianPruner,
+        "prune a trial worse than the median of earlier trials at the same epoch",
+    ),
+    "percentile": _Pruner(
+        optuna.pruners.PercentilePruner, "like median, at another `percentile` (default 25)"
+    ),
+    "asha": _Pruner(
+        optuna.pruners.SuccessiveHalvingPruner,
+        "asynchronous successive halving (`reduction_factor`, `min_resource`)",
+    ),
+    "hyperband": _Pruner(
+        optuna.pruners.HyperbandPruner, "Hyperband over epochs (`reduction_factor`, `min_resource`)"
+    ),
+    "wilcoxon": _Pruner(
+        optuna.pruners.WilcoxonPruner,
+        "Wilcoxon signed-rank test against the best trial (`p_threshold`); made for objectives "
+        "whose steps are evaluation instances, not epochs of a learning curve",
+    ),
 }
+
+#: Pruner names a study spec may give, with what each does.
+PRUNERS: dict[str, str] = {name: entry.summary for name, entry in _TABLE.items()}
 
 
 def _defaults(name: str, epochs: int) -> dict[str, Any]:
@@ -35,17 +57,9 @@ def make_pruner(name: str, *, epochs: int, **kwargs: Any) -> optuna.pruners.Base
 
     Raises ``ValueError`` naming the pruner and the argument when ``kwargs`` does not fit it.
     """
-    classes: dict[str, type[optuna.pruners.BasePruner]] = {
-        "none": optuna.pruners.NopPruner,
-        "median": optuna.pruners.MedianPruner,
-        "percentile": optuna.pruners.PercentilePruner,
-        "asha": optuna.pruners.SuccessiveHalvingPruner,
-        "hyperband": optuna.pruners.HyperbandPruner,
-        "wilcoxon": optuna.pruners.WilcoxonPruner,
-    }
-    if name not in classes:
-        raise ValueError(f"unknown pruner {name!r}; choose one of {sorted(classes)}")
+    if name not in _TABLE:
+        raise ValueError(f"unknown pruner {name!r}; choose one of {', '.join(_TABLE)}")
     try:
-        return classes[name](**{**_defaults(name, epochs), **kwargs})
+        return _TABLE[name].cls(**{**_defaults(name, epochs), **kwargs})
     except TypeError as e:
         raise ValueError(f"pruner {name!r} does not take {sorted(kwargs)}: {e}") from e

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from hpsearch.train.config import DEFAULTS, TrainConfig, parse_config
 from hpsearch.train.data import TabularData, TabularSplit, load_tabular
-from hpsearch.train.losses import ProbabilityMSELoss, SoftF1Loss, build_loss
 from hpsearch.train.loop import EpochResult, fit, train
+from hpsearch.train.losses import ProbabilityMSELoss, SoftF1Loss, build_loss
 from hpsearch.train.models import (
     DropConnectLinear,
     GeneralRelu,

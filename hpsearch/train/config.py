@@ -222,9 +222,7 @@ def parse_config(config: Mapping[str, Any]) -> TrainConfig:
     """
     unknown = sorted(set(config) - set(DEFAULTS))
     if unknown:
-        raise ValueError(
-            f"unknown config key(s) {unknown}; the trainer knows {sorted(DEFAULTS)}"
-        )
+        raise ValueError(f"unknown config key(s) {unknown}; the trainer knows {sorted(DEFAULTS)}")
     sections = {}
     for section, cls in _SECTIONS.items():
         kwargs = {}

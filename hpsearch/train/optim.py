@@ -2,9 +2,10 @@
 
 The optimizer comes from timm's registry (``create_optimizer_v2``); cosine and step schedules
 from ``create_scheduler_v2``; constant is torch's identity ``ConstantLR``; one-cycle is torch's
-``OneCycleLR``; flat-then-cosine is torch's ``ConstantLR`` then ``CosineAnnealingLR``. Every schedule is stepped after each
-optimizer update and spans the whole run (``epochs * updates_per_epoch`` updates), so even a
-short trial sees the full shape of its schedule.
+``OneCycleLR``; flat-then-cosine is torch's ``ConstantLR`` then ``CosineAnnealingLR``. Every
+schedule is stepped after each optimizer update and spans the whole run
+(``epochs * updates_per_epoch`` updates), so even a short trial sees the full shape of its
+schedule.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -45,30 +44,44 @@ def _physical(index: str) -> str:
     if not visible:
         return index
     if int(index) >= len(visible):
-        raise UsageError(f"--gpus {index}: only {len(visible)} GPU(s) are visible ({','.join(visible)})")
+        raise UsageError(
+            f"--gpus {index}: only {len(visible)} GPU(s) are visible ({','.join(visible)})"
+        )
     return visible[int(index)]
 
 
-def run_workers(args: argparse.Namespace) -> int:
-    """Run the worker verb: in this process for zero or one GPU, else one child per GPU."""
-    gpus = parse_gpus(args.gpus)
-    if len(gpus) > 1:
-        return _spawn_per_gpu(gpus)
-    device = None
-    if gpus:
-        os.environ["CUDA_VISIBLE_DEVICES"] = _physical(gpus[0])
+def run_workers(
+    storage_url: str | None,
+    *,
+    gpus: str = "auto",
+    study: str | None = None,
+    objective: str | None = None,
+    wait: bool = False,
+    threads: int | None = None,
+    max_trials: int | None = None,
+) -> int:
+    """Run workers for ``--gpus``: in this process for zero or one GPU, else one child per GPU.
+
+    Returns the exit status.
+    """
+    indices = parse_gpus(gpus)
+    if len(indices) > 1:
+        return _spawn_per_gpu(indices)
+    device = "cpu"
+    if indices:
+        os.environ["CUDA_VISIBLE_DEVICES"] = _physical(indices[0])
         device = "cuda"
-    if args.threads:
+    if threads:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
     run_worker(
-        args.storage,
-        study=args.study,
-        objective=args.objective,
-        device=device or "cpu",
-        wait=args.wait,
-        max_trials=args.max_trials,
+        storage_url,
+        study=study,
+        objective=objective,
+        device=device,
+        wait=wait,
+        max_trials=max_trials,
     )
     return 0
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from types import TracebackType
 
 import optuna
 
 __all__ = ["Heartbeat"]
+
+log = logging.getLogger("hpsearch.worker")
 
 
 class Heartbeat:
@@ -17,15 +20,17 @@ class Heartbeat:
         self._storage = storage
         self._trial_id = trial_id
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{trial_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._beat, name=f"heartbeat-{trial_id}", daemon=True
+        )
 
     def _beat(self) -> None:
         interval = self._storage.get_heartbeat_interval() or 10
         while True:
             try:
                 self._storage.record_heartbeat(self._trial_id)
-            except Exception:  # noqa: BLE001 - a missed beat is retried; the trial goes on
-                pass
+            except Exception as e:  # noqa: BLE001 - a missed beat is retried; the trial goes on
+                log.warning("missed a heartbeat of trial id %d: %s", self._trial_id, e)
             if self._stop.wait(interval):
                 return
 

@@ -9,13 +9,13 @@ import signal
 import socket
 import time
 import warnings
-import zlib
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from pydantic import ValidationError
 
 from hpsearch.errors import StudyNotFound, TrainingDiverged
 from hpsearch.spaces import suggest_config
@@ -23,19 +23,23 @@ from hpsearch.storage import count_trials_by_state, open_storage, study_lock
 from hpsearch.studies import (
     CONFIG_ATTR,
     FAIL_REASON_ATTR,
+    PRUNE_REASON_ATTR,
     WORKER_ATTR,
     StudySpec,
+    StudyStatus,
     done_reason,
     list_studies,
     open_study,
     prune_requested,
 )
 from hpsearch.worker.heartbeat import Heartbeat
-from hpsearch.worker.objective import Objective, builtin_objective, load_objective
+from hpsearch.worker.objective import Objective, TrialFunction, load_objective, trial_function
 
 __all__ = ["run_worker", "WorkerStopped"]
 
 log = logging.getLogger("hpsearch.worker")
+
+_WORKERS_ATTR = "hpsearch:workers"  # study system attribute: how many workers joined the study
 
 
 class WorkerStopped(BaseException):
@@ -50,36 +54,67 @@ class _Outcome:
     stopped: bool = False  # the worker was told to stop during this trial
 
 
+@dataclass
+class _Joined:
+    """A study as this worker serves it: one Optuna study (one sampler stream), one function."""
+
+    study: optuna.Study
+    study_id: int
+    spec: StudySpec
+    run: TrialFunction
+
+
 def _worker_id(device: str | None) -> str:
     return f"{socket.gethostname()}:{os.getpid()}" + (f":{device}" if device else "")
 
 
-def _claim_trial(
-    storage: optuna.storages.RDBStorage, study: optuna.Study, spec: StudySpec
-) -> optuna.Trial | None:
+def _join_study(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    *,
+    objective: Objective | None,
+    device: str | None,
+) -> _Joined:
+    """Open the study for this worker, with the sampler seeded by the order workers joined it.
+
+    The first worker of a seeded study samples with the spec's seed itself, so a one-worker run
+    is reproducible; later workers get their own streams, so they do not draw the same configs.
+    """
+    study_id = storage.get_study_id_from_name(name)
+    with study_lock(storage, study_id):
+        ordinal = storage.get_study_system_attrs(study_id).get(_WORKERS_ATTR, 0)
+        storage.set_study_system_attr(study_id, _WORKERS_ATTR, ordinal + 1)
+    study, spec = open_study(storage, name, seed_offset=ordinal)
+    return _Joined(study, study_id, spec, trial_function(spec, objective=objective, device=device))
+
+
+def _claim_trial(storage: optuna.storages.RDBStorage, joined: _Joined) -> optuna.Trial | None:
     """Ask a trial if the budget has room, atomically across all workers of the study."""
-    study_id = storage.get_study_id_from_name(study.study_name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # trials of workers that died
-    with study_lock(storage, study_id):
-        counts = count_trials_by_state(storage, study_id)
-        if done_reason(spec, counts) is not None:
+        optuna.storages.fail_stale_trials(joined.study)  # trials of workers that died
+    with study_lock(storage, joined.study_id):
+        counts = count_trials_by_state(storage, joined.study_id)
+        if done_reason(joined.spec, counts) is not None:
             return None
         held = sum(counts[s] for s in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
-        if counts[TrialState.WAITING] == 0 and spec.budget.trials is not None:
-            if held >= spec.budget.trials:
-                return None  # the rest of the budget is with running trials
+        if joined.spec.budget.trials is not None and held >= joined.spec.budget.trials:
+            return None  # the rest of the budget is with running trials
         with warnings.catch_warnings():
             # hpsearch records heartbeats itself (worker.heartbeat), outside Study.optimize.
             warnings.simplefilter("ignore", UserWarning)
-            return study.ask()
+            trial = joined.study.ask()
+        # A first heartbeat before the lock is let go: should this worker die before its
+        # heartbeat thread starts, the trial is still found stale and failed, not RUNNING forever.
+        storage.record_heartbeat(trial._trial_id)
+        return trial
 
 
 def _run_trial(
-    storage: optuna.storages.RDBStorage, spec: StudySpec, trial: optuna.Trial, objective: Objective
+    storage: optuna.storages.RDBStorage, joined: _Joined, trial: optuna.Trial, seed: int | None
 ) -> _Outcome:
     """Run the objective on the trial's config and say how the trial ends."""
+    spec = joined.spec
 
     def report(value: float, step: int) -> None:
         trial.report(value, step)
@@ -91,13 +126,14 @@ def _run_trial(
     try:
         config = suggest_config(trial, spec.search_space, spec.fixed)
         trial.set_user_attr(CONFIG_ATTR, config)
-        value = float(objective(config, report))
+        value = float(joined.run(config, report, seed))
         if not math.isfinite(value):
             raise TrainingDiverged(f"the objective returned {value}")
     except optuna.TrialPruned as e:
         return _Outcome(TrialState.PRUNED, reason=str(e))
     except WorkerStopped:
-        return _Outcome(TrialState.FAIL, reason="the worker was stopped (SIGTERM/SIGINT)", stopped=True)
+        reason = "the worker was stopped (SIGTERM/SIGINT)"
+        return _Outcome(TrialState.FAIL, reason=reason, stopped=True)
     except Exception as e:  # noqa: BLE001 - a config-level failure must not stop the worker
         log.debug("trial %d failed", trial.number, exc_info=True)
         return _Outcome(TrialState.FAIL, reason=f"{type(e).__name__}: {e}")
@@ -105,21 +141,38 @@ def _run_trial(
 
 
 def _finish_trial(study: optuna.Study, trial: optuna.Trial, outcome: _Outcome) -> None:
-    """The one place a trial's end is decided and written."""
-    if outcome.state == TrialState.FAIL and outcome.reason:
-        trial.set_user_attr(FAIL_REASON_ATTR, outcome.reason)
-    if outcome.state == TrialState.COMPLETE:
-        study.tell(trial, outcome.value)
-    else:
-        study.tell(trial, state=outcome.state)
+    """The one place a trial's end is written: its state, its value, and why it ended."""
+    reason_attr = {TrialState.FAIL: FAIL_REASON_ATTR, TrialState.PRUNED: PRUNE_REASON_ATTR}
+    try:
+        if outcome.reason and outcome.state in reason_attr:
+            trial.set_user_attr(reason_attr[outcome.state], outcome.reason)
+        if outcome.state == TrialState.COMPLETE:
+            study.tell(trial, outcome.value)
+        else:
+            study.tell(trial, state=outcome.state)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+        # Another process already ended it: its heartbeat went stale (a long database outage)
+        # and the trial was failed. The study has moved on; this result cannot be recorded.
+        log.warning(
+            "trial %d was ended elsewhere; its %s result is dropped",
+            trial.number,
+            outcome.state.name.lower(),
+        )
+
+
+def _needs_a_worker(status: StudyStatus) -> bool:
+    if status.done:
+        return False
+    held = status.counts["running"] + status.finished
+    return status.budget_trials is None or held < status.budget_trials
 
 
 def _pick_study(storage: optuna.storages.RDBStorage) -> str | None:
-    """The open study that needs workers most: fewest running trials, then oldest."""
-    open_studies = [s for s in list_studies(storage) if not s.done]
-    if not open_studies:
+    """The open study with budget free for a new trial: fewest running trials, then oldest."""
+    candidates = [s for s in list_studies(storage) if _needs_a_worker(s)]
+    if not candidates:
         return None
-    return min(open_studies, key=lambda s: (s.counts["running"], s.created_at or "")).name
+    return min(candidates, key=lambda s: (s.counts["running"], -s.elapsed_seconds)).name
 
 
 def _stop_on_signals() -> dict[int, Any]:
@@ -129,6 +182,25 @@ def _stop_on_signals() -> dict[int, Any]:
         raise WorkerStopped(signal.Signals(signum).name)
 
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _serve_one_trial(
+    storage: optuna.storages.RDBStorage, joined: _Joined, trial: optuna.Trial, worker_id: str
+) -> _Outcome:
+    seed = None if joined.spec.seed is None else joined.spec.seed + trial.number
+    outcome: _Outcome | None = None
+    written = False
+    try:
+        with Heartbeat(storage, trial._trial_id):
+            trial.set_user_attr(WORKER_ATTR, worker_id)
+            outcome = _run_trial(storage, joined, trial, seed)
+            _finish_trial(joined.study, trial, outcome)
+            written = True
+    finally:
+        if not written:  # stopped or broken between the claim and the tell: never leave it RUNNING
+            reason = "the worker stopped before the trial ended"
+            _finish_trial(joined.study, trial, _Outcome(TrialState.FAIL, reason=reason))
+    return outcome
 
 
 def run_worker(
@@ -151,12 +223,10 @@ def run_worker(
     storage = open_storage(storage_url)
     user_objective = load_objective(objective) if objective else None
     worker_id = _worker_id(device)
-    if study is not None:
-        open_study(storage, study)  # fail now, with StudyNotFound, not after a poll
+    joined: dict[str, _Joined] = {}
+    if study is not None:  # fail now (StudyNotFound, a bad spec), not after a poll
+        joined[study] = _join_study(storage, study, objective=user_objective, device=device)
     previous_handlers = _stop_on_signals()
-    # One study object (and so one sampler and its random stream) per study for this worker.
-    opened: dict[str, tuple[optuna.Study, StudySpec]] = {}
-    seed_offset = zlib.crc32(worker_id.encode())
     ran = 0
     log.info("worker %s serving %s", worker_id, study or "every open study")
     try:
@@ -168,32 +238,26 @@ def run_worker(
                     break
                 time.sleep(poll_seconds)
                 continue
-            if name not in opened:
+            if name not in joined:
                 try:
-                    opened[name] = open_study(storage, name, seed_offset=seed_offset)
-                except StudyNotFound:
-                    if study is not None:
-                        raise
+                    joined[name] = _join_study(
+                        storage, name, objective=user_objective, device=device
+                    )
+                except (StudyNotFound, ValidationError):
                     continue  # deleted between the pick and the load
-            optuna_study, spec = opened[name]
-            trial = _claim_trial(storage, optuna_study, spec)
+            current = joined[name]
+            trial = _claim_trial(storage, current)
             if trial is None:
-                study_id = storage.get_study_id_from_name(name)
-                reason = done_reason(spec, count_trials_by_state(storage, study_id))
+                reason = done_reason(current.spec, count_trials_by_state(storage, current.study_id))
                 if reason is not None and study is not None:
                     log.info("study %s: %s", name, reason)
                     break
                 time.sleep(poll_seconds)  # running trials hold the rest of the budget
                 continue
-            trial.set_user_attr(WORKER_ATTR, worker_id)
-            seed = None if spec.seed is None else spec.seed + trial.number
-            run = user_objective or builtin_objective(spec, seed=seed, device=device)
             started = time.perf_counter()
-            with Heartbeat(storage, trial._trial_id):
-                outcome = _run_trial(storage, spec, trial, run)
-            _finish_trial(optuna_study, trial, outcome)
+            outcome = _serve_one_trial(storage, current, trial, worker_id)
             ran += 1
-            _log_outcome(name, trial.number, spec, outcome, time.perf_counter() - started)
+            _log_outcome(name, trial.number, current.spec, outcome, time.perf_counter() - started)
             if outcome.stopped:
                 break
     except WorkerStopped:
@@ -204,10 +268,12 @@ def run_worker(
     return ran
 
 
-def _log_outcome(name: str, number: int, spec: StudySpec, outcome: _Outcome, seconds: float) -> None:
-    detail: Any
+def _log_outcome(
+    name: str, number: int, spec: StudySpec, outcome: _Outcome, seconds: float
+) -> None:
     if outcome.state == TrialState.COMPLETE:
         detail = f"{spec.metric}={outcome.value:.4f}"
     else:
-        detail = outcome.reason
-    log.info("%s trial %d %s: %s (%.1f s)", name, number, outcome.state.name.lower(), detail, seconds)
+        detail = outcome.reason or ""
+    state = outcome.state.name.lower()
+    log.info("%s trial %d %s: %s (%.1f s)", name, number, state, detail, seconds)

@@ -9,12 +9,14 @@ from typing import Any
 from hpsearch.errors import UsageError
 from hpsearch.studies import StudySpec
 
-__all__ = ["Objective", "Report", "load_objective", "builtin_objective"]
+__all__ = ["Objective", "Report", "TrialFunction", "load_objective", "trial_function"]
 
 #: ``report(value, step)``: records the metric after a step (an epoch); may raise TrialPruned.
 Report = Callable[[float, int], None]
-#: ``objective(config, report) -> metric``.
+#: A user's objective, ``objective(config, report) -> metric``.
 Objective = Callable[[dict[str, Any], Report], float]
+#: What the worker calls: ``run(config, report, seed) -> metric``.
+TrialFunction = Callable[[dict[str, Any], Report, int | None], float]
 
 
 def load_objective(ref: str) -> Objective:
@@ -32,11 +34,20 @@ def load_objective(ref: str) -> Objective:
     return fn
 
 
-def builtin_objective(spec: StudySpec, *, seed: int | None, device: str | None) -> Objective:
-    """The trainer of the spec's task, with the trial's seed and this worker's device."""
+def trial_function(
+    spec: StudySpec, *, objective: Objective | None = None, device: str | None = None
+) -> TrialFunction:
+    """The function a worker runs for each trial of the study.
+
+    The user's ``objective`` when given (it gets the config and ``report``), else the trainer of
+    the spec's task, seeded per trial on this worker's device. Imports the trainer (and torch)
+    now, before any trial is claimed.
+    """
+    if objective is not None:
+        return lambda config, report, _seed: objective(config, report)
     from hpsearch.train import train  # torch is imported only by processes that train
 
-    def objective(config: dict[str, Any], report: Report) -> float:
+    def run(config: dict[str, Any], report: Report, seed: int | None) -> float:
         return train(config, spec.task, report, metric=spec.metric, seed=seed, device=device)
 
-    return objective
+    return run

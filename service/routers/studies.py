@@ -16,7 +16,7 @@ router = APIRouter(prefix="/studies", tags=["studies"])
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess])
 def create_study(spec: StudyCreate, storage: StorageDep) -> StudyPublic:
     """Validate the spec against its space and create the study; workers pick it up."""
-    created = studies.create_study(storage, spec)
+    created = studies.create_study(storage, spec, allow_space_paths=False)
     return studies.study_status(storage, created.name)
 
 

@@ -19,7 +19,9 @@ def list_trials(
     storage: StorageDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    state: Annotated[str | None, Query(description="running, complete, pruned, fail, waiting")] = None,
+    state: Annotated[
+        str | None, Query(description="running, complete, pruned, fail, waiting")
+    ] = None,
 ) -> TrialsPublic:
     """A page of the study's trials in trial-number order, each with config and learning curve."""
     data, count = studies.list_trials(storage, name, offset=offset, limit=limit, state=state)
