@@ -45,3 +45,10 @@ class TaskSpec(BaseModel):
     val_fraction: float = Field(
         default=0.25, gt=0.0, lt=1.0, description="Share of the data held out for validation."
     )
+    pretrained_weights: str | None = Field(
+        default=None,
+        description=(
+            "Pretrained backbone weights for transfer learning: a local file path on the "
+            "workers' machines, or 'hub' to load timm's published weights (needs network)."
+        ),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from hpsearch.train.optim import build_optimizer, build_schedule, timm_optimizer
 from hpsearch.train.runtime import make_generator, resolve_device, seed_everything
 from hpsearch.train.sampling import batches_per_epoch, class_balance_weights, epoch_batches
 
-__all__ = ["EpochResult", "fit", "train"]
+__all__ = ["EpochResult", "fit", "fitter", "train"]
 
 #: Rows per forward pass when scoring the validation split (bounds memory on big tables).
 _EVAL_CHUNK = 8192
@@ -190,6 +191,21 @@ def _evaluate(model: nn.Module, split: _Tensors) -> dict[str, float]:
     return {"val_accuracy": correct.item() / n, "val_loss": loss_sum.item() / n}
 
 
+#: The ``fit`` of each task family, as ``module:function`` (imported when first used).
+FITTERS: dict[str, str] = {
+    "tabular_classification": "hpsearch.train.loop:fit",
+}
+
+
+def fitter(family: str | None) -> Callable[..., Iterator[EpochResult]]:
+    """The ``fit(config, task, *, seed, device)`` that trains ``family`` (tabular when None)."""
+    ref = FITTERS.get(family or "tabular_classification")
+    if ref is None:
+        raise ValueError(f"no trainer for task family {family!r}; trained: {', '.join(FITTERS)}")
+    module_name, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
 def train(
     config: dict[str, Any],
     task: TaskSpec,
@@ -213,7 +229,7 @@ def train(
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}: the trainer reports {sorted(METRICS)}")
     value = math.nan
-    for result in fit(config, task, seed=seed, device=device):
+    for result in fitter(task.family)(config, task, seed=seed, device=device):
         value = result.metrics[metric]
         report(value, result.epoch)
     return value
