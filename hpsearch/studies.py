@@ -12,6 +12,7 @@ import logging
 import math
 import re
 import secrets
+import warnings
 from typing import Any, Literal
 
 import optuna
@@ -267,6 +268,9 @@ def create_study(
         study = optuna.create_study(storage=storage, study_name=spec.name, direction=spec.direction)
     except optuna.exceptions.DuplicatedStudyError as e:
         raise StudyExists(f"a study named {spec.name!r} already exists; pick another name") from e
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([spec.metric])  # the dashboard labels its axes with it
     study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
     return spec
 

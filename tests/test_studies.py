@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 
 from hpsearch import studies
@@ -78,6 +79,7 @@ def test_create_study_stores_the_spec_with_the_study(storage_url):
     storage = open_storage(storage_url)
     created = studies.create_study(storage, _spec())
     assert studies.load_spec(open_storage(storage_url), "s1") == created
+    assert optuna.load_study(study_name="s1", storage=storage_url).metric_names == ["val_accuracy"]
     status = studies.study_status(storage, "s1")
     assert status.finished == 0 and not status.done
     assert status.budget_trials == 5
