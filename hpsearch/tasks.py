@@ -16,11 +16,11 @@ __all__ = ["TaskSpec", "TASK_FAMILIES", "BUNDLED_DATASETS", "METRICS"]
 TASK_FAMILIES: dict[str, bool] = {
     "tabular_classification": True,
     "image_classification": False,
-    "audio_classification": False,
+    "audio_classification": True,
 }
 
 #: Datasets that ship with a package and need no download.
-BUNDLED_DATASETS: tuple[str, ...] = ("digits",)
+BUNDLED_DATASETS: tuple[str, ...] = ("digits", "tones")
 
 #: Metrics the trainer reports after every epoch, with the direction that improves each.
 METRICS: dict[str, Literal["maximize", "minimize"]] = {

@@ -194,6 +194,7 @@ def _evaluate(model: nn.Module, split: _Tensors) -> dict[str, float]:
 #: The ``fit`` of each task family, as ``module:function`` (imported when first used).
 FITTERS: dict[str, str] = {
     "tabular_classification": "hpsearch.train.loop:fit",
+    "audio_classification": "hpsearch.train.audio:fit",
 }
 
 

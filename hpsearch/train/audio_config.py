@@ -1,0 +1,161 @@
+"""The audio trainer's knobs: the names of ``search_spaces/audio.yaml``, typed and validated.
+
+``optim.*``, ``sched.*``, ``loss.*`` and most of ``train.*`` mean what they mean for the tabular
+trainer (:mod:`hpsearch.train.config`); the model, input and augmentation sections are the
+audio ones. Defaults are the audio space's defaults. Unknown keys and bad values raise
+``ValueError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hpsearch.train.config import (
+    ACTIVATIONS,
+    INITS,
+    NORMS,
+    LoopConfig,
+    LossConfig,
+    OptimConfig,
+    SchedConfig,
+    _coerce,
+    _in_range,
+)
+
+__all__ = [
+    "AUDIO_DEFAULTS",
+    "N_MELS",
+    "AudioConfig",
+    "AudioInputConfig",
+    "AudioLoopConfig",
+    "AudioModelConfig",
+    "AugmentConfig",
+    "parse_audio_config",
+]
+
+#: Mel-band counts the spectrogram may have.
+N_MELS = (16, 32, 64, 128)
+
+
+@dataclass(frozen=True)
+class AudioInputConfig:
+    """``input.*``: the log-mel spectrogram's frequency resolution."""
+
+    n_mels: int = 64
+
+    def __post_init__(self) -> None:
+        if self.n_mels not in N_MELS:
+            raise ValueError(f"`input.n_mels` must be one of {list(N_MELS)}, got {self.n_mels!r}")
+
+
+@dataclass(frozen=True)
+class AudioModelConfig:
+    """``model.*``: the spectrogram CNN (or, with ``name``, a timm model)."""
+
+    #: ``cnn`` (the small CNN built here) or any name in ``timm.list_models()``; a timm model
+    #: takes ``dropout`` and ``stochastic_depth`` (and ``coordconv``), but not the CNN's shape knobs.
+    name: str = "cnn"
+    width: int = 64
+    depth: int = 3
+    init: str = "default"
+    activation: str = "relu"
+    residual: bool = False
+    stochastic_depth: float = 0.0
+    coordconv: bool = False
+    norm: str = "batch"
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.width < 1:
+            raise ValueError(f"`model.width` must be >= 1, got {self.width!r}")
+        if self.depth < 1:
+            raise ValueError(f"`model.depth` must be >= 1 (conv blocks), got {self.depth!r}")
+        for key, value, choices in (("model.init", self.init, INITS),
+                                    ("model.activation", self.activation, ACTIVATIONS),
+                                    ("model.norm", self.norm, NORMS)):  # fmt: skip
+            if value not in choices:
+                raise ValueError(f"`{key}` must be one of {list(choices)}, got {value!r}")
+        _in_range("model.dropout", self.dropout, 0.0, 1.0, high_open=True)
+        _in_range("model.stochastic_depth", self.stochastic_depth, 0.0, 1.0, high_open=True)
+
+
+@dataclass(frozen=True)
+class AudioLoopConfig(LoopConfig):
+    """``train.*``: the tabular loop's knobs plus mixed precision."""
+
+    batch_size: int = 32
+    amp: bool = True
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """``aug.*``: SpecAugment widths (0 = off) and Mixup."""
+
+    time_warp: int = 0
+    time_mask: int = 20
+    freq_mask: int = 8
+    mixup: bool = False
+    mixup_alpha: float = 0.2
+
+    def __post_init__(self) -> None:
+        for key, value in (("aug.time_warp", self.time_warp), ("aug.time_mask", self.time_mask),
+                           ("aug.freq_mask", self.freq_mask)):  # fmt: skip
+            if value < 0:
+                raise ValueError(f"`{key}` must be >= 0 (0 = off), got {value!r}")
+        if not self.mixup_alpha > 0:
+            raise ValueError(f"`aug.mixup_alpha` must be > 0, got {self.mixup_alpha!r}")
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Every knob of the audio trainer, grouped by the section of its ``section.knob`` name."""
+
+    optim: OptimConfig = dataclasses.field(
+        default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=1e-4)
+    )
+    sched: SchedConfig = dataclasses.field(default_factory=SchedConfig)
+    model: AudioModelConfig = dataclasses.field(default_factory=AudioModelConfig)
+    input: AudioInputConfig = dataclasses.field(default_factory=AudioInputConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    train: AudioLoopConfig = dataclasses.field(default_factory=AudioLoopConfig)
+    aug: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+
+
+#: Knobs of the shared sections that the audio trainer does not implement.
+_NOT_AUDIO = frozenset({"loss.activation_reg"})
+
+_DEFAULT = AudioConfig()
+
+#: Every knob the audio trainer reads, ``section.knob`` -> default.
+AUDIO_DEFAULTS: dict[str, Any] = {
+    f"{section.name}.{f.name}": getattr(getattr(_DEFAULT, section.name), f.name)
+    for section in dataclasses.fields(AudioConfig)
+    for f in dataclasses.fields(getattr(_DEFAULT, section.name))
+    if f"{section.name}.{f.name}" not in _NOT_AUDIO
+}
+
+
+def parse_audio_config(config: Mapping[str, Any]) -> AudioConfig:
+    """Validate a resolved config (``{"aug.time_mask": 20, ...}``) and fill in the defaults.
+
+    Raises ``ValueError`` for a key the audio trainer does not know and for a bad value.
+    """
+    unknown = sorted(set(config) - set(AUDIO_DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {unknown} for audio_classification; "
+            f"the audio trainer knows {sorted(AUDIO_DEFAULTS)}"
+        )
+    sections = {}
+    for section in dataclasses.fields(AudioConfig):
+        default = getattr(_DEFAULT, section.name)
+        kwargs = {}
+        for f in dataclasses.fields(default):
+            key = f"{section.name}.{f.name}"
+            if key in config:
+                kwargs[f.name] = _coerce(key, config[key], str(f.type))
+        sections[section.name] = dataclasses.replace(default, **kwargs)
+    return AudioConfig(**sections)
