@@ -203,6 +203,98 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_try(args: argparse.Namespace) -> int:
+    from hpsearch.spaces import load_space
+    from hpsearch.tryout import (
+        EPOCH_HEADER,
+        check_assignments,
+        configs_to_try,
+        format_config_line,
+        format_epoch,
+        format_summary,
+        make_task,
+        parse_assignments,
+        trainer_for,
+        try_configs,
+    )
+
+    space = load_space(args.space)
+    fixed = check_assignments(space, parse_assignments(args.set))
+    task = make_task(space, dataset=args.dataset, epochs=args.epochs)
+    trainer_for(task.family)  # a family without a trainer fails before anything is printed
+    configs = configs_to_try(space, fixed=fixed, n_random=args.random, seed=args.seed)
+    print(
+        f"trying {len(configs)} config(s) of space {space.name!r} on {task.dataset}, "
+        f"{task.epochs} epoch(s) each",
+        flush=True,
+    )
+
+    def on_start(number: int, config: dict[str, Any]) -> None:
+        print(format_config_line(number, config), flush=True)
+        print(EPOCH_HEADER, flush=True)
+
+    def on_epoch(number: int, result: Any) -> None:
+        print(format_epoch(number, result), flush=True)
+
+    results = try_configs(
+        configs, task, metric=args.metric, seed=args.seed, device=args.device,
+        on_start=on_start, on_epoch=on_epoch,
+    )  # fmt: skip
+    print("\nsummary:")
+    print("\n".join(format_summary(results)))
+    failed = [r.number for r in results if r.failed]
+    if failed:
+        print(
+            f"hpsearch try: {len(failed)} of {len(results)} config(s) failed: "
+            f"{', '.join(map(str, failed))}",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+def _cmd_lr_find(args: argparse.Namespace) -> int:
+    from hpsearch.spaces import load_space
+    from hpsearch.tryout import check_assignments, make_task, parse_assignments
+
+    space = load_space(args.space)
+    fixed = check_assignments(space, parse_assignments(args.set))
+    task = make_task(space, dataset=args.dataset)
+    from hpsearch.train.lr_finder import format_curve, lr_range_test, save_plot
+
+    test = lr_range_test(
+        space, task, fixed=fixed, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps,
+        seed=args.seed, device=args.device,
+    )  # fmt: skip
+    stop = (
+        f"stopped at step {len(test.lrs)}: {test.stop_reason}"
+        if test.stopped_early
+        else "ran every step"
+    )
+    print(
+        f"LR range test of space {space.name!r} on {task.dataset}: {test.steps} steps from "
+        f"{test.min_lr:.1e} to {test.max_lr:.1e}, {stop}"
+    )
+    print("\n".join(format_curve(test)))
+    low, high = test.suggested_range()
+    print(
+        f"steepest descent at lr {test.steepest_lr:.2e}; minimum smoothed loss "
+        f"{min(test.smoothed):.4f} at lr {test.min_loss_lr:.2e}"
+    )
+    print(f"suggested optim.lr range: {low:.2e} .. {high:.2e}")
+    print(
+        "  rule: high = LR at the minimum smoothed loss; "
+        "low = min(steepest-descent LR, high / 10) / 10"
+    )
+    print(
+        f"  one LR without searching (fastai's picks): {test.steepest_lr:.2e} (steepest) or "
+        f"{test.min_loss_lr / 10:.2e} (minimum / 10)"
+    )
+    if args.plot:
+        save_plot(test, args.plot, title=f"LR range test: {space.name} on {task.dataset}")
+        print(f"plot: {args.plot}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb."""
     parser = argparse.ArgumentParser(
@@ -329,6 +421,77 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="space name or YAML path")
     p.add_argument("--json", action="store_true", help="print the space as JSON")
     p.set_defaults(func=_cmd_spaces)
+
+    p = verbs.add_parser(
+        "try",
+        help="train one config (or N random ones) of a space outside any study, epoch by epoch",
+        description=(
+            "Check that a space and your data train before launching a study. Without --random, "
+            "trains the space's defaults with the --set values; with --random N, trains N "
+            "configs drawn at random from the space (the --set values pinned). Prints one line "
+            "per epoch (config, epoch, train loss, val_accuracy, val_loss, lr) and a summary "
+            "(final metric, seconds, and why a config failed). Nothing is stored. Exits 1 if "
+            "any config failed (a diverging loss, a value the trainer refuses); the others "
+            "still run."
+        ),
+    )
+    p.add_argument("space", help="space name (see `hpsearch spaces`) or YAML path")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="pin a parameter, e.g. --set optim.lr=0.01 --set optim.name=sgd (values read as "
+        "YAML scalars, checked against the space)",
+    )  # fmt: skip
+    p.add_argument(
+        "--random", type=int, default=0, metavar="N",
+        help="train N random configs from the space instead of its defaults",
+    )  # fmt: skip
+    p.add_argument(
+        "--seed", type=int, default=0,
+        help="seed of the random configs and of training (default 0)",
+    )  # fmt: skip
+    p.add_argument("--epochs", type=int, default=3, help="epochs per config (default 3)")
+    p.add_argument(
+        "--dataset", help="bundled dataset name or a path (default: the family's bundled one)"
+    )
+    p.add_argument(
+        "--metric", choices=["val_accuracy", "val_loss"], default="val_accuracy",
+        help="the metric of the summary (default val_accuracy)",
+    )  # fmt: skip
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], help="where to train (default: CUDA if present)"
+    )
+    p.set_defaults(func=_cmd_try)
+
+    p = verbs.add_parser(
+        "lr-find",
+        help="LR range test: loss vs learning rate, and a suggested optim.lr range",
+        description=(
+            "The learning-rate range test (Leslie Smith; fastai's lr_find) on the space's "
+            "default config (plus --set values): the LR grows exponentially every batch from "
+            "--min-lr to --max-lr while the training loss is recorded and smoothed; the test "
+            "stops when the smoothed loss exceeds 4x its best. Prints LR vs loss and a "
+            "suggested range for a study's optim.lr bounds: high = the LR at the minimum smoothed "
+            "loss, low = min(LR of steepest descent, high / 10) / 10. optim.lr and sched.name "
+            "of the config are ignored. Tabular spaces only for now."
+        ),
+    )
+    p.add_argument("space", help="space name (see `hpsearch spaces`) or YAML path")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="pin a parameter of the config, e.g. --set optim.name=sgd",
+    )  # fmt: skip
+    p.add_argument("--dataset", help="bundled dataset name or a CSV path (default digits)")
+    p.add_argument("--min-lr", type=float, default=1e-7, help="first LR (default 1e-7)")
+    p.add_argument("--max-lr", type=float, default=10.0, help="last LR (default 10)")
+    p.add_argument("--steps", type=int, default=100, help="optimizer steps at most (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model and batches (default 0)")
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], help="where to train (default: CUDA if present)"
+    )
+    p.add_argument(
+        "--plot", metavar="FILE.png", help="also draw loss vs LR into this image (needs matplotlib)"
+    )
+    p.set_defaults(func=_cmd_lr_find)
     return parser
 
 

@@ -14,6 +14,7 @@ from hpsearch import studies
 from hpsearch.storage import open_storage
 
 VERBS = ["demo", "serve", "dashboard", "worker", "submit", "status", "best", "spaces"]
+VERBS += ["try", "lr-find"]
 
 
 def hpsearch(*args, timeout=120):

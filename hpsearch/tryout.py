@@ -1,0 +1,275 @@
+"""Trying configs outside any study: one given config, or a few random ones from a space.
+
+This is what ``hpsearch try`` runs, the way a user checks that a space and their data train
+before launching a study. Nothing is stored: results come back as :class:`TryResult`, and the
+caller can watch every epoch through ``on_epoch``. torch is imported only when training starts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import ValidationError
+
+from hpsearch.errors import HpsearchError, SpaceError, UsageError
+from hpsearch.spaces import SearchSpace, default_config, suggest_config
+from hpsearch.tasks import METRICS, TaskSpec
+
+if TYPE_CHECKING:
+    from hpsearch.train.loop import EpochResult
+
+__all__ = [
+    "EPOCH_HEADER",
+    "TryResult",
+    "best_result",
+    "check_assignments",
+    "configs_to_try",
+    "default_dataset",
+    "format_config_line",
+    "format_epoch",
+    "format_summary",
+    "make_task",
+    "parse_assignments",
+    "trainer_for",
+    "try_configs",
+]
+
+#: The bundled dataset each task family trains on when no dataset is given.
+_DEFAULT_DATASETS = {"tabular_classification": "digits", "audio_classification": "tones"}
+
+
+@dataclass(frozen=True)
+class TryResult:
+    """How one tried config went: every epoch it finished, and why it failed if it did."""
+
+    number: int  # counting from 1, in the order the configs were tried
+    config: dict[str, Any]
+    metric: str  # the metric `final` reads, e.g. val_accuracy
+    epochs: tuple[EpochResult, ...]  # the epochs that finished (all of them unless it failed)
+    seconds: float  # wall time, data loading included
+    error: str | None = None  # "ErrorType: message" when the config failed
+
+    @property
+    def failed(self) -> bool:
+        """Whether training stopped on an error."""
+        return self.error is not None
+
+    @property
+    def final(self) -> float | None:
+        """The last finished epoch's metric, or None when the config failed or ran no epoch."""
+        if self.failed or not self.epochs:
+            return None
+        return self.epochs[-1].metrics[self.metric]
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+    """``["optim.lr=0.01", "optim.name=sgd"]`` -> ``{"optim.lr": 0.01, "optim.name": "sgd"}``.
+
+    Values are read as YAML scalars (``64`` is an int, ``true`` a bool, ``1e-3`` stays a numeric
+    string that :meth:`SearchSpace.check_fixed` reads as a float). Raises :class:`UsageError`
+    for an item without ``=``, an empty key, a key given twice, or a value that is not a scalar.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--set takes key=value (e.g. optim.lr=0.01), got {item!r}")
+        if key in out:
+            raise UsageError(f"--set {key} is given twice; keep one")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as e:
+            raise UsageError(f"--set {key}: cannot read {text!r} as a value: {e}") from None
+        if isinstance(value, (dict, list)):
+            raise UsageError(f"--set {key}: takes one value (a number, word or bool), got {text!r}")
+        out[key] = value
+    return out
+
+
+def check_assignments(space: SearchSpace, assignments: Mapping[str, Any]) -> dict[str, Any]:
+    """``assignments`` checked against ``space`` and normalized (``"1e-3"`` -> ``0.001``).
+
+    Raises :class:`UsageError` naming the key and saying what the space allows.
+    """
+    try:
+        return space.check_fixed(assignments)
+    except SpaceError as e:
+        raise UsageError(f"--set: {str(e).removeprefix('fixed: ')}") from None
+
+
+def default_dataset(family: str) -> str:
+    """The bundled dataset that ``family`` trains on when none is named (``digits``, ``tones``)."""
+    return _DEFAULT_DATASETS.get(family, "digits")
+
+
+def make_task(space: SearchSpace, *, dataset: str | None = None, epochs: int = 20) -> TaskSpec:
+    """The task of ``space``'s family on ``dataset`` (default :func:`default_dataset`).
+
+    Raises :class:`UsageError` for a value :class:`TaskSpec` refuses (``epochs < 1``).
+    """
+    try:
+        return TaskSpec(
+            family=space.task, dataset=dataset or default_dataset(space.task), epochs=epochs
+        )
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()
+        )
+        raise UsageError(f"task: {problems}") from None
+
+
+def configs_to_try(
+    space: SearchSpace,
+    *,
+    fixed: Mapping[str, Any] | None = None,
+    n_random: int = 0,
+    seed: int | None = 0,
+) -> list[dict[str, Any]]:
+    """The configs ``hpsearch try`` trains.
+
+    With ``n_random=0``: one config, the space's defaults with ``fixed`` values. Otherwise
+    ``n_random`` configs drawn by Optuna's ``RandomSampler(seed)`` through an in-memory study
+    (nothing is stored), the ``fixed`` parameters pinned. ``fixed`` is checked with
+    :meth:`SearchSpace.check_fixed` (raises :class:`~hpsearch.errors.SpaceError`).
+    """
+    if n_random < 0:
+        raise UsageError(f"--random must be >= 0, got {n_random}")
+    pinned = space.check_fixed(fixed or {})
+    if n_random == 0:
+        return [default_config(space, pinned)]
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    configs = []
+    for _ in range(n_random):
+        trial = study.ask()
+        configs.append(suggest_config(trial, space, pinned))
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)  # closes the trial; no value
+    return configs
+
+
+def trainer_for(family: str | None) -> Callable[..., Iterator[EpochResult]]:
+    """The ``fit`` of ``family`` (:func:`hpsearch.train.loop.fitter`); :class:`UsageError` for a
+    family that has no trainer yet. Imports torch."""
+    from hpsearch.train.loop import fitter
+
+    try:
+        return fitter(family)
+    except ValueError as e:
+        raise UsageError(f"{e}; `hpsearch try` needs a trainer for the space's family") from None
+
+
+def try_configs(
+    configs: Sequence[Mapping[str, Any]],
+    task: TaskSpec,
+    *,
+    metric: str = "val_accuracy",
+    seed: int | None = 0,
+    device: str | None = None,
+    on_start: Callable[[int, dict[str, Any]], None] | None = None,
+    on_epoch: Callable[[int, EpochResult], None] | None = None,
+) -> list[TryResult]:
+    """Train each config on ``task`` in turn and return one :class:`TryResult` per config.
+
+    ``task.family`` picks the trainer (:func:`hpsearch.train.loop.fitter`); a family without
+    one raises :class:`UsageError` before anything trains. Every config trains with the same
+    ``seed``, so the configs differ only by their values. A config that fails (a diverging
+    loss, a knob value the trainer refuses, a torch runtime error such as running out of
+    memory) is recorded with its reason and the next one runs. ``on_start(number, config)``
+    and ``on_epoch(number, epoch_result)`` are called as training goes, numbers from 1.
+    """
+    if metric not in METRICS:
+        raise UsageError(f"unknown metric {metric!r}: the trainer reports {sorted(METRICS)}")
+    fit = trainer_for(task.family)
+
+    results = []
+    for number, config in enumerate(configs, start=1):
+        config = dict(config)
+        if on_start is not None:
+            on_start(number, config)
+        epochs: list[EpochResult] = []
+        error = None
+        started = time.perf_counter()
+        try:
+            for result in fit(config, task, seed=seed, device=device):
+                epochs.append(result)
+                if on_epoch is not None:
+                    on_epoch(number, result)
+        except (HpsearchError, ValueError, ArithmeticError, RuntimeError) as e:
+            # RuntimeError covers torch's own failures (shape mismatches, CUDA out of memory):
+            # they end this config, not the whole try.
+            error = f"{type(e).__name__}: {e}"
+        results.append(
+            TryResult(
+                number=number,
+                config=config,
+                metric=metric,
+                epochs=tuple(epochs),
+                seconds=time.perf_counter() - started,
+                error=error,
+            )
+        )
+    return results
+
+
+def best_result(results: Sequence[TryResult]) -> TryResult | None:
+    """The result with the best final metric (its direction from METRICS), None if all failed."""
+    done = [r for r in results if r.final is not None and math.isfinite(r.final)]
+    if not done:
+        return None
+    sign = 1.0 if METRICS[done[0].metric] == "maximize" else -1.0
+    return max(done, key=lambda r: sign * r.final)  # type: ignore[operator]
+
+
+#: The header of the per-epoch lines :func:`format_epoch` writes.
+EPOCH_HEADER = (
+    f"{'config':>6} {'epoch':>5} {'train_loss':>10} {'val_accuracy':>12} {'val_loss':>9} {'lr':>9}"
+)
+
+
+def _num(value: float, width: int) -> str:
+    # Fixed point while it fits; a diverging loss of 1e21 would push the columns apart.
+    text = f"{value:.4f}"
+    return f"{text:>{width}}" if len(text) <= width else f"{value:>{width}.2e}"
+
+
+def format_epoch(number: int, result: EpochResult) -> str:
+    """One line per epoch, aligned under :data:`EPOCH_HEADER`."""
+    m = result.metrics
+    return (
+        f"{number:>6} {result.epoch:>5} {_num(result.train_loss, 10)} "
+        f"{_num(m['val_accuracy'], 12)} {_num(m['val_loss'], 9)} {result.lr:>9.2e}"
+    )
+
+
+def format_config_line(number: int, config: Mapping[str, Any]) -> str:
+    """``config 2: optim.lr=0.0123 sched.name=cosine ...`` (floats to 4 significant digits)."""
+
+    def show(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    return f"config {number}: " + " ".join(f"{k}={show(v)}" for k, v in config.items())
+
+
+def format_summary(results: Sequence[TryResult]) -> list[str]:
+    """The summary table: config number, final metric, seconds, and the reason of a failure.
+
+    The best config is marked with ``*``.
+    """
+    if not results:
+        return []
+    metric = results[0].metric
+    best = best_result(results)
+    lines = [f"{'config':>6}  {metric:>12}  {'seconds':>7}  failed"]
+    for r in results:
+        mark = "*" if r is best else " "
+        final = "-" if r.final is None else f"{r.final:.4f}"
+        row = f"{r.number:>5}{mark}  {final:>12}  {r.seconds:>7.1f}  {r.error or ''}"
+        lines.append(row.rstrip())
+    return lines
