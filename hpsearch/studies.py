@@ -221,6 +221,16 @@ def resolve_spec(spec: StudySpec | dict[str, Any], *, allow_space_paths: bool = 
             f"space {space.name!r} is for {family!r}, which this version's trainer cannot train "
             f"yet; trainable families: {', '.join(f for f, ok in TASK_FAMILIES.items() if ok)}"
         )
+    if (
+        "transfer.pretrained" in space.params
+        and spec.task.pretrained_weights is None
+        and fixed.get("transfer.pretrained", True) is not False
+    ):
+        raise SpecError(
+            f"space {space.name!r} searches transfer.pretrained, which needs "
+            "task.pretrained_weights (a weights file on the workers' machines, or 'hub'); "
+            "give it, or add `fixed: {transfer.pretrained: false}`"
+        )
     direction = spec.direction or METRICS[spec.metric]
     if direction != METRICS[spec.metric]:
         raise SpecError(

@@ -15,7 +15,7 @@ __all__ = ["TaskSpec", "TASK_FAMILIES", "BUNDLED_DATASETS", "METRICS"]
 #: Task families and whether this version of the trainer can train them.
 TASK_FAMILIES: dict[str, bool] = {
     "tabular_classification": True,
-    "image_classification": False,
+    "image_classification": True,
     "audio_classification": True,
 }
 

@@ -52,13 +52,23 @@ def test_resolved_spec_is_self_contained():
         ({"budget": {"trials": None}}, "seconds"),
         ({"name": "has spaces"}, "name"),
         ({"task": {"epochs": 3, "dataset": "digits", "colour": "red"}}, "colour"),
-        ({"space": "image"}, "cannot train"),
         ({"created_at": "2020-01-01T00:00:00Z"}, "created_at"),
+        ({"space": "image"}, "pretrained_weights"),  # transfer learning needs weights
+        ({"space": "image", "fixed": {"transfer.pretrained": True}}, "pretrained_weights"),
     ],
 )
 def test_bad_specs_are_refused_with_a_message_naming_the_problem(overrides, message):
     with pytest.raises(SpecError, match=message):
         studies.resolve_spec(_spec(**overrides))
+
+
+def test_every_bundled_space_makes_a_study():
+    for name in ("demo", "tabular", "audio"):
+        assert studies.resolve_spec(_spec(space=name)).task.family
+    image = studies.resolve_spec(_spec(space="image", fixed={"transfer.pretrained": False}))
+    assert image.task.family == "image_classification"
+    with_weights = studies.resolve_spec(_spec(space="image", task={"pretrained_weights": "w.pth"}))
+    assert with_weights.task.pretrained_weights == "w.pth"
 
 
 def test_a_time_budget_alone_sets_no_trial_limit():

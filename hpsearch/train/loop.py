@@ -195,6 +195,7 @@ def _evaluate(model: nn.Module, split: _Tensors) -> dict[str, float]:
 FITTERS: dict[str, str] = {
     "tabular_classification": "hpsearch.train.loop:fit",
     "audio_classification": "hpsearch.train.audio:fit",
+    "image_classification": "hpsearch.train.image:fit",
 }
 
 

@@ -1,0 +1,171 @@
+"""Image data: the bundled digits as images, or a folder of class subfolders, decoded once.
+
+Every image is decoded, resized (shorter side) and center-cropped to a square once, through
+timm's evaluation transform, and kept as a uint8 tensor ``[N, 3, size, size]``; training and
+evaluation read those tensors, so an epoch decodes no files. The train/validation split is
+stratified by class with a fixed seed (0), so every trial of a study scores on the same images.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from sklearn.model_selection import train_test_split
+from timm.data import create_transform
+
+__all__ = ["ImageData", "ImageSource", "ImageSplit", "load_images", "open_image_source"]
+
+#: The fixed seed of the train/validation split.
+_SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Where a dataset's images come from, before anything is decoded."""
+
+    dataset: str  # ``digits`` or a folder path, as the task names it
+    classes: tuple[str, ...]
+    targets: tuple[int, ...]  # the class index of every image
+    paths: tuple[tuple[str, int, int], ...]  # (path, mtime_ns, size) per image; empty for digits
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """Decoded images (uint8 ``[N, 3, H, W]``) and their class indices (int64 ``[N]``)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ImageData:
+    train: ImageSplit
+    val: ImageSplit
+    classes: tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def open_image_source(dataset: str) -> ImageSource:
+    """Find the images and classes of ``dataset`` (``digits`` or an ImageFolder-layout folder).
+
+    Reads no image yet, so the number of classes is known before the model is built. Raises
+    ``ValueError`` naming the dataset when it is neither.
+    """
+    if dataset == "digits":
+        from sklearn.datasets import load_digits
+
+        targets = load_digits().target
+        return ImageSource(
+            dataset=dataset,
+            classes=tuple(str(c) for c in range(10)),
+            targets=tuple(int(t) for t in targets),
+            paths=(),
+        )
+    from torchvision.datasets import ImageFolder
+
+    root = Path(dataset).expanduser()
+    if not root.is_dir():
+        raise ValueError(
+            f"task.dataset {dataset!r} is neither 'digits' nor a folder on this machine: give a "
+            "folder with one subfolder of images per class (torchvision ImageFolder layout)"
+        )
+    try:
+        folder = ImageFolder(str(root))
+    except (FileNotFoundError, OSError) as e:
+        raise ValueError(
+            f"task.dataset {dataset!r} is not an image folder (one subfolder of images per "
+            f"class): {e}"
+        ) from e
+    paths = []
+    for path, _ in folder.samples:
+        stat = os.stat(path)
+        paths.append((path, stat.st_mtime_ns, stat.st_size))
+    return ImageSource(
+        dataset=dataset,
+        classes=tuple(folder.classes),
+        targets=tuple(folder.targets),
+        paths=tuple(paths),
+    )
+
+
+def load_images(
+    source: ImageSource, *, image_size: int, val_fraction: float, interpolation: str = "bicubic"
+) -> ImageData:
+    """Decode ``source`` at ``image_size`` and split it, stratified, into train and validation.
+
+    Cached per (source, size, fraction, interpolation): the trials of a study on one worker
+    decode once. A changed file changes the source, so it is decoded again.
+    """
+    return _load_images(source, image_size, val_fraction, interpolation)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_images(
+    source: ImageSource, image_size: int, val_fraction: float, interpolation: str
+) -> ImageData:
+    y = np.asarray(source.targets, dtype=np.int64)
+    counts = np.bincount(y, minlength=source.n_classes)
+    if counts.min() < 2:
+        thin = [source.classes[i] for i in np.flatnonzero(counts < 2)]
+        raise ValueError(
+            f"task.dataset {source.dataset!r}: class(es) {thin} have fewer than 2 images; "
+            "a stratified train/validation split needs at least 2 per class"
+        )
+    # timm's eval transform without normalization gives uint8 tensors: resize the shorter
+    # side, then center-crop (crop_pct=1 keeps the whole short side).
+    resize = create_transform(
+        (3, image_size, image_size),
+        is_training=False,
+        interpolation=interpolation,
+        crop_pct=1.0,
+        normalize=False,
+    )
+    x = torch.stack([resize(image) for image in _images(source)])
+    try:
+        train_idx, val_idx = train_test_split(
+            np.arange(len(y)), test_size=val_fraction, stratify=y, random_state=_SPLIT_SEED
+        )
+    except ValueError as e:
+        raise ValueError(
+            f"task.dataset {source.dataset!r} cannot be split with task.val_fraction="
+            f"{val_fraction}: {e}"
+        ) from e
+    y_t = torch.from_numpy(y)
+    train_i, val_i = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
+    return ImageData(
+        train=ImageSplit(x=x[train_i], y=y_t[train_i]),
+        val=ImageSplit(x=x[val_i], y=y_t[val_i]),
+        classes=source.classes,
+    )
+
+
+def _images(source: ImageSource):
+    if source.dataset == "digits":
+        from sklearn.datasets import load_digits
+
+        # 0..16 gray levels -> 0..255, one channel repeated into three.
+        pixels = np.rint(load_digits().images * (255.0 / 16.0)).astype(np.uint8)
+        for image in pixels:
+            yield Image.fromarray(image).convert("RGB")
+        return
+    for path, _, _ in source.paths:
+        try:
+            with Image.open(path) as image:
+                yield image.convert("RGB")
+        except OSError as e:
+            raise ValueError(
+                f"task.dataset {source.dataset!r}: cannot read image {path}: {e}"
+            ) from e
