@@ -220,7 +220,12 @@ def _cmd_try(args: argparse.Namespace) -> int:
 
     space = load_space(args.space)
     fixed = check_assignments(space, parse_assignments(args.set))
-    task = make_task(space, dataset=args.dataset, epochs=args.epochs)
+    task = make_task(
+        space,
+        dataset=args.dataset,
+        epochs=args.epochs,
+        pretrained_weights=args.pretrained_weights,
+    )
     trainer_for(task.family)  # a family without a trainer fails before anything is printed
     configs = configs_to_try(space, fixed=fixed, n_random=args.random, seed=args.seed)
     print(
@@ -450,6 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the random configs and of training (default 0)",
     )  # fmt: skip
     p.add_argument("--epochs", type=int, default=3, help="epochs per config (default 3)")
+    p.add_argument(
+        "--pretrained-weights",
+        help="weights file for transfer learning (image spaces with transfer.pretrained=true)",
+    )
     p.add_argument(
         "--dataset", help="bundled dataset name or a path (default: the family's bundled one)"
     )

@@ -108,14 +108,23 @@ def default_dataset(family: str) -> str:
     return _DEFAULT_DATASETS.get(family, "digits")
 
 
-def make_task(space: SearchSpace, *, dataset: str | None = None, epochs: int = 20) -> TaskSpec:
+def make_task(
+    space: SearchSpace,
+    *,
+    dataset: str | None = None,
+    epochs: int = 20,
+    pretrained_weights: str | None = None,
+) -> TaskSpec:
     """The task of ``space``'s family on ``dataset`` (default :func:`default_dataset`).
 
     Raises :class:`UsageError` for a value :class:`TaskSpec` refuses (``epochs < 1``).
     """
     try:
         return TaskSpec(
-            family=space.task, dataset=dataset or default_dataset(space.task), epochs=epochs
+            family=space.task,
+            dataset=dataset or default_dataset(space.task),
+            epochs=epochs,
+            pretrained_weights=pretrained_weights,
         )
     except ValidationError as e:
         problems = "; ".join(
