@@ -164,9 +164,9 @@ def configs_to_try(
 
 
 def trainer_for(family: str | None) -> Callable[..., Iterator[EpochResult]]:
-    """The ``fit`` of ``family`` (:func:`hpsearch.train.loop.fitter`); :class:`UsageError` for a
+    """The ``fit`` of ``family`` (:func:`hpsearch.train.fitter`); :class:`UsageError` for a
     family that has no trainer yet. Imports torch."""
-    from hpsearch.train.loop import fitter
+    from hpsearch.train import fitter
 
     try:
         return fitter(family)
@@ -186,7 +186,7 @@ def try_configs(
 ) -> list[TryResult]:
     """Train each config on ``task`` in turn and return one :class:`TryResult` per config.
 
-    ``task.family`` picks the trainer (:func:`hpsearch.train.loop.fitter`); a family without
+    ``task.family`` picks the trainer (:func:`hpsearch.train.fitter`); a family without
     one raises :class:`UsageError` before anything trains. Every config trains with the same
     ``seed``, so the configs differ only by their values. A config that fails (a diverging
     loss, a knob value the trainer refuses, a torch runtime error such as running out of

@@ -405,7 +405,7 @@ def test_huge_lr_raises_training_diverged() -> None:
         ({"config": {"train.batch_size": "big"}}, "train.batch_size"),
         ({"config": {"model.dropout": 1.5}}, "model.dropout"),
         ({"task": _task(dataset="/no/such/file.csv")}, "/no/such/file.csv"),
-        ({"task": TaskSpec(family="image_classification")}, "image_classification"),
+        ({"task": TaskSpec(family="video_classification")}, "video_classification"),
     ],
 )
 def test_bad_input_raises_value_error_naming_it(kwargs: dict[str, Any], named: str) -> None:

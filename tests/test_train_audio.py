@@ -22,12 +22,12 @@ from hpsearch.errors import TrainingDiverged
 from hpsearch.spaces import load_space
 from hpsearch.storage import open_storage
 from hpsearch.tasks import BUNDLED_DATASETS, TASK_FAMILIES, TaskSpec
+from hpsearch.train import FITTERS, fitter
 from hpsearch.train import audio as audio_trainer
 from hpsearch.train.audio import autocast_dtype, fit
 from hpsearch.train.audio_config import AUDIO_DEFAULTS, parse_audio_config
 from hpsearch.train.audio_data import load_audio, log_mel, make_tones, mel_filterbank
 from hpsearch.train.audio_model import AudioCNN, build_audio_model
-from hpsearch.train.loop import FITTERS, fitter
 from hpsearch.train.specaugment import (
     SpecAugment,
     freq_mask,

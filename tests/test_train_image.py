@@ -25,10 +25,9 @@ from hpsearch.errors import TrainingDiverged
 from hpsearch.spaces import load_space
 from hpsearch.storage import open_storage
 from hpsearch.tasks import TaskSpec
-from hpsearch.train import image
+from hpsearch.train import fitter, image
 from hpsearch.train.image_augment import build_mixup, build_train_transform
 from hpsearch.train.image_config import IMAGE_DEFAULTS, ImageAugmentConfig
-from hpsearch.train.loop import fitter
 from hpsearch.worker import run_worker
 
 #: A tiny, fast baseline: every knob test changes one thing against it.

@@ -21,8 +21,14 @@ from hpsearch.train.config import (
     LossConfig,
     OptimConfig,
     SchedConfig,
-    _coerce,
-    _in_range,
+)
+from hpsearch.train.knobs import (
+    check_at_least,
+    check_choice,
+    check_in_range,
+    check_positive,
+    knob_defaults,
+    parse_sections,
 )
 
 __all__ = [
@@ -47,8 +53,7 @@ class AudioInputConfig:
     n_mels: int = 64
 
     def __post_init__(self) -> None:
-        if self.n_mels not in N_MELS:
-            raise ValueError(f"`input.n_mels` must be one of {list(N_MELS)}, got {self.n_mels!r}")
+        check_choice("input.n_mels", self.n_mels, N_MELS)
 
 
 @dataclass(frozen=True)
@@ -69,17 +74,13 @@ class AudioModelConfig:
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.width < 1:
-            raise ValueError(f"`model.width` must be >= 1, got {self.width!r}")
-        if self.depth < 1:
-            raise ValueError(f"`model.depth` must be >= 1 (conv blocks), got {self.depth!r}")
-        for key, value, choices in (("model.init", self.init, INITS),
-                                    ("model.activation", self.activation, ACTIVATIONS),
-                                    ("model.norm", self.norm, NORMS)):  # fmt: skip
-            if value not in choices:
-                raise ValueError(f"`{key}` must be one of {list(choices)}, got {value!r}")
-        _in_range("model.dropout", self.dropout, 0.0, 1.0, high_open=True)
-        _in_range("model.stochastic_depth", self.stochastic_depth, 0.0, 1.0, high_open=True)
+        check_at_least("model.width", self.width, 1)
+        check_at_least("model.depth", self.depth, 1, note="(conv blocks)")
+        check_choice("model.init", self.init, INITS)
+        check_choice("model.activation", self.activation, ACTIVATIONS)
+        check_choice("model.norm", self.norm, NORMS)
+        check_in_range("model.dropout", self.dropout, 0.0, 1.0, high_open=True)
+        check_in_range("model.stochastic_depth", self.stochastic_depth, 0.0, 1.0, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,10 @@ class AugmentConfig:
     mixup_alpha: float = 0.2
 
     def __post_init__(self) -> None:
-        for key, value in (("aug.time_warp", self.time_warp), ("aug.time_mask", self.time_mask),
-                           ("aug.freq_mask", self.freq_mask)):  # fmt: skip
-            if value < 0:
-                raise ValueError(f"`{key}` must be >= 0 (0 = off), got {value!r}")
-        if not self.mixup_alpha > 0:
-            raise ValueError(f"`aug.mixup_alpha` must be > 0, got {self.mixup_alpha!r}")
+        check_at_least("aug.time_warp", self.time_warp, 0, note="(0 = off)")
+        check_at_least("aug.time_mask", self.time_mask, 0, note="(0 = off)")
+        check_at_least("aug.freq_mask", self.freq_mask, 0, note="(0 = off)")
+        check_positive("aug.mixup_alpha", self.mixup_alpha)
 
 
 @dataclass(frozen=True)
@@ -127,15 +126,8 @@ class AudioConfig:
 #: Knobs of the shared sections that the audio trainer does not implement.
 _NOT_AUDIO = frozenset({"loss.activation_reg"})
 
-_DEFAULT = AudioConfig()
-
 #: Every knob the audio trainer reads, ``section.knob`` -> default.
-AUDIO_DEFAULTS: dict[str, Any] = {
-    f"{section.name}.{f.name}": getattr(getattr(_DEFAULT, section.name), f.name)
-    for section in dataclasses.fields(AudioConfig)
-    for f in dataclasses.fields(getattr(_DEFAULT, section.name))
-    if f"{section.name}.{f.name}" not in _NOT_AUDIO
-}
+AUDIO_DEFAULTS: dict[str, Any] = knob_defaults(AudioConfig, exclude=_NOT_AUDIO)
 
 
 def parse_audio_config(config: Mapping[str, Any]) -> AudioConfig:
@@ -143,19 +135,10 @@ def parse_audio_config(config: Mapping[str, Any]) -> AudioConfig:
 
     Raises ``ValueError`` for a key the audio trainer does not know and for a bad value.
     """
-    unknown = sorted(set(config) - set(AUDIO_DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"unknown config key(s) {unknown} for audio_classification; "
-            f"the audio trainer knows {sorted(AUDIO_DEFAULTS)}"
-        )
-    sections = {}
-    for section in dataclasses.fields(AudioConfig):
-        default = getattr(_DEFAULT, section.name)
-        kwargs = {}
-        for f in dataclasses.fields(default):
-            key = f"{section.name}.{f.name}"
-            if key in config:
-                kwargs[f.name] = _coerce(key, config[key], str(f.type))
-        sections[section.name] = dataclasses.replace(default, **kwargs)
-    return AudioConfig(**sections)
+    return parse_sections(
+        AudioConfig,
+        config,
+        known=AUDIO_DEFAULTS,
+        trainer="the audio trainer",
+        family="audio_classification",
+    )

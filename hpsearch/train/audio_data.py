@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
+
+from hpsearch.train.splits import SPLIT_SEED, TensorSplit, split_rows
 
 __all__ = [
     "MAX_SECONDS",
@@ -42,8 +43,6 @@ __all__ = [
 
 #: Longest clip kept; longer ones are centre-cropped to this.
 MAX_SECONDS = 10.0
-#: The train/validation split is seeded with this constant, so every trial sees the same split.
-SPLIT_SEED = 0
 #: The ``tones`` classes, in label order.
 TONES_CLASSES = ("low_tone", "high_tone", "chirp_up", "chirp_down", "noise_band", "two_tone")
 _HOP_SECONDS = 0.010
@@ -62,11 +61,8 @@ class AudioClips:
 
 
 @dataclass(frozen=True)
-class AudioSplit:
+class AudioSplit(TensorSplit):
     """Standardized log-mel spectrograms ``(clips, 1, mels, frames)`` and labels."""
-
-    x: torch.Tensor
-    y: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -265,15 +261,12 @@ def load_audio_data(dataset: str, *, n_mels: int, val_fraction: float) -> AudioD
     """Spectrograms of ``dataset``, split (stratified, fixed seed) and standardized per band."""
     clips = load_clips(dataset)
     mels = _log_mels(dataset, n_mels)
-    idx = np.arange(len(clips.labels))
-    counts = np.bincount(clips.labels)
-    stratify = clips.labels if counts.min() >= 2 else None
-    try:
-        train_idx, val_idx = train_test_split(
-            idx, test_size=val_fraction, random_state=SPLIT_SEED, stratify=stratify
-        )
-    except ValueError as e:
-        raise ValueError(f"audio dataset {dataset!r} is too small to split: {e}") from e
+    train_idx, val_idx = split_rows(
+        clips.labels,
+        val_fraction,
+        stratify=np.bincount(clips.labels).min() >= 2,
+        what=f"audio dataset {dataset!r} is too small to split",
+    )
     train_idx, val_idx = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
     train_x = mels[train_idx]
     mean = train_x.mean(dim=(0, 2), keepdim=True)

@@ -11,8 +11,8 @@ import torch
 from timm.layers import DropPath
 from torch import nn
 
+from hpsearch.train.activations import build_activation
 from hpsearch.train.audio_config import AudioModelConfig
-from hpsearch.train.models import GeneralRelu
 
 __all__ = ["MAX_WIDTH_FACTOR", "AudioCNN", "ConvBlock", "FrequencyCoord", "build_audio_model"]
 
@@ -27,22 +27,6 @@ class FrequencyCoord(nn.Module):
         n, _, freq, time = x.shape
         coord = torch.linspace(-1.0, 1.0, freq, device=x.device, dtype=x.dtype)
         return torch.cat([x, coord.view(1, 1, freq, 1).expand(n, 1, freq, time)], dim=1)
-
-
-def _activation(name: str) -> nn.Module:
-    if name == "relu":
-        return nn.ReLU()
-    if name == "relu-0.5":
-        return GeneralRelu(0.5)
-    if name == "gelu":
-        return nn.GELU()
-    if name == "silu":
-        return nn.SiLU()
-    if name == "mish":
-        return nn.Mish()
-    if name == "glu":
-        return nn.GLU(dim=1)  # gates half of the channels with the other half
-    raise ValueError(f"`model.activation` {name!r} is not known")
 
 
 def _norm(name: str, channels: int) -> nn.Module:
@@ -80,7 +64,7 @@ class ConvBlock(nn.Module):
         conv_out = 2 * out_channels if activation == "glu" else out_channels
         self.conv = nn.Conv2d(in_channels, conv_out, 3, padding=1, bias=norm == "none")
         self.norm = _norm(norm, conv_out)
-        self.act = _activation(activation)
+        self.act = build_activation(activation, glu_dim=1)  # gates channels
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.residual = residual
         self.shortcut: nn.Module = nn.Identity()

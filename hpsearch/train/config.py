@@ -12,6 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hpsearch.train.knobs import (
+    check_at_least,
+    check_choice,
+    check_in_range,
+    check_positive,
+    knob_defaults,
+    parse_sections,
+)
+
 __all__ = [
     "TrainConfig",
     "OptimConfig",
@@ -38,23 +47,6 @@ NORMALIZATIONS = ("standard", "quantile", "rankgauss")
 LOSSES = ("ce", "mse", "soft_f1")
 
 
-def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"`{key}` must be one of {list(choices)}, got {value!r}")
-
-
-def _in_range(key: str, value: float, low: float, high: float, *, high_open: bool = False) -> None:
-    ok = low <= value < high if high_open else low <= value <= high
-    if not ok:
-        bracket = ")" if high_open else "]"
-        raise ValueError(f"`{key}` must be in [{low}, {high}{bracket}, got {value!r}")
-
-
-def _positive(key: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"`{key}` must be > 0, got {value!r}")
-
-
 @dataclass(frozen=True)
 class OptimConfig:
     """``optim.*``: the optimizer and its hyperparameters.
@@ -72,13 +64,12 @@ class OptimConfig:
     weight_decay: float = 1e-5
 
     def __post_init__(self) -> None:
-        _positive("optim.lr", self.lr)
-        _in_range("optim.momentum", self.momentum, 0.0, 1.0, high_open=True)
-        _in_range("optim.beta1", self.beta1, 0.0, 1.0, high_open=True)
-        _in_range("optim.beta2", self.beta2, 0.0, 1.0, high_open=True)
-        _positive("optim.eps", self.eps)
-        if self.weight_decay < 0:
-            raise ValueError(f"`optim.weight_decay` must be >= 0, got {self.weight_decay!r}")
+        check_positive("optim.lr", self.lr)
+        check_in_range("optim.momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_in_range("optim.beta1", self.beta1, 0.0, 1.0, high_open=True)
+        check_in_range("optim.beta2", self.beta2, 0.0, 1.0, high_open=True)
+        check_positive("optim.eps", self.eps)
+        check_at_least("optim.weight_decay", self.weight_decay, 0)
 
 
 @dataclass(frozen=True)
@@ -88,7 +79,7 @@ class SchedConfig:
     name: str = "cosine"
 
     def __post_init__(self) -> None:
-        _choice("sched.name", self.name, SCHEDULES)
+        check_choice("sched.name", self.name, SCHEDULES)
 
 
 @dataclass(frozen=True)
@@ -107,18 +98,15 @@ class ModelConfig:
     embedding_dim: int = 8
 
     def __post_init__(self) -> None:
-        if self.width < 1:
-            raise ValueError(f"`model.width` must be >= 1, got {self.width!r}")
-        if self.depth < 1:
-            raise ValueError(f"`model.depth` must be >= 1 (hidden layers), got {self.depth!r}")
-        _choice("model.activation", self.activation, ACTIVATIONS)
-        _in_range("model.dropout", self.dropout, 0.0, 1.0, high_open=True)
-        _in_range("model.dropconnect", self.dropconnect, 0.0, 1.0, high_open=True)
-        _choice("model.norm", self.norm, NORMS)
-        _choice("model.init", self.init, INITS)
-        _in_range("model.stochastic_depth", self.stochastic_depth, 0.0, 1.0, high_open=True)
-        if self.embedding_dim < 1:
-            raise ValueError(f"`model.embedding_dim` must be >= 1, got {self.embedding_dim!r}")
+        check_at_least("model.width", self.width, 1)
+        check_at_least("model.depth", self.depth, 1, note="(hidden layers)")
+        check_choice("model.activation", self.activation, ACTIVATIONS)
+        check_in_range("model.dropout", self.dropout, 0.0, 1.0, high_open=True)
+        check_in_range("model.dropconnect", self.dropconnect, 0.0, 1.0, high_open=True)
+        check_choice("model.norm", self.norm, NORMS)
+        check_choice("model.init", self.init, INITS)
+        check_in_range("model.stochastic_depth", self.stochastic_depth, 0.0, 1.0, high_open=True)
+        check_at_least("model.embedding_dim", self.embedding_dim, 1)
 
 
 @dataclass(frozen=True)
@@ -128,7 +116,7 @@ class InputConfig:
     normalization: str = "standard"
 
     def __post_init__(self) -> None:
-        _choice("input.normalization", self.normalization, NORMALIZATIONS)
+        check_choice("input.normalization", self.normalization, NORMALIZATIONS)
 
 
 @dataclass(frozen=True)
@@ -140,10 +128,9 @@ class LossConfig:
     activation_reg: float = 0.0
 
     def __post_init__(self) -> None:
-        _choice("loss.name", self.name, LOSSES)
-        _in_range("loss.label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
-        if self.activation_reg < 0:
-            raise ValueError(f"`loss.activation_reg` must be >= 0, got {self.activation_reg!r}")
+        check_choice("loss.name", self.name, LOSSES)
+        check_in_range("loss.label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        check_at_least("loss.activation_reg", self.activation_reg, 0)
 
 
 @dataclass(frozen=True)
@@ -158,13 +145,10 @@ class LoopConfig:
     grad_accum: int = 1
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"`train.batch_size` must be >= 1, got {self.batch_size!r}")
-        if self.grad_clip < 0:
-            raise ValueError(f"`train.grad_clip` must be >= 0 (0 = off), got {self.grad_clip!r}")
-        _in_range("train.ema_decay", self.ema_decay, 0.0, 1.0, high_open=True)
-        if self.grad_accum < 1:
-            raise ValueError(f"`train.grad_accum` must be >= 1, got {self.grad_accum!r}")
+        check_at_least("train.batch_size", self.batch_size, 1)
+        check_at_least("train.grad_clip", self.grad_clip, 0, note="(0 = off)")
+        check_in_range("train.ema_decay", self.ema_decay, 0.0, 1.0, high_open=True)
+        check_at_least("train.grad_accum", self.grad_accum, 1)
 
 
 @dataclass(frozen=True)
@@ -179,39 +163,8 @@ class TrainConfig:
     train: LoopConfig = dataclasses.field(default_factory=LoopConfig)
 
 
-_SECTIONS: dict[str, type] = {
-    f.name: f.default_factory  # type: ignore[misc]
-    for f in dataclasses.fields(TrainConfig)
-}
-
 #: Every knob the trainer reads, ``section.knob`` -> default.
-DEFAULTS: dict[str, Any] = {
-    f"{section}.{f.name}": f.default
-    for section, cls in _SECTIONS.items()
-    for f in dataclasses.fields(cls)
-}
-
-
-def _coerce(key: str, value: Any, kind: str) -> Any:
-    # Optuna hands back Python scalars, YAML may give ints for floats; bools are ints in
-    # Python, so they are refused explicitly where a number is expected.
-    if kind == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif kind == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-    elif kind == "str":
-        if isinstance(value, str):
-            return value
-    raise ValueError(f"`{key}` must be a {kind}, got {value!r} ({type(value).__name__})")
+DEFAULTS: dict[str, Any] = knob_defaults(TrainConfig)
 
 
 def parse_config(config: Mapping[str, Any]) -> TrainConfig:
@@ -220,15 +173,4 @@ def parse_config(config: Mapping[str, Any]) -> TrainConfig:
     Raises ``ValueError`` for a key the trainer does not know (so a typo in a search space
     fails the first trial instead of being silently ignored) and for a bad value.
     """
-    unknown = sorted(set(config) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}; the trainer knows {sorted(DEFAULTS)}")
-    sections = {}
-    for section, cls in _SECTIONS.items():
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            key = f"{section}.{f.name}"
-            if key in config:
-                kwargs[f.name] = _coerce(key, config[key], str(f.type))
-        sections[section] = cls(**kwargs)
-    return TrainConfig(**sections)
+    return parse_sections(TrainConfig, config, known=DEFAULTS, trainer="the trainer")

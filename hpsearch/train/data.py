@@ -15,15 +15,11 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from hpsearch.train.normalize import normalize_numeric
+from hpsearch.train.splits import SPLIT_SEED, split_rows
 
 __all__ = ["TabularSplit", "TabularData", "load_tabular", "SPLIT_SEED"]
-
-#: The train/validation split is seeded with this constant, not with the trial's seed, so
-#: every trial of a study is scored on the same validation rows and the scores compare.
-SPLIT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -138,15 +134,12 @@ def _prepare(
 ) -> TabularData:
     # mtime_ns only keys the cache.
     table = _load_table(dataset)
-    rows = np.arange(len(table.y))
-    try:
-        train_rows, val_rows = train_test_split(
-            rows, test_size=val_fraction, stratify=table.y, random_state=SPLIT_SEED
-        )
-    except ValueError as e:
-        raise ValueError(
-            f"cannot split dataset {dataset!r} with val_fraction={val_fraction}: {e}"
-        ) from e
+    train_rows, val_rows = split_rows(
+        table.y,
+        val_fraction,
+        stratify=True,
+        what=f"cannot split dataset {dataset!r} with val_fraction={val_fraction}",
+    )
     x_num_train, x_num_val = table.x_num[train_rows], table.x_num[val_rows]
     if np.isnan(x_num_train).any() or np.isnan(x_num_val).any():
         medians = np.nan_to_num(np.nanmedian(x_num_train, axis=0))

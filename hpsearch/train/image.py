@@ -1,27 +1,22 @@
 """The image_classification trainer: a timm backbone on digits or an image folder.
 
-Same contract as the tabular :func:`hpsearch.train.loop.fit`: the config, task and device are
+Same contract as the tabular :func:`hpsearch.train.tabular.fit`: the config, task and device are
 checked (and the images decoded) when :func:`fit` is called; one
 :class:`~hpsearch.train.loop.EpochResult` per epoch follows as the iterator is consumed.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from timm.data import Mixup, resolve_data_config
-from timm.utils import ModelEmaV3
 from torch import nn
 from torchvision.transforms.functional import to_pil_image
 
-from hpsearch.errors import TrainingDiverged
 from hpsearch.tasks import TaskSpec
-from hpsearch.train.image_augment import build_mixup, build_soft_target_loss, build_train_transform
+from hpsearch.train.image_augment import build_mixup, build_train_transform
 from hpsearch.train.image_config import ImageConfig, parse_image_config
 from hpsearch.train.image_data import ImageSplit, load_images, open_image_source
 from hpsearch.train.image_model import (
@@ -31,11 +26,11 @@ from hpsearch.train.image_model import (
     scale_backbone_lr,
     set_backbone_frozen,
 )
-from hpsearch.train.loop import EpochResult
+from hpsearch.train.loop import EpochResult, run_epochs
 from hpsearch.train.losses import build_loss
-from hpsearch.train.optim import build_optimizer, build_schedule, timm_optimizer_name
-from hpsearch.train.runtime import make_generator, resolve_device, seed_everything
-from hpsearch.train.sampling import batches_per_epoch, class_balance_weights, epoch_batches
+from hpsearch.train.optim import build_optimizer, timm_optimizer_name
+from hpsearch.train.run import check_family
+from hpsearch.train.runtime import autocast, start_run
 
 __all__ = ["autocast_dtype", "fit"]
 
@@ -67,17 +62,10 @@ def fit(
     :class:`~hpsearch.errors.TrainingDiverged` when the loss stops being finite.
     """
     cfg = parse_image_config(config)
-    if task.family not in (None, "image_classification"):
-        raise ValueError(
-            f"task family {task.family!r} is not trained by hpsearch.train.image; "
-            "it trains image_classification"
-        )
+    check_family(task, "image_classification", "hpsearch.train.image")
     timm_optimizer_name(cfg.optim.name)  # an unknown optimizer fails before the data loads
     check_pretrained_weights(cfg.transfer, task.pretrained_weights)
-    dev = resolve_device(device)
-    if seed is not None:
-        seed_everything(seed)
-    generator = make_generator(seed)
+    dev, generator = start_run(device, seed)
     source = open_image_source(task.dataset)
     model = build_image_model(
         cfg.model, cfg.transfer, n_classes=source.n_classes, weights=task.pretrained_weights
@@ -99,7 +87,7 @@ def fit(
         cfg,
         model.to(dev),
         data.train,
-        _to(data.val, dev),
+        data.val.to(dev),
         normalize=_Normalize(data_cfg["mean"], data_cfg["std"], dev),
         transform=transform,
         n_classes=data.n_classes,
@@ -119,16 +107,6 @@ class _Normalize:
         return (x.float() - self.mean) / self.std
 
 
-def _to(split: ImageSplit, device: torch.device) -> ImageSplit:
-    if device.type != "cuda":
-        return split
-    # The whole split moves once (uint8, so small); pinning makes that copy asynchronous.
-    return ImageSplit(
-        x=split.x.pin_memory().to(device, non_blocking=True),
-        y=split.y.pin_memory().to(device, non_blocking=True),
-    )
-
-
 def _epochs(
     cfg: ImageConfig,
     model: nn.Module,
@@ -141,93 +119,53 @@ def _epochs(
     epochs: int,
     generator: torch.Generator,
 ) -> Iterator[EpochResult]:
-    loop = cfg.train
     device = val_set.y.device
     # Without per-image augmentation, the training images live on the device like the
     # validation ones; with it, they stay on the CPU where the PIL transforms run.
-    train_x = train_set.x if transform is not None else _to(train_set, device).x
-    train_y = _to(train_set, device).y
-    n_rows = len(train_y)
-    n_batches = batches_per_epoch(n_rows, loop.batch_size)
+    if transform is None:
+        moved = train_set.to(device)
+        train_x, train_y = moved.x, moved.y
+    else:
+        train_x, train_y = train_set.x, train_set.y.to(device)
     optimizer = build_optimizer(model, cfg.optim)
     if cfg.transfer.pretrained:
         scale_backbone_lr(optimizer, model, BACKBONE_LR_SCALE)
-    schedule = build_schedule(
-        optimizer,
-        cfg.sched.name,
-        epochs=epochs,
-        updates_per_epoch=-(-n_batches // loop.grad_accum),
-    )
     mixup = build_mixup(
         cfg.aug,
         label_smoothing=cfg.loss.label_smoothing if cfg.loss.name == "ce" else 0.0,
         n_classes=n_classes,
     )
-    loss_fn = (
-        build_soft_target_loss(cfg.loss) if mixup is not None else build_loss(cfg.loss, n_classes)
-    )
-    amp_dtype = autocast_dtype(device, loop.amp)
-    # fp16 needs loss scaling to keep small gradients from underflowing; bf16 does not.
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    # No decay warmup: timm's warmup would cap the decay below train.ema_decay for thousands of
-    # updates, so in short trials the knob would change nothing.
-    ema = ModelEmaV3(model, decay=loop.ema_decay) if loop.ema else None
-    weights = class_balance_weights(train_set.y) if loop.balanced_sampler else None
+    loss_fn = build_loss(cfg.loss, n_classes, soft_targets=mixup is not None)
+    amp_dtype = autocast_dtype(device, cfg.train.amp)
     freeze_epochs = cfg.transfer.freeze_epochs if cfg.transfer.pretrained else 0
-    num_updates = 0
-    lr = optimizer.param_groups[0]["lr"]
 
-    for epoch in range(1, epochs + 1):
-        model.train()
-        set_backbone_frozen(model, epoch <= freeze_epochs)
-        batches = epoch_batches(n_rows, loop.batch_size, generator=generator, weights=weights)
-        # Summed on the device and read once per epoch: a per-batch .item() would sync the GPU.
-        loss_sum = torch.zeros((), device=device)
-        for start in range(0, len(batches), loop.grad_accum):
-            group = batches[start : start + loop.grad_accum]
-            for idx in group:
-                x, y = _batch(train_x, train_y, idx, normalize, transform, device, mixup)
-                if mixup is not None:
-                    x, y = mixup(x, y)
-                with _autocast(device, amp_dtype):
-                    loss = loss_fn(model(x), y)
-                loss = loss.float()
-                # Dividing by the group size makes the accumulated gradient a mean over the
-                # micro-batches, as if they were one batch.
-                scaled = loss / len(group)
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                loss_sum += loss.detach()
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            if loop.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), loop.grad_clip)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            num_updates += 1
-            lr = optimizer.param_groups[0]["lr"]
-            schedule.step(num_updates)
-            if ema is not None:
-                ema.update(model, step=num_updates)
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        x, y = _batch(train_x, train_y, idx, normalize, transform, device, mixup)
+        if mixup is not None:
+            x, y = mixup(x, y)
+        with autocast(device, amp_dtype):
+            return loss_fn(model(x), y)
 
-        # One non-finite batch makes the epoch's sum non-finite: checked once per epoch.
-        train_loss = loss_sum.item() / len(batches)
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(
-                f"training loss is {train_loss} in epoch {epoch}; "
-                "try a lower optim.lr or train.grad_clip > 0"
-            )
-        evaluated = ema.module if ema is not None else model
-        metrics = _evaluate(evaluated, val_set, normalize, amp_dtype)
-        if not math.isfinite(metrics["val_loss"]):
-            raise TrainingDiverged(
-                f"validation loss is {metrics['val_loss']} after epoch {epoch} "
-                f"(training loss {train_loss}); try a lower optim.lr or train.grad_clip > 0"
-            )
-        yield EpochResult(epoch=epoch, train_loss=train_loss, metrics=metrics, lr=lr)
+    def val_logits(evaluated: nn.Module, rows: slice) -> torch.Tensor:
+        # No augmentation here.
+        with autocast(device, amp_dtype):
+            return evaluated(normalize(val_set.x[rows]))
+
+    yield from run_epochs(
+        model,
+        optimizer,
+        loop=cfg.train,
+        sched=cfg.sched.name,
+        epochs=epochs,
+        generator=generator,
+        train_y=train_y,
+        batch_loss=batch_loss,
+        val_y=val_set.y,
+        val_logits=val_logits,
+        eval_chunk=_EVAL_CHUNK,
+        amp_dtype=amp_dtype,
+        on_epoch_start=lambda epoch: set_backbone_frozen(model, epoch <= freeze_epochs),
+    )
 
 
 def _batch(
@@ -246,30 +184,3 @@ def _batch(
         return normalize(x[idx]), y[idx]
     images = torch.stack([transform(to_pil_image(x[i])) for i in idx.tolist()])
     return images.to(device, non_blocking=True), y[idx.to(device, non_blocking=True)]
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-@torch.no_grad()
-def _evaluate(
-    model: nn.Module, split: ImageSplit, normalize: _Normalize, amp_dtype: torch.dtype | None
-) -> dict[str, float]:
-    # No augmentation here. val_loss is plain CE on logits whatever the training loss, so
-    # trials compare on one scale.
-    model.eval()
-    device = split.y.device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    n = len(split.y)
-    for start in range(0, n, _EVAL_CHUNK):
-        rows = slice(start, start + _EVAL_CHUNK)
-        with _autocast(device, amp_dtype):
-            logits = model(normalize(split.x[rows]))
-        logits = logits.float()
-        loss_sum += F.cross_entropy(logits, split.y[rows], reduction="sum")
-        correct += (logits.argmax(dim=1) == split.y[rows]).sum()
-    return {"val_accuracy": correct.item() / n, "val_loss": loss_sum.item() / n}

@@ -11,16 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
-import torch.nn.functional as F
 from timm.data import Mixup, create_transform
-from timm.loss import SoftTargetCrossEntropy
-from torch import nn
 
-from hpsearch.train.config import LossConfig
 from hpsearch.train.image_config import AUG_POLICIES, ImageAugmentConfig
 
-__all__ = ["SoftProbabilityLoss", "build_mixup", "build_soft_target_loss", "build_train_transform"]
+__all__ = ["build_mixup", "build_train_transform"]
 
 
 def build_train_transform(
@@ -53,7 +48,8 @@ def build_train_transform(
 
 def build_mixup(aug: ImageAugmentConfig, *, label_smoothing: float, n_classes: int) -> Mixup | None:
     """timm's ``Mixup`` for ``aug.mixup`` / ``aug.cutmix`` (both on: one or the other per batch,
-    evenly); ``None`` when both are off. Its targets are soft, label smoothing included."""
+    evenly); ``None`` when both are off. Its targets are soft, label smoothing included: train
+    on them with :func:`~hpsearch.train.losses.build_loss` ``(soft_targets=True)``."""
     if not (aug.mixup or aug.cutmix):
         return None
     return Mixup(
@@ -63,31 +59,3 @@ def build_mixup(aug: ImageAugmentConfig, *, label_smoothing: float, n_classes: i
         label_smoothing=label_smoothing,
         num_classes=n_classes,
     )
-
-
-class SoftProbabilityLoss(nn.Module):
-    """MSE or soft-F1 (as in :mod:`hpsearch.train.losses`) against soft targets, for Mixup."""
-
-    def __init__(self, name: str, eps: float = 1e-7) -> None:
-        super().__init__()
-        self.name = name
-        self.eps = eps
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        probs = logits.softmax(dim=1)
-        target = target.to(probs.dtype)
-        if self.name == "mse":
-            return F.mse_loss(probs, target)
-        tp = (probs * target).sum(dim=0)
-        fp = (probs * (1 - target)).sum(dim=0)
-        fn = ((1 - probs) * target).sum(dim=0)
-        return 1 - (2 * tp / (2 * tp + fp + fn + self.eps)).mean()
-
-
-def build_soft_target_loss(cfg: LossConfig) -> nn.Module:
-    """The training loss on Mixup's soft targets: timm's ``SoftTargetCrossEntropy`` for ``ce``."""
-    if cfg.name == "ce":
-        return SoftTargetCrossEntropy()
-    if cfg.name in ("mse", "soft_f1"):
-        return SoftProbabilityLoss(cfg.name)
-    raise ValueError(f"`loss.name` must be ce, mse or soft_f1, got {cfg.name!r}")

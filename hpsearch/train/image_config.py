@@ -19,8 +19,14 @@ from hpsearch.train.config import (
     LossConfig,
     OptimConfig,
     SchedConfig,
-    _coerce,
-    _in_range,
+)
+from hpsearch.train.knobs import (
+    check_at_least,
+    check_choice,
+    check_in_range,
+    check_positive,
+    knob_defaults,
+    parse_sections,
 )
 
 __all__ = [
@@ -60,8 +66,8 @@ class ImageModelConfig:
     drop_path_rate: float = 0.0
 
     def __post_init__(self) -> None:
-        _in_range("model.drop_rate", self.drop_rate, 0.0, 1.0, high_open=True)
-        _in_range("model.drop_path_rate", self.drop_path_rate, 0.0, 1.0, high_open=True)
+        check_in_range("model.drop_rate", self.drop_rate, 0.0, 1.0, high_open=True)
+        check_in_range("model.drop_path_rate", self.drop_path_rate, 0.0, 1.0, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -72,11 +78,7 @@ class TransferConfig:
     freeze_epochs: int = 1
 
     def __post_init__(self) -> None:
-        if self.freeze_epochs < 0:
-            raise ValueError(
-                f"`transfer.freeze_epochs` must be >= 0 (0 = never frozen), "
-                f"got {self.freeze_epochs!r}"
-            )
+        check_at_least("transfer.freeze_epochs", self.freeze_epochs, 0, note="(0 = never frozen)")
 
 
 @dataclass(frozen=True)
@@ -86,10 +88,8 @@ class ImageInputConfig:
     image_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.image_size is not None and self.image_size < MIN_IMAGE_SIZE:
-            raise ValueError(
-                f"`input.image_size` must be >= {MIN_IMAGE_SIZE}, got {self.image_size!r}"
-            )
+        if self.image_size is not None:
+            check_at_least("input.image_size", self.image_size, MIN_IMAGE_SIZE)
 
 
 @dataclass(frozen=True)
@@ -111,15 +111,10 @@ class ImageAugmentConfig:
     cutmix_alpha: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.policy not in AUG_POLICIES:
-            raise ValueError(
-                f"`aug.policy` must be one of {list(AUG_POLICIES)}, got {self.policy!r}"
-            )
-        _in_range("aug.cutout", self.cutout, 0.0, 1.0)
-        for key, value in (("aug.mixup_alpha", self.mixup_alpha),
-                           ("aug.cutmix_alpha", self.cutmix_alpha)):  # fmt: skip
-            if not value > 0:
-                raise ValueError(f"`{key}` must be > 0, got {value!r}")
+        check_choice("aug.policy", self.policy, AUG_POLICIES)
+        check_in_range("aug.cutout", self.cutout, 0.0, 1.0)
+        check_positive("aug.mixup_alpha", self.mixup_alpha)
+        check_positive("aug.cutmix_alpha", self.cutmix_alpha)
 
 
 @dataclass(frozen=True)
@@ -141,22 +136,8 @@ class ImageConfig:
 #: Knobs of the shared sections that the image trainer does not implement.
 _NOT_IMAGE = frozenset({"loss.activation_reg"})
 
-_DEFAULT = ImageConfig()
-
 #: Every knob the image trainer reads, ``section.knob`` -> default.
-IMAGE_DEFAULTS: dict[str, Any] = {
-    f"{section.name}.{f.name}": getattr(getattr(_DEFAULT, section.name), f.name)
-    for section in dataclasses.fields(ImageConfig)
-    for f in dataclasses.fields(getattr(_DEFAULT, section.name))
-    if f"{section.name}.{f.name}" not in _NOT_IMAGE
-}
-
-
-def _coerce_field(key: str, value: Any, kind: str) -> Any:
-    optional = kind.endswith(" | None")
-    if optional and value is None:
-        return None
-    return _coerce(key, value, kind.removesuffix(" | None"))
+IMAGE_DEFAULTS: dict[str, Any] = knob_defaults(ImageConfig, exclude=_NOT_IMAGE)
 
 
 def parse_image_config(config: Mapping[str, Any]) -> ImageConfig:
@@ -164,19 +145,10 @@ def parse_image_config(config: Mapping[str, Any]) -> ImageConfig:
 
     Raises ``ValueError`` for a key the image trainer does not know and for a bad value.
     """
-    unknown = sorted(set(config) - set(IMAGE_DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"unknown config key(s) {unknown} for image_classification; "
-            f"the image trainer knows {sorted(IMAGE_DEFAULTS)}"
-        )
-    sections = {}
-    for section in dataclasses.fields(ImageConfig):
-        default = getattr(_DEFAULT, section.name)
-        kwargs = {}
-        for f in dataclasses.fields(default):
-            key = f"{section.name}.{f.name}"
-            if key in config:
-                kwargs[f.name] = _coerce_field(key, config[key], str(f.type))
-        sections[section.name] = dataclasses.replace(default, **kwargs)
-    return ImageConfig(**sections)
+    return parse_sections(
+        ImageConfig,
+        config,
+        known=IMAGE_DEFAULTS,
+        trainer="the image trainer",
+        family="image_classification",
+    )

@@ -16,13 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from sklearn.model_selection import train_test_split
 from timm.data import create_transform
 
-__all__ = ["ImageData", "ImageSource", "ImageSplit", "load_images", "open_image_source"]
+from hpsearch.train.splits import TensorSplit, split_rows
 
-#: The fixed seed of the train/validation split.
-_SPLIT_SEED = 0
+__all__ = ["ImageData", "ImageSource", "ImageSplit", "load_images", "open_image_source"]
 
 
 @dataclass(frozen=True)
@@ -40,11 +38,8 @@ class ImageSource:
 
 
 @dataclass(frozen=True)
-class ImageSplit:
+class ImageSplit(TensorSplit):
     """Decoded images (uint8 ``[N, 3, H, W]``) and their class indices (int64 ``[N]``)."""
-
-    x: torch.Tensor
-    y: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -134,15 +129,13 @@ def _load_images(
         normalize=False,
     )
     x = torch.stack([resize(image) for image in _images(source)])
-    try:
-        train_idx, val_idx = train_test_split(
-            np.arange(len(y)), test_size=val_fraction, stratify=y, random_state=_SPLIT_SEED
-        )
-    except ValueError as e:
-        raise ValueError(
-            f"task.dataset {source.dataset!r} cannot be split with task.val_fraction="
-            f"{val_fraction}: {e}"
-        ) from e
+    train_idx, val_idx = split_rows(
+        y,
+        val_fraction,
+        stratify=True,
+        what=f"task.dataset {source.dataset!r} cannot be split with "
+        f"task.val_fraction={val_fraction}",
+    )
     y_t = torch.from_numpy(y)
     train_i, val_i = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
     return ImageData(

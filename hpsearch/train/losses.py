@@ -1,13 +1,15 @@
 """Training losses over the model's logits, each fed the output form it expects.
 
 CE takes logits; MSE and soft-F1 take softmax probabilities (a bounded output matched to a
-bounded target). The validation loss is always plain CE on logits, whatever trains the model.
+bounded target). Targets are class indices, or class probabilities (soft targets, as Mixup and
+CutMix make them). The validation loss is always plain CE on logits, whatever trains the model.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 
 from hpsearch.train.config import LossConfig
@@ -15,8 +17,16 @@ from hpsearch.train.config import LossConfig
 __all__ = ["ProbabilityMSELoss", "SoftF1Loss", "build_loss"]
 
 
+def _probabilities(target: torch.Tensor, n_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    # Class indices become one-hot rows; soft targets already are probability rows.
+    if target.is_floating_point():
+        return target.to(dtype)
+    return F.one_hot(target, n_classes).to(dtype)
+
+
 class ProbabilityMSELoss(nn.Module):
-    """Mean squared error between softmax probabilities and the one-hot target."""
+    """Mean squared error between softmax probabilities and the target's (one-hot for class
+    indices)."""
 
     def __init__(self, n_classes: int) -> None:
         super().__init__()
@@ -24,7 +34,7 @@ class ProbabilityMSELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         probs = logits.softmax(dim=1)
-        return F.mse_loss(probs, F.one_hot(target, self.n_classes).to(probs.dtype))
+        return F.mse_loss(probs, _probabilities(target, self.n_classes, probs.dtype))
 
 
 class SoftF1Loss(nn.Module):
@@ -41,7 +51,7 @@ class SoftF1Loss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         probs = logits.softmax(dim=1)
-        onehot = F.one_hot(target, self.n_classes).to(probs.dtype)
+        onehot = _probabilities(target, self.n_classes, probs.dtype)
         tp = (probs * onehot).sum(dim=0)
         fp = (probs * (1 - onehot)).sum(dim=0)
         fn = ((1 - probs) * onehot).sum(dim=0)
@@ -49,13 +59,16 @@ class SoftF1Loss(nn.Module):
         return 1 - f1.mean()
 
 
-def build_loss(cfg: LossConfig, n_classes: int) -> nn.Module:
+def build_loss(cfg: LossConfig, n_classes: int, *, soft_targets: bool = False) -> nn.Module:
     """The loss ``loss.name`` names: ``ce`` (with ``loss.label_smoothing``), ``mse`` or ``soft_f1``.
 
-    ``loss.activation_reg`` is not part of it: the epoch loop adds it, since it needs the
-    hidden activations rather than the logits.
+    With ``soft_targets`` (Mixup's class probabilities, label smoothing already in them) ``ce``
+    is timm's ``SoftTargetCrossEntropy``. ``loss.activation_reg`` is not part of the loss: the
+    tabular trainer adds it, since it needs the hidden activations rather than the logits.
     """
     if cfg.name == "ce":
+        if soft_targets:
+            return SoftTargetCrossEntropy()
         return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     if cfg.name == "mse":
         return ProbabilityMSELoss(n_classes)

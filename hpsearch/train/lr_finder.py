@@ -30,19 +30,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from hpsearch.errors import UsageError
 from hpsearch.spaces import SearchSpace, default_config
 from hpsearch.tasks import TaskSpec
 from hpsearch.train.config import parse_config
-from hpsearch.train.data import load_tabular
 from hpsearch.train.losses import build_loss
-from hpsearch.train.models import build_model
 from hpsearch.train.optim import build_optimizer
-from hpsearch.train.runtime import make_generator, resolve_device, seed_everything
 from hpsearch.train.sampling import epoch_batches
+from hpsearch.train.tabular import TabularTensors, prepare, tabular_loss
 
 __all__ = [
     "EXPLODE_FACTOR",
@@ -177,30 +174,17 @@ def _run(
     device: str | None,
 ) -> LrRangeTest:
     cfg = parse_config(config)
-    dev = resolve_device(device)
-    if seed is not None:
-        seed_everything(seed)
-    generator = make_generator(seed)
-    data = load_tabular(
-        task.dataset, val_fraction=task.val_fraction, normalization=cfg.input.normalization
-    )
-    model = build_model(
-        cfg.model,
-        n_numeric=data.train.x_num.shape[1],
-        cardinalities=data.cardinalities,
-        n_classes=data.n_classes,
-    ).to(dev)
+    run = prepare(cfg, task, seed=seed, device=device)
+    model, generator = run.model, run.generator
     model.train()
-    x_num = torch.tensor(data.train.x_num, device=dev)
-    x_cat = torch.tensor(data.train.x_cat, device=dev)
-    y = torch.tensor(data.train.y, device=dev)
+    rows = TabularTensors.of(run.data.train, run.device)
     optimizer = build_optimizer(model, cfg.optim)
-    loss_fn = build_loss(cfg.loss, data.n_classes)
+    loss_fn = build_loss(cfg.loss, run.data.n_classes)
     loop = cfg.train
 
     def batches():  # endless: epoch after epoch of shuffled batches
         while True:
-            yield from epoch_batches(len(y), loop.batch_size, generator=generator)
+            yield from epoch_batches(len(rows.y), loop.batch_size, generator=generator)
 
     stream = batches()
     ratio = max_lr / min_lr
@@ -215,11 +199,9 @@ def _run(
             group["lr"] = lr
         step_loss = 0.0
         for _ in range(loop.grad_accum):
-            idx = next(stream).to(dev)
-            hidden = model.forward_features(x_num[idx], x_cat[idx])
-            loss = loss_fn(model.head(hidden), y[idx])
-            if cfg.loss.activation_reg > 0:
-                loss = loss + cfg.loss.activation_reg * hidden.pow(2).mean()
+            loss = tabular_loss(
+                model, loss_fn, rows, next(stream), activation_reg=cfg.loss.activation_reg
+            )
             (loss / loop.grad_accum).backward()
             step_loss += loss.item() / loop.grad_accum
         if not math.isfinite(step_loss):

@@ -7,23 +7,10 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from hpsearch.train.activations import GeneralRelu, build_activation
 from hpsearch.train.config import ModelConfig
 
 __all__ = ["TabularMLP", "HiddenBlock", "DropConnectLinear", "GeneralRelu", "build_model"]
-
-
-class GeneralRelu(nn.Module):
-    """ReLU shifted down by ``sub`` (fastai's GeneralRelu): centres the activations nearer 0."""
-
-    def __init__(self, sub: float = 0.5) -> None:
-        super().__init__()
-        self.sub = sub
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x) - self.sub
-
-    def extra_repr(self) -> str:
-        return f"sub={self.sub}"
 
 
 class DropConnectLinear(nn.Linear):
@@ -41,22 +28,6 @@ class DropConnectLinear(nn.Linear):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, p={self.p}"
-
-
-def _activation(name: str) -> nn.Module:
-    if name == "relu":
-        return nn.ReLU()
-    if name == "relu-0.5":
-        return GeneralRelu(0.5)
-    if name == "gelu":
-        return nn.GELU()
-    if name == "silu":
-        return nn.SiLU()
-    if name == "mish":
-        return nn.Mish()
-    if name == "glu":
-        return nn.GLU(dim=-1)
-    raise ValueError(f"`model.activation` {name!r} is not known")
 
 
 def _norm(name: str, features: int) -> nn.Module:
@@ -97,7 +68,7 @@ class HiddenBlock(nn.Module):
         linear_out = 2 * out_features if activation == "glu" else out_features
         self.linear = DropConnectLinear(in_features, linear_out, p=dropconnect)
         self.norm = _norm(norm, linear_out)
-        self.act = _activation(activation)
+        self.act = build_activation(activation, glu_dim=-1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.residual = residual
         self.drop_path = DropPath(drop_path) if residual and drop_path > 0 else nn.Identity()

@@ -1,13 +1,14 @@
-"""Where and how reproducibly a run executes: the torch device and the random seeds."""
+"""Where and how a run executes: the torch device, the random seeds, mixed precision."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "seed_everything", "make_generator"]
+__all__ = ["resolve_device", "seed_everything", "make_generator", "start_run", "autocast"]
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -46,3 +47,19 @@ def make_generator(seed: int | None) -> torch.Generator:
     else:
         generator.manual_seed(seed)
     return generator
+
+
+def start_run(device: str | None, seed: int | None) -> tuple[torch.device, torch.Generator]:
+    """The device a run trains on (:func:`resolve_device`) and its data-order generator; with a
+    ``seed``, the global generators are seeded first (:func:`seed_everything`)."""
+    dev = resolve_device(device)
+    if seed is not None:
+        seed_everything(seed)
+    return dev, make_generator(seed)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``'s type; a no-op context for ``None``."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

@@ -1,0 +1,67 @@
+"""Which trainer trains a task family, and :func:`train`, the entry point workers call."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from hpsearch.tasks import METRICS, TaskSpec
+from hpsearch.train.loop import EpochResult
+
+__all__ = ["FITTERS", "check_family", "fitter", "train"]
+
+#: The ``fit`` of each task family, as ``module:function`` (imported when first used).
+FITTERS: dict[str, str] = {
+    "tabular_classification": "hpsearch.train.tabular:fit",
+    "audio_classification": "hpsearch.train.audio:fit",
+    "image_classification": "hpsearch.train.image:fit",
+}
+
+
+def fitter(family: str | None) -> Callable[..., Iterator[EpochResult]]:
+    """The ``fit(config, task, *, seed, device)`` that trains ``family`` (tabular when None)."""
+    ref = FITTERS.get(family or "tabular_classification")
+    if ref is None:
+        raise ValueError(f"no trainer for task family {family!r}; trained: {', '.join(FITTERS)}")
+    module_name, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def check_family(task: TaskSpec, family: str, trainer: str) -> None:
+    """``ValueError`` unless ``task.family`` is ``family``, the one the module ``trainer`` trains,
+    or unset (a task whose family is unset takes it from its space)."""
+    if task.family not in (None, family):
+        raise ValueError(
+            f"task family {task.family!r} is not trained by {trainer}; it trains {family}"
+        )
+
+
+def train(
+    config: dict[str, Any],
+    task: TaskSpec,
+    report: Callable[[float, int], None],
+    *,
+    metric: str = "val_accuracy",
+    seed: int | None = None,
+    device: str | None = None,
+) -> float:
+    """Train the task's model with ``config`` and return the final epoch's ``metric``.
+
+    After every epoch the validation ``metric`` (``val_accuracy`` or ``val_loss``) goes to
+    ``report(value, epoch)``, epochs counting from 1; an exception ``report`` raises (such as
+    ``optuna.TrialPruned``) stops training and propagates. Knobs missing from ``config`` take
+    their defaults (:data:`hpsearch.train.DEFAULTS`). With a ``seed`` a CPU run is
+    deterministic. ``device=None`` picks CUDA when available.
+
+    Raises ``ValueError`` for an unknown metric, dataset, device, config key or value, and
+    :class:`hpsearch.errors.TrainingDiverged` when the loss stops being finite.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}: the trainer reports {sorted(METRICS)}")
+    value = math.nan
+    for result in fitter(task.family)(config, task, seed=seed, device=device):
+        value = result.metrics[metric]
+        report(value, result.epoch)
+    return value

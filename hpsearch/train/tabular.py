@@ -1,0 +1,161 @@
+"""The tabular_classification trainer: an MLP on a table, through the shared epoch loop.
+
+:func:`fit` checks the config, task and device (and loads the data) when it is called; one
+:class:`~hpsearch.train.loop.EpochResult` per epoch follows as the iterator is consumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from hpsearch.tasks import TaskSpec
+from hpsearch.train.config import TrainConfig, parse_config
+from hpsearch.train.data import TabularData, TabularSplit, load_tabular
+from hpsearch.train.loop import EpochResult, run_epochs
+from hpsearch.train.losses import build_loss
+from hpsearch.train.models import TabularMLP, build_model
+from hpsearch.train.optim import build_optimizer, timm_optimizer_name
+from hpsearch.train.run import check_family
+from hpsearch.train.runtime import start_run
+
+__all__ = ["TabularRun", "TabularTensors", "fit", "prepare", "tabular_loss"]
+
+#: Rows per forward pass when scoring the validation split (bounds memory on big tables).
+_EVAL_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class TabularTensors:
+    """One split's numeric features, categorical codes and labels as tensors on the device."""
+
+    x_num: torch.Tensor
+    x_cat: torch.Tensor
+    y: torch.Tensor
+
+    @classmethod
+    def of(cls, split: TabularSplit, device: torch.device) -> TabularTensors:
+        """Copy ``split`` to ``device``."""
+
+        def move(a: Any) -> torch.Tensor:
+            t = torch.tensor(a)  # a copy: the cached arrays are read-only and shared
+            if device.type == "cuda":
+                # The whole table moves once; pinning makes that copy asynchronous.
+                t = t.pin_memory().to(device, non_blocking=True)
+            return t
+
+        return cls(move(split.x_num), move(split.x_cat), move(split.y))
+
+
+@dataclass(frozen=True)
+class TabularRun:
+    """A seeded run ready to train: the data, the model on its device, the data-order RNG."""
+
+    data: TabularData
+    model: TabularMLP
+    device: torch.device
+    generator: torch.Generator
+
+
+def prepare(
+    cfg: TrainConfig, task: TaskSpec, *, seed: int | None, device: str | None
+) -> TabularRun:
+    """Resolve the device, seed the run, load the task's table and build the model on it.
+
+    Shared by :func:`fit` and the LR range test, so both train the same model on the same data.
+    """
+    dev, generator = start_run(device, seed)
+    data = load_tabular(
+        task.dataset, val_fraction=task.val_fraction, normalization=cfg.input.normalization
+    )
+    model = build_model(
+        cfg.model,
+        n_numeric=data.train.x_num.shape[1],
+        cardinalities=data.cardinalities,
+        n_classes=data.n_classes,
+    ).to(dev)
+    return TabularRun(data=data, model=model, device=dev, generator=generator)
+
+
+def tabular_loss(
+    model: TabularMLP,
+    loss_fn: nn.Module,
+    rows: TabularTensors,
+    idx: torch.Tensor,
+    *,
+    activation_reg: float,
+) -> torch.Tensor:
+    """The training loss of rows ``idx``, plus ``loss.activation_reg`` times the mean squared
+    hidden activation (the penalty needs the activations, so it is not part of ``loss_fn``)."""
+    idx = idx.to(rows.y.device, non_blocking=True)
+    hidden = model.forward_features(rows.x_num[idx], rows.x_cat[idx])
+    loss = loss_fn(model.head(hidden), rows.y[idx])
+    if activation_reg > 0:
+        loss = loss + activation_reg * hidden.pow(2).mean()
+    return loss
+
+
+def fit(
+    config: Mapping[str, Any],
+    task: TaskSpec,
+    *,
+    seed: int | None = None,
+    device: str | None = None,
+) -> Iterator[EpochResult]:
+    """Train as :func:`hpsearch.train.train` does, yielding an :class:`EpochResult` after every
+    epoch.
+
+    The config, task and device are checked (and the data loaded) when this is called; the
+    training itself runs as the iterator is consumed, so a caller can stop after any epoch.
+    """
+    cfg = parse_config(config)
+    check_family(task, "tabular_classification", "hpsearch.train")
+    timm_optimizer_name(cfg.optim.name)  # an unknown optimizer fails before the data loads
+    run = prepare(cfg, task, seed=seed, device=device)
+    return _epochs(
+        cfg,
+        run.model,
+        TabularTensors.of(run.data.train, run.device),
+        TabularTensors.of(run.data.val, run.device),
+        n_classes=run.data.n_classes,
+        epochs=task.epochs,
+        generator=run.generator,
+    )
+
+
+def _epochs(
+    cfg: TrainConfig,
+    model: TabularMLP,
+    train_set: TabularTensors,
+    val_set: TabularTensors,
+    *,
+    n_classes: int,
+    epochs: int,
+    generator: torch.Generator,
+) -> Iterator[EpochResult]:
+    optimizer = build_optimizer(model, cfg.optim)
+    loss_fn = build_loss(cfg.loss, n_classes)
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        return tabular_loss(model, loss_fn, train_set, idx, activation_reg=cfg.loss.activation_reg)
+
+    def val_logits(evaluated: nn.Module, rows: slice) -> torch.Tensor:
+        return evaluated(val_set.x_num[rows], val_set.x_cat[rows])
+
+    yield from run_epochs(
+        model,
+        optimizer,
+        loop=cfg.train,
+        sched=cfg.sched.name,
+        epochs=epochs,
+        generator=generator,
+        train_y=train_set.y,
+        batch_loss=batch_loss,
+        val_y=val_set.y,
+        val_logits=val_logits,
+        eval_chunk=_EVAL_CHUNK,
+    )
