@@ -64,7 +64,7 @@ def fit(
     cfg = parse_image_config(config)
     check_family(task, "image_classification", "hpsearch.train.image")
     timm_optimizer_name(cfg.optim.name)  # an unknown optimizer fails before the data loads
-    check_pretrained_weights(cfg.transfer, task.pretrained_weights)
+    check_pretrained_weights(cfg.transfer, task.pretrained_weights, cfg.model.name)
     dev, generator = start_run(device, seed)
     source = open_image_source(task.dataset)
     model = build_image_model(

@@ -22,6 +22,7 @@ __all__ = [
     "HUB",
     "build_image_model",
     "check_pretrained_weights",
+    "weights_file",
     "head_parameters",
     "scale_backbone_lr",
     "set_backbone_frozen",
@@ -35,12 +36,37 @@ HUB = "hub"
 
 _HOW_TO_GIVE_WEIGHTS = (
     "set task.pretrained_weights in the study spec to a local file (a state dict of the same "
-    "timm model, .pth/.bin/.safetensors) on the workers' machines, or to 'hub' for timm's "
-    "published weights (needs network); or fix transfer.pretrained: false"
+    "timm model, .pth/.bin/.safetensors) or a folder of such files named after the models "
+    "(resnet18.pth, ...) on the workers' machines, or to 'hub' for timm's published weights "
+    "(needs network); or fix transfer.pretrained: false"
 )
 
+_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".bin")
 
-def check_pretrained_weights(transfer: TransferConfig, weights: str | None) -> None:
+
+def weights_file(weights: str, model_name: str) -> Path:
+    """The weights file for ``model_name``: ``weights`` itself, or ``weights/<model_name>.pth``
+    (or .safetensors/.bin) when it is a folder, so a study can search ``model.name`` too."""
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        for suffix in _WEIGHT_SUFFIXES:
+            if (path / f"{model_name}{suffix}").is_file():
+                return path / f"{model_name}{suffix}"
+        raise ValueError(
+            f"task.pretrained_weights folder {weights!r} has no weights for `model.name` "
+            f"{model_name!r} (looked for {model_name}.safetensors, .pth and .bin)"
+        )
+    if not path.is_file():
+        raise ValueError(
+            f"task.pretrained_weights {weights!r} is not a file on this machine: "
+            f"{_HOW_TO_GIVE_WEIGHTS}"
+        )
+    return path
+
+
+def check_pretrained_weights(
+    transfer: TransferConfig, weights: str | None, model_name: str
+) -> None:
     """Fail early (``ValueError``) when pretrained weights are asked for but cannot be found."""
     if not transfer.pretrained:
         return
@@ -48,11 +74,8 @@ def check_pretrained_weights(transfer: TransferConfig, weights: str | None) -> N
         raise ValueError(
             f"transfer.pretrained is true but no weights are given: {_HOW_TO_GIVE_WEIGHTS}"
         )
-    if weights != HUB and not Path(weights).expanduser().is_file():
-        raise ValueError(
-            f"task.pretrained_weights {weights!r} is not a file on this machine: "
-            f"{_HOW_TO_GIVE_WEIGHTS}"
-        )
+    if weights != HUB:
+        weights_file(weights, model_name)
 
 
 def build_image_model(
@@ -60,15 +83,16 @@ def build_image_model(
 ) -> nn.Module:
     """``timm.create_model(model.name)`` with a new ``n_classes`` head, dropout and drop-path.
 
-    With ``transfer.pretrained`` the weights come from ``weights``: a local file (loaded by
-    timm, which drops the checkpoint's classifier when its class count differs) or ``'hub'``.
+    With ``transfer.pretrained`` the weights come from ``weights``: a local file or a folder of
+    files named after the models (loaded by timm, which drops the checkpoint's classifier when
+    its class count differs), or ``'hub'``.
     Raises ``ValueError`` naming the knob or the weights when the model cannot be built.
     """
     if not timm.is_model(cfg.name):
         raise ValueError(
             f"`model.name` {cfg.name!r} is not a timm model: pick one from timm.list_models()"
         )
-    check_pretrained_weights(transfer, weights)
+    check_pretrained_weights(transfer, weights, cfg.name)
     kwargs: dict = {"num_classes": n_classes, "drop_rate": cfg.drop_rate}
     # 0 is every backbone's default; passing it only when set keeps backbones without
     # stochastic depth usable.
@@ -77,7 +101,7 @@ def build_image_model(
     if transfer.pretrained:
         kwargs["pretrained"] = True
         if weights != HUB:
-            kwargs["pretrained_cfg_overlay"] = {"file": str(Path(weights).expanduser())}
+            kwargs["pretrained_cfg_overlay"] = {"file": str(weights_file(weights, cfg.name))}
     try:
         return timm.create_model(cfg.name, **kwargs)
     except TypeError as e:
