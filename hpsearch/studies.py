@@ -38,7 +38,7 @@ from hpsearch.errors import (
 from hpsearch.spaces import SearchSpace, load_space
 from hpsearch.storage import count_trials_by_state, page_trial_ids
 from hpsearch.strategy import PRUNERS, STRATEGIES, make_pruner, make_sampler
-from hpsearch.tasks import METRICS, TASK_FAMILIES, TaskSpec
+from hpsearch.tasks import FAMILY_METRICS, METRICS, TASK_FAMILIES, TaskSpec, default_metric
 
 __all__ = [
     "Budget",
@@ -66,6 +66,7 @@ SPEC_ATTR = "hpsearch:spec"
 CONFIG_ATTR = "config"
 FAIL_REASON_ATTR = "fail_reason"
 PRUNE_REASON_ATTR = "prune_reason"
+SEED_ATTR = "seed"
 PRUNE_REQUEST_ATTR = "prune_requested"
 WORKER_ATTR = "worker"
 
@@ -134,7 +135,11 @@ class StudySpec(BaseModel):
     name: str | None = None
     space: str | SearchSpace = "demo"
     task: TaskSpec = Field(default_factory=TaskSpec)
-    metric: str = "val_accuracy"
+    metric: str = Field(
+        default="",
+        description="The metric to optimize; when empty, the task family's default "
+        "(val_accuracy for classification, val_rmse for regression).",
+    )
     direction: Literal["maximize", "minimize"] | None = None
     budget: Budget = Field(default_factory=lambda: Budget(trials=50))
     strategy: str = "impact"
@@ -167,7 +172,7 @@ class StudySpec(BaseModel):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, metric: str) -> str:
-        if metric not in METRICS:
+        if metric and metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
         return metric
 
@@ -231,12 +236,19 @@ def resolve_spec(spec: StudySpec | dict[str, Any], *, allow_space_paths: bool = 
             "task.pretrained_weights (a weights file on the workers' machines, or 'hub'); "
             "give it, or add `fixed: {transfer.pretrained: false}`"
         )
-    direction = spec.direction or METRICS[spec.metric]
-    if direction != METRICS[spec.metric]:
+    metric = spec.metric or default_metric(family)
+    reported = FAMILY_METRICS.get(family, tuple(METRICS))
+    if metric not in reported:
         raise SpecError(
-            f"direction {direction!r} contradicts metric {spec.metric!r}, which is better when "
-            f"{'higher' if METRICS[spec.metric] == 'maximize' else 'lower'}: "
-            f"use direction {METRICS[spec.metric]!r} or leave it out"
+            f"metric {metric!r} is not reported for {family}: use metric "
+            f"{' or '.join(reported)} for {family}"
+        )
+    direction = spec.direction or METRICS[metric]
+    if direction != METRICS[metric]:
+        raise SpecError(
+            f"direction {direction!r} contradicts metric {metric!r}, which is better when "
+            f"{'higher' if METRICS[metric] == 'maximize' else 'lower'}: "
+            f"use direction {METRICS[metric]!r} or leave it out"
         )
     try:
         make_pruner(spec.pruner.name, epochs=spec.task.epochs, **spec.pruner.args)
@@ -249,6 +261,7 @@ def resolve_spec(spec: StudySpec | dict[str, Any], *, allow_space_paths: bool = 
             "name": name,
             "space": space,
             "task": spec.task.model_copy(update={"family": family}),
+            "metric": metric,
             "direction": direction,
             "fixed": fixed,
             "created_at": now,
@@ -415,6 +428,7 @@ class TrialRecord(BaseModel):
     fail_reason: str | None
     prune_reason: str | None
     worker: str | None
+    seed: int | None
 
 
 def trial_record(trial: FrozenTrial) -> TrialRecord:
@@ -437,6 +451,7 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
         duration_seconds=duration,
         fail_reason=trial.user_attrs.get(FAIL_REASON_ATTR),
         prune_reason=trial.user_attrs.get(PRUNE_REASON_ATTR),
+        seed=trial.user_attrs.get(SEED_ATTR),
         worker=trial.user_attrs.get(WORKER_ATTR),
     )
 

@@ -94,6 +94,7 @@ def test_two_workers_complete_a_20_trial_study_through_the_service(service, stor
         assert t["config"] and "optim.lr" in t["config"] and t["params"]
         assert t["value"] is not None and 0.0 <= t["value"] <= 1.0
         assert t["intermediate_values"]
+        assert t["seed"] == t["number"]  # recorded: spec seed 0 + trial number
     complete = [t for t in finished if t["state"] == "complete"]
     best = service.best("e2e")
     assert best["value"] == max(t["value"] for t in complete)

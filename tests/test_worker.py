@@ -74,6 +74,7 @@ def test_a_worker_runs_exactly_the_budget(storage_url):
             -abs(__import__("math").log10(config["optim.lr"]) + 2)
             - abs(__import__("math").log2(config["model.width"]) - 7) / 4
         )
+    assert [t.user_attrs["seed"] for t in trials] == list(range(6))  # spec seed 0 + number
     # The impact strategy starts from the checklist defaults.
     assert trials[0].params["optim.lr"] == pytest.approx(3e-3)
     # A second worker finds nothing left to do.
@@ -86,6 +87,13 @@ def test_a_seeded_study_samples_the_same_configs_on_every_run(storage_url):
         run_worker(storage_url, study=name, objective="objectives:quadratic")
     first, second = ([t.params for t in _trials(storage_url, name)] for name in ("first", "second"))
     assert first == second and len({str(p) for p in first}) == 5
+
+
+def test_an_unseeded_study_still_records_a_seed_per_trial(storage_url):
+    _create(storage_url, trials=3, seed=None, pruner="none")
+    run_worker(storage_url, study="w", objective="objectives:quadratic")
+    seeds = [t.user_attrs["seed"] for t in _trials(storage_url)]
+    assert all(isinstance(s, int) for s in seeds) and len(set(seeds)) == 3
 
 
 def test_enqueued_trials_do_not_overshoot_the_budget(storage_url):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import secrets
 import signal
 import socket
 import time
@@ -24,6 +25,7 @@ from hpsearch.studies import (
     CONFIG_ATTR,
     FAIL_REASON_ATTR,
     PRUNE_REASON_ATTR,
+    SEED_ATTR,
     WORKER_ATTR,
     StudySpec,
     StudyStatus,
@@ -111,7 +113,7 @@ def _claim_trial(storage: optuna.storages.RDBStorage, joined: _Joined) -> optuna
 
 
 def _run_trial(
-    storage: optuna.storages.RDBStorage, joined: _Joined, trial: optuna.Trial, seed: int | None
+    storage: optuna.storages.RDBStorage, joined: _Joined, trial: optuna.Trial, seed: int
 ) -> _Outcome:
     """Run the objective on the trial's config and say how the trial ends."""
     spec = joined.spec
@@ -187,12 +189,17 @@ def _stop_on_signals() -> dict[int, Any]:
 def _serve_one_trial(
     storage: optuna.storages.RDBStorage, joined: _Joined, trial: optuna.Trial, worker_id: str
 ) -> _Outcome:
-    seed = None if joined.spec.seed is None else joined.spec.seed + trial.number
+    # Every trial trains with a seed, recorded with it, so any trial can be rerun exactly.
+    if joined.spec.seed is None:
+        seed = secrets.randbelow(2**31)
+    else:
+        seed = joined.spec.seed + trial.number
     outcome: _Outcome | None = None
     written = False
     try:
         with Heartbeat(storage, trial._trial_id):
             trial.set_user_attr(WORKER_ATTR, worker_id)
+            trial.set_user_attr(SEED_ATTR, seed)
             outcome = _run_trial(storage, joined, trial, seed)
             _finish_trial(joined.study, trial, outcome)
             written = True

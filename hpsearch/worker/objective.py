@@ -16,7 +16,7 @@ Report = Callable[[float, int], None]
 #: A user's objective, ``objective(config, report) -> metric``.
 Objective = Callable[[dict[str, Any], Report], float]
 #: What the worker calls: ``run(config, report, seed) -> metric``.
-TrialFunction = Callable[[dict[str, Any], Report, int | None], float]
+TrialFunction = Callable[[dict[str, Any], Report, int], float]
 
 
 def load_objective(ref: str) -> Objective:
@@ -47,7 +47,7 @@ def trial_function(
         return lambda config, report, _seed: objective(config, report)
     from hpsearch.train import train  # torch is imported only by processes that train
 
-    def run(config: dict[str, Any], report: Report, seed: int | None) -> float:
+    def run(config: dict[str, Any], report: Report, seed: int) -> float:
         return train(config, spec.task, report, metric=spec.metric, seed=seed, device=device)
 
     return run
