@@ -12,7 +12,8 @@ from typing import Any
 
 from hpsearch import __version__
 from hpsearch.display import format_config, print_rows, status_rows
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.tasks import FAMILY_METRICS, METRICS, default_metric
 
 __all__ = ["main", "build_parser"]
 
@@ -206,9 +207,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_try(args: argparse.Namespace) -> int:
     from hpsearch.spaces import load_space
     from hpsearch.tryout import (
-        EPOCH_HEADER,
         check_assignments,
         configs_to_try,
+        epoch_header,
         format_config_line,
         format_epoch,
         format_summary,
@@ -227,6 +228,11 @@ def _cmd_try(args: argparse.Namespace) -> int:
         pretrained_weights=args.pretrained_weights,
     )
     trainer_for(task.family)  # a family without a trainer fails before anything is printed
+    metric = args.metric or default_metric(task.family)
+    if metric not in FAMILY_METRICS.get(task.family, (metric,)):
+        raise UsageError(
+            f"--metric {metric}: {task.family} reports {', '.join(FAMILY_METRICS[task.family])}"
+        )
     configs = configs_to_try(space, fixed=fixed, n_random=args.random, seed=args.seed)
     print(
         f"trying {len(configs)} config(s) of space {space.name!r} on {task.dataset}, "
@@ -236,13 +242,13 @@ def _cmd_try(args: argparse.Namespace) -> int:
 
     def on_start(number: int, config: dict[str, Any]) -> None:
         print(format_config_line(number, config), flush=True)
-        print(EPOCH_HEADER, flush=True)
+        print(epoch_header(metric), flush=True)
 
     def on_epoch(number: int, result: Any) -> None:
-        print(format_epoch(number, result), flush=True)
+        print(format_epoch(number, result, metric), flush=True)
 
     results = try_configs(
-        configs, task, metric=args.metric, seed=args.seed, device=args.device,
+        configs, task, metric=metric, seed=args.seed, device=args.device,
         on_start=on_start, on_epoch=on_epoch,
     )  # fmt: skip
     print("\nsummary:")
@@ -463,9 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", help="bundled dataset name or a path (default: the family's bundled one)"
     )
     p.add_argument(
-        "--metric", choices=["val_accuracy", "val_loss"], default="val_accuracy",
-        help="the metric of the summary (default val_accuracy)",
-    )  # fmt: skip
+        "--metric",
+        choices=sorted(METRICS),
+        help="the metric of the summary (default: the family's, val_accuracy or val_rmse)",
+    )
     p.add_argument(
         "--device", choices=["cpu", "cuda"], help="where to train (default: CUDA if present)"
     )

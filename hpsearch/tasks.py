@@ -10,23 +10,48 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["TaskSpec", "TASK_FAMILIES", "BUNDLED_DATASETS", "METRICS"]
+__all__ = [
+    "TaskSpec",
+    "TASK_FAMILIES",
+    "BUNDLED_DATASETS",
+    "METRICS",
+    "FAMILY_METRICS",
+    "default_metric",
+]
 
 #: Task families and whether this version of the trainer can train them.
 TASK_FAMILIES: dict[str, bool] = {
     "tabular_classification": True,
+    "tabular_regression": True,
     "image_classification": True,
     "audio_classification": True,
 }
 
 #: Datasets that ship with a package and need no download.
-BUNDLED_DATASETS: tuple[str, ...] = ("digits", "tones")
+BUNDLED_DATASETS: tuple[str, ...] = ("digits", "diabetes", "tones")
 
 #: Metrics the trainer reports after every epoch, with the direction that improves each.
 METRICS: dict[str, Literal["maximize", "minimize"]] = {
     "val_accuracy": "maximize",
     "val_loss": "minimize",
+    "val_rmse": "minimize",
+    "val_mae": "minimize",
 }
+
+#: The metrics each task family reports (the first is a study's default). Regression metrics
+#: are in units of the standardized target (training mean 0, standard deviation 1).
+FAMILY_METRICS: dict[str, tuple[str, ...]] = {
+    "tabular_classification": ("val_accuracy", "val_loss"),
+    "tabular_regression": ("val_rmse", "val_mae", "val_loss"),
+    "image_classification": ("val_accuracy", "val_loss"),
+    "audio_classification": ("val_accuracy", "val_loss"),
+}
+
+
+def default_metric(family: str | None) -> str:
+    """The metric a study of ``family`` optimizes unless it names one (classification when
+    ``family`` is None or unknown)."""
+    return FAMILY_METRICS.get(family or "tabular_classification", ("val_accuracy",))[0]
 
 
 class TaskSpec(BaseModel):
@@ -39,7 +64,17 @@ class TaskSpec(BaseModel):
     )
     dataset: str = Field(
         default="digits",
-        description="A bundled dataset name (digits) or a path on the workers' machines.",
+        description=(
+            "A bundled dataset name (digits, diabetes) or a path on the workers' machines "
+            "(CSV, or Parquet with pandas and pyarrow installed)."
+        ),
+    )
+    target: str | None = Field(
+        default=None,
+        description=(
+            "The label column of a CSV or Parquet table; when absent, the column named "
+            "`target`, else the last column."
+        ),
     )
     epochs: int = Field(default=20, ge=1, le=100_000, description="Epochs per trial.")
     val_fraction: float = Field(

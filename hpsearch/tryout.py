@@ -24,12 +24,12 @@ if TYPE_CHECKING:
     from hpsearch.train.loop import EpochResult
 
 __all__ = [
-    "EPOCH_HEADER",
     "TryResult",
     "best_result",
     "check_assignments",
     "configs_to_try",
     "default_dataset",
+    "epoch_header",
     "format_config_line",
     "format_epoch",
     "format_summary",
@@ -40,7 +40,11 @@ __all__ = [
 ]
 
 #: The bundled dataset each task family trains on when no dataset is given.
-_DEFAULT_DATASETS = {"tabular_classification": "digits", "audio_classification": "tones"}
+_DEFAULT_DATASETS = {
+    "tabular_classification": "digits",
+    "tabular_regression": "diabetes",
+    "audio_classification": "tones",
+}
 
 
 @dataclass(frozen=True)
@@ -236,10 +240,9 @@ def best_result(results: Sequence[TryResult]) -> TryResult | None:
     return max(done, key=lambda r: sign * r.final)  # type: ignore[operator]
 
 
-#: The header of the per-epoch lines :func:`format_epoch` writes.
-EPOCH_HEADER = (
-    f"{'config':>6} {'epoch':>5} {'train_loss':>10} {'val_accuracy':>12} {'val_loss':>9} {'lr':>9}"
-)
+def epoch_header(metric: str) -> str:
+    """The header of the per-epoch lines :func:`format_epoch` writes for ``metric``."""
+    return f"{'config':>6} {'epoch':>5} {'train_loss':>10} {metric:>12} {'val_loss':>9} {'lr':>9}"
 
 
 def _num(value: float, width: int) -> str:
@@ -248,12 +251,12 @@ def _num(value: float, width: int) -> str:
     return f"{text:>{width}}" if len(text) <= width else f"{value:>{width}.2e}"
 
 
-def format_epoch(number: int, result: EpochResult) -> str:
-    """One line per epoch, aligned under :data:`EPOCH_HEADER`."""
+def format_epoch(number: int, result: EpochResult, metric: str) -> str:
+    """One line per epoch, aligned under :func:`epoch_header`."""
     m = result.metrics
     return (
         f"{number:>6} {result.epoch:>5} {_num(result.train_loss, 10)} "
-        f"{_num(m['val_accuracy'], 12)} {_num(m['val_loss'], 9)} {result.lr:>9.2e}"
+        f"{_num(m[metric], 12)} {_num(m['val_loss'], 9)} {result.lr:>9.2e}"
     )
 
 

@@ -325,6 +325,8 @@ def test_conditional_params_follow_their_conditions(name: str) -> None:
         "transfer.freeze_epochs": lambda c: c["transfer.pretrained"] is True,
         "aug.mixup_alpha": lambda c: c["aug.mixup"] is True,
         "aug.cutmix_alpha": lambda c: c["aug.cutmix"] is True,
+        "pretrain.noise": lambda c: c["pretrain.dae_epochs"] > 0,
+        "pretrain.tie_weights": lambda c: c["pretrain.dae_epochs"] > 0,
     }
     conditional = {n for n, p in space.params.items() if p.when}
     assert conditional <= set(rules), f"add a rule for {conditional - set(rules)}"

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 SMALL = {
     "demo": [],
     "tabular": [],
+    "tabular_regression": [],
     "audio": ["model.width=16", "model.depth=2", "input.n_mels=32"],
     "image": ["input.image_size=32"],
 }

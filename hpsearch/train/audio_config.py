@@ -61,7 +61,8 @@ class AudioModelConfig:
     """``model.*``: the spectrogram CNN (or, with ``name``, a timm model)."""
 
     #: ``cnn`` (the small CNN built here) or any name in ``timm.list_models()``; a timm model
-    #: takes ``dropout`` and ``stochastic_depth`` (and ``coordconv``), but not the CNN's shape knobs.
+    #: takes ``dropout`` and ``stochastic_depth`` (and ``coordconv``), but not the CNN's shape
+    #: knobs.
     name: str = "cnn"
     width: int = 64
     depth: int = 3

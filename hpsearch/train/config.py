@@ -29,8 +29,14 @@ __all__ = [
     "InputConfig",
     "LossConfig",
     "LoopConfig",
+    "PretrainConfig",
+    "RegressionLossConfig",
+    "RegressionConfig",
     "parse_config",
+    "parse_regression_config",
     "DEFAULTS",
+    "REGRESSION_DEFAULTS",
+    "REGRESSION_LOSSES",
     "SCHEDULES",
     "ACTIVATIONS",
     "NORMS",
@@ -45,6 +51,7 @@ NORMS = ("none", "batch", "layer")
 INITS = ("default", "xavier", "kaiming")
 NORMALIZATIONS = ("standard", "quantile", "rankgauss")
 LOSSES = ("ce", "mse", "soft_f1")
+REGRESSION_LOSSES = ("mse", "huber", "l1")
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,24 @@ class LoopConfig:
 
 
 @dataclass(frozen=True)
+class PretrainConfig:
+    """``pretrain.*``: denoising-autoencoder pretraining of the MLP's hidden stack (0 epochs = off).
+
+    ``noise`` is the share of input cells swapped with the same column of another row (swap
+    noise, which corrupts numeric and categorical columns alike); with ``tie_weights`` the
+    decoder uses the encoder's transposed weights instead of its own.
+    """
+
+    dae_epochs: int = 0
+    noise: float = 0.15
+    tie_weights: bool = False
+
+    def __post_init__(self) -> None:
+        check_at_least("pretrain.dae_epochs", self.dae_epochs, 0, note="(0 = off)")
+        check_in_range("pretrain.noise", self.noise, 0.0, 1.0, high_open=True)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Every knob of the trainer, grouped by the section of its ``section.knob`` name."""
 
@@ -161,10 +186,41 @@ class TrainConfig:
     input: InputConfig = dataclasses.field(default_factory=InputConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     train: LoopConfig = dataclasses.field(default_factory=LoopConfig)
+    pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
+
+
+@dataclass(frozen=True)
+class RegressionLossConfig:
+    """``loss.*`` of tabular_regression: the loss on the standardized target, and the AR penalty.
+
+    ``huber`` is smooth L1 with delta 1 (one standard deviation of the target).
+    """
+
+    name: str = "mse"
+    activation_reg: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_choice("loss.name", self.name, REGRESSION_LOSSES)
+        check_at_least("loss.activation_reg", self.activation_reg, 0)
+
+
+@dataclass(frozen=True)
+class RegressionConfig(TrainConfig):
+    """The knobs of tabular_regression: the classifier's, with a regression loss section and
+    without the class-only knobs (label smoothing, balanced sampling)."""
+
+    loss: RegressionLossConfig = dataclasses.field(  # type: ignore[assignment]
+        default_factory=RegressionLossConfig
+    )
 
 
 #: Every knob the trainer reads, ``section.knob`` -> default.
 DEFAULTS: dict[str, Any] = knob_defaults(TrainConfig)
+
+#: Every knob of tabular_regression, ``section.knob`` -> default.
+REGRESSION_DEFAULTS: dict[str, Any] = knob_defaults(
+    RegressionConfig, exclude=("train.balanced_sampler",)
+)
 
 
 def parse_config(config: Mapping[str, Any]) -> TrainConfig:
@@ -174,3 +230,14 @@ def parse_config(config: Mapping[str, Any]) -> TrainConfig:
     fails the first trial instead of being silently ignored) and for a bad value.
     """
     return parse_sections(TrainConfig, config, known=DEFAULTS, trainer="the trainer")
+
+
+def parse_regression_config(config: Mapping[str, Any]) -> RegressionConfig:
+    """:func:`parse_config` for tabular_regression (:data:`REGRESSION_DEFAULTS`)."""
+    return parse_sections(
+        RegressionConfig,
+        config,
+        known=REGRESSION_DEFAULTS,
+        trainer="the trainer",
+        family="tabular_regression",
+    )

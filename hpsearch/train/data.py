@@ -1,9 +1,12 @@
 """Tabular datasets for the trainer: load, split into train/validation, encode and scale.
 
-``digits`` is scikit-learn's bundled 8x8 digits (64 numeric features, 10 classes). Any other
-dataset name is a path to a CSV file with a header row: the label is the column named
-``target``, or the last column; non-numeric columns are categorical and are encoded as
-integer codes for the model's embeddings. Loaded tables are cached in-process, so the trials a
+``digits`` is scikit-learn's bundled 8x8 digits (64 numeric features, 10 classes) and
+``diabetes`` its bundled regression table (10 numeric features, a disease-progression score).
+Any other dataset name is a path to a CSV file with a header row, or a ``.parquet`` file (read
+with pandas and pyarrow): the label is the column ``target`` names, else the column named
+``target``, else the last column; non-numeric columns are categorical and are encoded as
+integer codes for the model's embeddings. A regression target is standardized with the
+training split's mean and standard deviation. Loaded tables are cached in-process, so the trials a
 worker runs one after another do not read the data again.
 """
 
@@ -24,11 +27,11 @@ __all__ = ["TabularSplit", "TabularData", "load_tabular", "SPLIT_SEED"]
 
 @dataclass(frozen=True)
 class TabularSplit:
-    """One split: scaled numeric features, categorical codes (0 = unseen) and class labels."""
+    """One split: scaled numeric features, categorical codes (0 = unseen) and the labels."""
 
     x_num: np.ndarray  # float32, (rows, numeric columns)
     x_cat: np.ndarray  # int64, (rows, categorical columns)
-    y: np.ndarray  # int64, (rows,)
+    y: np.ndarray  # int64 class indices, or float32 standardized regression targets; (rows,)
 
 
 @dataclass(frozen=True)
@@ -38,15 +41,17 @@ class TabularData:
     train: TabularSplit
     val: TabularSplit
     cardinalities: tuple[int, ...]  # per categorical column, counting the "unseen" code 0
-    n_classes: int
+    n_classes: int  # 0 for a regression target
+    y_mean: float = 0.0  # a regression target's training mean and standard deviation
+    y_std: float = 1.0
 
 
 @dataclass(frozen=True)
 class _Table:
     x_num: np.ndarray  # float64, NaN where a value is missing
     x_cat: np.ndarray  # str (object), (rows, categorical columns)
-    y: np.ndarray  # int64 class indices
-    n_classes: int
+    y: np.ndarray  # int64 class indices, or float64 regression targets
+    n_classes: int  # 0 for a regression target
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,6 +62,16 @@ def _digits() -> _Table:
     return _Table(x.astype(np.float64), np.empty((len(x), 0), dtype=object), y.astype(np.int64), 10)
 
 
+@functools.lru_cache(maxsize=1)
+def _diabetes() -> _Table:
+    from sklearn.datasets import load_diabetes
+
+    x, y = load_diabetes(return_X_y=True)
+    return _Table(
+        x.astype(np.float64), np.empty((len(x), 0), dtype=object), y.astype(np.float64), 0
+    )
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -65,9 +80,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=4)
-def _csv(path: str, mtime_ns: int) -> _Table:
-    # mtime_ns is part of the cache key only: an edited file is read again.
+def _read_csv(path: str) -> tuple[list[str], list[tuple[str, ...]]]:
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     if len(rows) < 2:
@@ -77,8 +90,43 @@ def _csv(path: str, mtime_ns: int) -> _Table:
         raise ValueError(
             f"dataset {path!r}: every row must have {len(header)} fields like the header"
         )
-    label_col = header.index("target") if "target" in header else len(header) - 1
-    columns = list(zip(*body))
+    return header, list(zip(*body))
+
+
+def _read_parquet(path: str) -> tuple[list[str], list[tuple[str, ...]]]:
+    try:
+        import pandas as pd
+        import pyarrow  # noqa: F401  (pandas reads Parquet through it)
+    except ImportError as e:
+        raise ValueError(
+            f"dataset {path!r} is a Parquet file, which needs pandas and pyarrow: "
+            "pip install pandas pyarrow (or convert it to CSV)"
+        ) from e
+    frame = pd.read_parquet(path)
+    if len(frame) < 1:
+        raise ValueError(f"dataset {path!r} has no rows")
+    # Cells go through text like a CSV's, so both formats are typed by the same rules;
+    # missing values become empty cells.
+    columns = [
+        tuple("" if pd.isna(v) else str(v) for v in frame[c].tolist()) for c in frame.columns
+    ]
+    return [str(c) for c in frame.columns], columns
+
+
+@functools.lru_cache(maxsize=4)
+def _file(path: str, mtime_ns: int, target: str | None, regression: bool) -> _Table:
+    # mtime_ns is part of the cache key only: an edited file is read again.
+    is_parquet = path.lower().endswith((".parquet", ".pq"))
+    header, columns = _read_parquet(path) if is_parquet else _read_csv(path)
+    if target is not None:
+        if target not in header:
+            raise ValueError(
+                f"task.target {target!r} is not a column of dataset {path!r}; columns: {header}"
+            )
+        label_col = header.index(target)
+    else:
+        label_col = header.index("target") if "target" in header else len(header) - 1
+    n_rows = len(columns[0]) if columns else 0
     numeric, categorical = [], []
     for i, col in enumerate(columns):
         if i == label_col:
@@ -90,22 +138,45 @@ def _csv(path: str, mtime_ns: int) -> _Table:
             categorical.append([v.strip() for v in col])
     if not numeric and not categorical:
         raise ValueError(f"dataset {path!r} has no feature columns besides the label")
-    classes, y = np.unique(np.array([v.strip() for v in columns[label_col]]), return_inverse=True)
+    x_num = np.array(numeric, dtype=np.float64).T.reshape(n_rows, len(numeric))
+    x_cat = np.array(categorical, dtype=object).T.reshape(n_rows, len(categorical))
+    labels = [v.strip() for v in columns[label_col]]
+    if regression:
+        if not all(_is_number(v) for v in labels):
+            raise ValueError(
+                f"dataset {path!r}: the regression target {header[label_col]!r} must be a "
+                "number in every row"
+            )
+        y = np.array([float(v) for v in labels], dtype=np.float64)
+        if not np.isfinite(y).all():
+            raise ValueError(f"dataset {path!r}: the target {header[label_col]!r} is not finite")
+        return _Table(x_num, x_cat, y, 0)
+    classes, y = np.unique(np.array(labels), return_inverse=True)
     if len(classes) < 2:
         raise ValueError(f"dataset {path!r}: the label column {header[label_col]!r} has one class")
-    x_num = np.array(numeric, dtype=np.float64).T.reshape(len(body), len(numeric))
-    x_cat = np.array(categorical, dtype=object).T.reshape(len(body), len(categorical))
     return _Table(x_num, x_cat, y.astype(np.int64), len(classes))
 
 
-def _load_table(dataset: str) -> _Table:
-    if dataset == "digits":
-        return _digits()
+def _load_table(dataset: str, target: str | None, regression: bool) -> _Table:
+    if dataset in ("digits", "diabetes"):
+        if target is not None:
+            raise ValueError(
+                f"task.target applies to CSV and Parquet files; bundled {dataset!r} has its own"
+            )
+        if dataset == "diabetes" and not regression:
+            raise ValueError(
+                "dataset 'diabetes' has a numeric target: train it as tabular_regression"
+            )
+        table = _digits() if dataset == "digits" else _diabetes()
+        if regression and table.n_classes:
+            return _Table(table.x_num, table.x_cat, table.y.astype(np.float64), 0)
+        return table
     if not os.path.isfile(dataset):
         raise ValueError(
-            f"unknown dataset {dataset!r}: use 'digits' or the path of a CSV file on this machine"
+            f"unknown dataset {dataset!r}: use 'digits', 'diabetes' or the path of a CSV or "
+            "Parquet file on this machine"
         )
-    return _csv(dataset, os.stat(dataset).st_mtime_ns)
+    return _file(dataset, os.stat(dataset).st_mtime_ns, target, regression)
 
 
 def _encode_categories(
@@ -130,14 +201,19 @@ def _read_only(*arrays: np.ndarray) -> None:
 
 @functools.lru_cache(maxsize=16)
 def _prepare(
-    dataset: str, mtime_ns: int | None, val_fraction: float, normalization: str
+    dataset: str,
+    mtime_ns: int | None,
+    val_fraction: float,
+    normalization: str,
+    target: str | None,
+    regression: bool,
 ) -> TabularData:
     # mtime_ns only keys the cache.
-    table = _load_table(dataset)
+    table = _load_table(dataset, target, regression)
     train_rows, val_rows = split_rows(
         table.y,
         val_fraction,
-        stratify=True,
+        stratify=not regression,
         what=f"cannot split dataset {dataset!r} with val_fraction={val_fraction}",
     )
     x_num_train, x_num_val = table.x_num[train_rows], table.x_num[val_rows]
@@ -149,22 +225,41 @@ def _prepare(
     x_cat_train, x_cat_val, cardinalities = _encode_categories(
         table.x_cat[train_rows], table.x_cat[val_rows]
     )
-    train = TabularSplit(x_num_train, x_cat_train, table.y[train_rows])
-    val = TabularSplit(x_num_val, x_cat_val, table.y[val_rows])
+    y_train, y_val = table.y[train_rows], table.y[val_rows]
+    y_mean, y_std = 0.0, 1.0
+    if regression:
+        # Standardized on the training rows, so the loss scale (and Huber's delta) is the same
+        # for every dataset and the metrics read in standard deviations of the target.
+        y_mean = float(y_train.mean())
+        y_std = float(y_train.std()) or 1.0
+        y_train = ((y_train - y_mean) / y_std).astype(np.float32)
+        y_val = ((y_val - y_mean) / y_std).astype(np.float32)
+    train = TabularSplit(x_num_train, x_cat_train, y_train)
+    val = TabularSplit(x_num_val, x_cat_val, y_val)
     _read_only(*vars(train).values(), *vars(val).values())
-    return TabularData(train, val, cardinalities, table.n_classes)
+    return TabularData(train, val, cardinalities, table.n_classes, y_mean, y_std)
 
 
-def load_tabular(dataset: str, *, val_fraction: float, normalization: str) -> TabularData:
-    """Load ``dataset`` (``digits`` or a CSV path), split it stratified by class with
-    :data:`SPLIT_SEED`, encode categorical columns and scale numeric ones.
+def load_tabular(
+    dataset: str,
+    *,
+    val_fraction: float,
+    normalization: str,
+    target: str | None = None,
+    regression: bool = False,
+) -> TabularData:
+    """Load ``dataset`` (``digits``, ``diabetes``, or a CSV or Parquet path), split it with
+    :data:`SPLIT_SEED` (stratified by class unless ``regression``), encode categorical columns
+    and scale numeric ones; a ``regression`` target is standardized on the training split.
 
-    Raises ``ValueError`` for an unknown dataset, an unreadable CSV, or a split that cannot be
-    stratified (a class with too few rows).
+    ``target`` names the label column of a file (default: ``target``, else the last column).
+    Raises ``ValueError`` for an unknown dataset or target column, an unreadable file (or a
+    Parquet file without pandas and pyarrow), a non-numeric regression target, or a split
+    that cannot be stratified (a class with too few rows).
     """
     key = None
-    if dataset != "digits" and os.path.isfile(dataset):
-        # An absolute path and the file's mtime key the cache: an edited CSV is prepared again.
+    if dataset not in ("digits", "diabetes") and os.path.isfile(dataset):
+        # An absolute path and the file's mtime key the cache: an edited file is prepared again.
         dataset = os.path.abspath(dataset)
         key = os.stat(dataset).st_mtime_ns
-    return _prepare(dataset, key, val_fraction, normalization)
+    return _prepare(dataset, key, val_fraction, normalization, target, regression)

@@ -23,7 +23,10 @@ from hpsearch.train.config import LoopConfig
 from hpsearch.train.optim import build_schedule
 from hpsearch.train.sampling import batches_per_epoch, class_balance_weights, epoch_batches
 
-__all__ = ["EpochResult", "evaluate", "run_epochs"]
+__all__ = ["EpochResult", "evaluate", "evaluate_regression", "run_epochs"]
+
+#: ``evaluate(model, val_y, val_logits, chunk=...)``: the validation metrics of a model.
+Evaluate = Callable[..., dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class EpochResult:
 
     epoch: int  # counting from 1
     train_loss: float  # mean training loss over the epoch's batches, penalties included
-    metrics: dict[str, float]  # every metric in hpsearch.tasks.METRICS, on the validation split
+    metrics: dict[str, float]  # every metric the family reports (hpsearch.tasks.FAMILY_METRICS)
     lr: float  # the learning rate of the epoch's last optimizer update (first param group)
 
 
@@ -51,6 +54,7 @@ def run_epochs(
     eval_chunk: int,
     amp_dtype: torch.dtype | None = None,
     on_epoch_start: Callable[[int], None] | None = None,
+    score: Evaluate | None = None,
 ) -> Iterator[EpochResult]:
     """Train ``model`` for ``epochs`` epochs, yielding an :class:`EpochResult` after each.
 
@@ -60,7 +64,9 @@ def run_epochs(
     it; ``val_logits(model, rows)`` the logits of a slice of validation rows, scored in chunks
     of ``eval_chunk`` rows against ``val_y``. ``sched`` is ``sched.name``; the schedule spans
     the whole run. ``amp_dtype`` float16 turns on loss scaling. ``on_epoch_start(epoch)`` runs
-    after the model is put in training mode, before the epoch's batches are drawn.
+    after the model is put in training mode, before the epoch's batches are drawn. ``score``
+    computes the validation metrics (:func:`evaluate` when None; :func:`evaluate_regression`
+    for a regression target); it must report ``val_loss``.
 
     Raises :class:`~hpsearch.errors.TrainingDiverged` when the training or validation loss
     stops being finite.
@@ -121,7 +127,7 @@ def run_epochs(
                 "try a lower optim.lr or train.grad_clip > 0"
             )
         evaluated = ema.module if ema is not None else model
-        metrics = evaluate(evaluated, val_y, val_logits, chunk=eval_chunk)
+        metrics = (score or evaluate)(evaluated, val_y, val_logits, chunk=eval_chunk)
         if not math.isfinite(metrics["val_loss"]):
             raise TrainingDiverged(
                 f"validation loss is {metrics['val_loss']} after epoch {epoch} "
@@ -153,3 +159,26 @@ def evaluate(
         loss_sum += F.cross_entropy(out, y[rows], reduction="sum")
         correct += (out.argmax(dim=1) == y[rows]).sum()
     return {"val_accuracy": correct.item() / n, "val_loss": loss_sum.item() / n}
+
+
+@torch.no_grad()
+def evaluate_regression(
+    model: nn.Module,
+    y: torch.Tensor,
+    outputs: Callable[[nn.Module, slice], torch.Tensor],
+    *,
+    chunk: int,
+) -> dict[str, float]:
+    """``val_rmse``, ``val_mae`` and ``val_loss`` (MSE) of ``model`` in eval mode against the
+    standardized target ``y``, whatever loss trained it; ``outputs`` gives one value per row."""
+    model.eval()
+    sq_sum = torch.zeros((), device=y.device)
+    abs_sum = torch.zeros((), device=y.device)
+    n = len(y)
+    for start in range(0, n, chunk):
+        rows = slice(start, start + chunk)
+        err = outputs(model, rows).float().reshape(-1) - y[rows].float()
+        sq_sum += err.pow(2).sum()
+        abs_sum += err.abs().sum()
+    mse = sq_sum.item() / n
+    return {"val_rmse": math.sqrt(mse), "val_mae": abs_sum.item() / n, "val_loss": mse}

@@ -1,7 +1,9 @@
 """Training losses over the model's logits, each fed the output form it expects.
 
 CE takes logits; MSE and soft-F1 take softmax probabilities (a bounded output matched to a
-bounded target). Targets are class indices, or class probabilities (soft targets, as Mixup and
+bounded target). A regression loss takes the model's one raw output (an unbounded output for
+an unbounded, standardized target). Targets are class indices, or class probabilities (soft targets,
+as Mixup and
 CutMix make them). The validation loss is always plain CE on logits, whatever trains the model.
 """
 
@@ -12,9 +14,15 @@ import torch.nn.functional as F
 from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 
-from hpsearch.train.config import LossConfig
+from hpsearch.train.config import LossConfig, RegressionLossConfig
 
-__all__ = ["ProbabilityMSELoss", "SoftF1Loss", "build_loss"]
+__all__ = [
+    "ProbabilityMSELoss",
+    "RegressionLoss",
+    "SoftF1Loss",
+    "build_loss",
+    "build_regression_loss",
+]
 
 
 def _probabilities(target: torch.Tensor, n_classes: int, dtype: torch.dtype) -> torch.Tensor:
@@ -75,3 +83,24 @@ def build_loss(cfg: LossConfig, n_classes: int, *, soft_targets: bool = False) -
     if cfg.name == "soft_f1":
         return SoftF1Loss(n_classes)
     raise ValueError(f"`loss.name` must be ce, mse or soft_f1, got {cfg.name!r}")
+
+
+class RegressionLoss(nn.Module):
+    """A regression loss (``mse``, ``huber`` with delta 1, or ``l1``) between the model's single
+    output column and the standardized target."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        losses = {"mse": nn.MSELoss(), "huber": nn.HuberLoss(delta=1.0), "l1": nn.L1Loss()}
+        if name not in losses:
+            raise ValueError(f"`loss.name` must be one of {list(losses)}, got {name!r}")
+        self.name = name
+        self.loss = losses[name]
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss(output.squeeze(1), target.to(output.dtype))
+
+
+def build_regression_loss(cfg: RegressionLossConfig) -> nn.Module:
+    """The regression loss ``loss.name`` names: ``mse``, ``huber`` or ``l1``."""
+    return RegressionLoss(cfg.name)

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from hpsearch.tasks import METRICS, TaskSpec
+from hpsearch.tasks import FAMILY_METRICS, METRICS, TaskSpec
 from hpsearch.train.loop import EpochResult
 
 __all__ = ["FITTERS", "check_family", "fitter", "train"]
@@ -15,6 +15,7 @@ __all__ = ["FITTERS", "check_family", "fitter", "train"]
 #: The ``fit`` of each task family, as ``module:function`` (imported when first used).
 FITTERS: dict[str, str] = {
     "tabular_classification": "hpsearch.train.tabular:fit",
+    "tabular_regression": "hpsearch.train.tabular:fit_regression",
     "audio_classification": "hpsearch.train.audio:fit",
     "image_classification": "hpsearch.train.image:fit",
 }
@@ -49,17 +50,25 @@ def train(
 ) -> float:
     """Train the task's model with ``config`` and return the final epoch's ``metric``.
 
-    After every epoch the validation ``metric`` (``val_accuracy`` or ``val_loss``) goes to
+    After every epoch the validation ``metric`` (one the family reports:
+    :data:`hpsearch.tasks.FAMILY_METRICS`) goes to
     ``report(value, epoch)``, epochs counting from 1; an exception ``report`` raises (such as
     ``optuna.TrialPruned``) stops training and propagates. Knobs missing from ``config`` take
     their defaults (:data:`hpsearch.train.DEFAULTS`). With a ``seed`` a CPU run is
     deterministic. ``device=None`` picks CUDA when available.
 
-    Raises ``ValueError`` for an unknown metric, dataset, device, config key or value, and
+    Raises ``ValueError`` for an unknown metric or one the family does not report, a dataset,
+    device, config key or value, and
     :class:`hpsearch.errors.TrainingDiverged` when the loss stops being finite.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}: the trainer reports {sorted(METRICS)}")
+    family = task.family or "tabular_classification"
+    reported = FAMILY_METRICS.get(family, tuple(METRICS))
+    if metric not in reported:
+        raise ValueError(
+            f"metric {metric!r} is not reported for {family}: use one of {list(reported)}"
+        )
     value = math.nan
     for result in fitter(task.family)(config, task, seed=seed, device=device):
         value = result.metrics[metric]

@@ -1,7 +1,10 @@
-"""The tabular_classification trainer: an MLP on a table, through the shared epoch loop.
+"""The tabular trainers: an MLP on a table, through the shared epoch loop.
 
-:func:`fit` checks the config, task and device (and loads the data) when it is called; one
-:class:`~hpsearch.train.loop.EpochResult` per epoch follows as the iterator is consumed.
+:func:`fit` trains tabular_classification, :func:`fit_regression` tabular_regression (the same
+MLP with one output, on the standardized target). Each checks the config, task and device (and
+loads the data) when it is called; one :class:`~hpsearch.train.loop.EpochResult` per epoch
+follows as the iterator is consumed. With ``pretrain.dae_epochs`` the encoder is first
+pretrained as a denoising autoencoder on the training rows (:mod:`hpsearch.train.pretrain`).
 """
 
 from __future__ import annotations
@@ -14,16 +17,17 @@ import torch
 from torch import nn
 
 from hpsearch.tasks import TaskSpec
-from hpsearch.train.config import TrainConfig, parse_config
+from hpsearch.train.config import TrainConfig, parse_config, parse_regression_config
 from hpsearch.train.data import TabularData, TabularSplit, load_tabular
-from hpsearch.train.loop import EpochResult, run_epochs
-from hpsearch.train.losses import build_loss
+from hpsearch.train.loop import EpochResult, evaluate_regression, run_epochs
+from hpsearch.train.losses import build_loss, build_regression_loss
 from hpsearch.train.models import TabularMLP, build_model
 from hpsearch.train.optim import build_optimizer, timm_optimizer_name
+from hpsearch.train.pretrain import pretrain_dae
 from hpsearch.train.run import check_family
 from hpsearch.train.runtime import start_run
 
-__all__ = ["TabularRun", "TabularTensors", "fit", "prepare", "tabular_loss"]
+__all__ = ["TabularRun", "TabularTensors", "fit", "fit_regression", "prepare", "tabular_loss"]
 
 #: Rows per forward pass when scoring the validation split (bounds memory on big tables).
 _EVAL_CHUNK = 8192
@@ -62,21 +66,31 @@ class TabularRun:
 
 
 def prepare(
-    cfg: TrainConfig, task: TaskSpec, *, seed: int | None, device: str | None
+    cfg: TrainConfig,
+    task: TaskSpec,
+    *,
+    seed: int | None,
+    device: str | None,
+    regression: bool = False,
 ) -> TabularRun:
-    """Resolve the device, seed the run, load the task's table and build the model on it.
+    """Resolve the device, seed the run, load the task's table and build the model on it (one
+    output when ``regression``).
 
     Shared by :func:`fit` and the LR range test, so both train the same model on the same data.
     """
     dev, generator = start_run(device, seed)
     data = load_tabular(
-        task.dataset, val_fraction=task.val_fraction, normalization=cfg.input.normalization
+        task.dataset,
+        val_fraction=task.val_fraction,
+        normalization=cfg.input.normalization,
+        target=task.target,
+        regression=regression,
     )
     model = build_model(
         cfg.model,
         n_numeric=data.train.x_num.shape[1],
         cardinalities=data.cardinalities,
-        n_classes=data.n_classes,
+        n_classes=1 if regression else data.n_classes,
     ).to(dev)
     return TabularRun(data=data, model=model, device=dev, generator=generator)
 
@@ -121,9 +135,36 @@ def fit(
         run.model,
         TabularTensors.of(run.data.train, run.device),
         TabularTensors.of(run.data.val, run.device),
-        n_classes=run.data.n_classes,
+        loss_fn=build_loss(cfg.loss, run.data.n_classes),
         epochs=task.epochs,
         generator=run.generator,
+    )
+
+
+def fit_regression(
+    config: Mapping[str, Any],
+    task: TaskSpec,
+    *,
+    seed: int | None = None,
+    device: str | None = None,
+) -> Iterator[EpochResult]:
+    """:func:`fit` for tabular_regression: the MLP with one output, trained with ``loss.name``
+    (``mse``, ``huber``, ``l1``) on the target standardized with the training split's mean and
+    standard deviation; reports ``val_rmse``, ``val_mae`` and ``val_loss`` (MSE) in those units.
+    """
+    cfg = parse_regression_config(config)
+    check_family(task, "tabular_regression", "hpsearch.train.tabular.fit_regression")
+    timm_optimizer_name(cfg.optim.name)
+    run = prepare(cfg, task, seed=seed, device=device, regression=True)
+    return _epochs(
+        cfg,
+        run.model,
+        TabularTensors.of(run.data.train, run.device),
+        TabularTensors.of(run.data.val, run.device),
+        loss_fn=build_regression_loss(cfg.loss),
+        epochs=task.epochs,
+        generator=run.generator,
+        regression=True,
     )
 
 
@@ -133,12 +174,23 @@ def _epochs(
     train_set: TabularTensors,
     val_set: TabularTensors,
     *,
-    n_classes: int,
+    loss_fn: nn.Module,
     epochs: int,
     generator: torch.Generator,
+    regression: bool = False,
 ) -> Iterator[EpochResult]:
+    # Pretraining runs as the iterator starts, on the training rows only (labels unused), so
+    # the supervised optimizer below sees the pretrained encoder.
+    pretrain_dae(
+        model,
+        train_set.x_num,
+        train_set.x_cat,
+        cfg.pretrain,
+        lr=cfg.optim.lr,
+        batch_size=cfg.train.batch_size,
+        generator=generator,
+    )
     optimizer = build_optimizer(model, cfg.optim)
-    loss_fn = build_loss(cfg.loss, n_classes)
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         return tabular_loss(model, loss_fn, train_set, idx, activation_reg=cfg.loss.activation_reg)
@@ -158,4 +210,5 @@ def _epochs(
         val_y=val_set.y,
         val_logits=val_logits,
         eval_chunk=_EVAL_CHUNK,
+        score=evaluate_regression if regression else None,
     )
