@@ -303,6 +303,15 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
     if args.plot:
         save_plot(test, args.plot, title=f"LR range test: {space.name} on {task.dataset}")
         print(f"plot: {args.plot}")
+    if args.write_space:
+        import yaml
+
+        from hpsearch.train.lr_finder import narrow_lr
+
+        narrowed = narrow_lr(space, low, high).model_dump(mode="json", exclude_none=True)
+        with open(args.write_space, "w") as f:
+            yaml.safe_dump(narrowed, f, sort_keys=False)
+        print(f"space with these bounds: {args.write_space} (use `space: {args.write_space}`)")
     return 0
 
 
@@ -506,6 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--plot", metavar="FILE.png", help="also draw loss vs LR into this image (needs matplotlib)"
+    )
+    p.add_argument(
+        "--write-space",
+        metavar="FILE.yaml",
+        help="write the space with optim.lr narrowed to the suggested range, for a study spec",
     )
     p.set_defaults(func=_cmd_lr_find)
     return parser

@@ -205,3 +205,20 @@ def test_lr_find_cli_prints_curve_range_and_plot(tmp_path, capsys):
     else:
         assert out.returncode == 0, out.stderr
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lr_find_writes_a_space_a_study_can_use(tmp_path, capsys):
+    from hpsearch.studies import resolve_spec
+
+    out = tmp_path / "demo-lr.yaml"
+    assert main(["lr-find", "demo", "--steps", "60", "--write-space", str(out)]) == 0
+    printed = capsys.readouterr().out
+    low, high = (float(x) for x in re.search(r"range: (\S+) \.\. (\S+)", printed).groups())
+    narrowed = load_space(out).params["optim.lr"]
+    assert (narrowed.low, narrowed.high) == pytest.approx((low, high), rel=1e-2)  # printed .2e
+    assert narrowed.low <= narrowed.default <= narrowed.high
+    original = load_space("demo")
+    assert narrowed.low > original.params["optim.lr"].low or narrowed.high < 0.3
+    spec = resolve_spec({"space": str(out), "budget": {"trials": 5}})
+    assert spec.search_space.params["optim.lr"].high == narrowed.high
+    assert set(spec.search_space.params) == set(original.params)

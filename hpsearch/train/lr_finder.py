@@ -47,6 +47,7 @@ __all__ = [
     "LrRangeTest",
     "format_curve",
     "lr_range_test",
+    "narrow_lr",
     "save_plot",
     "suggest_lr_bounds",
 ]
@@ -288,6 +289,25 @@ def suggest_lr_bounds(
         device=device,
     )
     return test.suggested_range()
+
+
+def narrow_lr(space: SearchSpace, low: float, high: float) -> SearchSpace:
+    """``space`` with ``optim.lr`` searched on a log scale between ``low`` and ``high`` only.
+
+    The default moves to the geometric middle when the old one falls outside. Raises
+    :class:`UsageError` when the space has no ``optim.lr``.
+    """
+    if "optim.lr" not in space.params:
+        raise UsageError(f"space {space.name!r} has no optim.lr to narrow")
+    data = space.model_dump(mode="json", exclude_none=True)
+    lr = data["params"]["optim.lr"]
+    default = lr["default"] if low <= lr["default"] <= high else (low * high) ** 0.5
+    lr.update(low=low, high=high, log=True, default=default)
+    lr.pop("step", None)
+    data["description"] = (
+        f"{space.description} optim.lr narrowed by an LR range test to {low:.2e}..{high:.2e}."
+    ).strip()
+    return SearchSpace.model_validate(data)
 
 
 def format_curve(test: LrRangeTest, *, rows: int = 20) -> list[str]:
