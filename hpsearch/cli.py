@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Check that a space and your data train before launching a study. Without --random, "
             "trains the space's defaults with the --set values; with --random N, trains N "
             "configs drawn at random from the space (the --set values pinned). Prints one line "
-            "per epoch (config, epoch, train loss, val_accuracy, val_loss, lr) and a summary "
+            "per epoch (config, epoch, train loss, the metric, val_loss, lr) and a summary "
             "(final metric, seconds, and why a config failed). Nothing is stored. Exits 1 if "
             "any config failed (a diverging loss, a value the trainer refuses); the others "
             "still run."

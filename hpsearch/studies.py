@@ -298,12 +298,23 @@ def create_study(
     return spec
 
 
-def load_spec(storage: optuna.storages.BaseStorage, name: str) -> StudySpec:
-    """The resolved spec stored with study ``name``."""
-    attrs = storage.get_study_user_attrs(_study_id(storage, name))
+def _spec_json(storage: optuna.storages.BaseStorage, name: str) -> tuple[int, dict[str, Any]]:
+    # The study's id and its stored spec, unvalidated: reads that only need to know the study
+    # is an hpsearch study skip validating the whole inline space.
+    study_id = _study_id(storage, name)
+    attrs = storage.get_study_user_attrs(study_id)
     if SPEC_ATTR not in attrs:
         raise StudyNotFound(f"study {name!r} was not created by hpsearch (it has no spec)")
-    return StudySpec.model_validate(attrs[SPEC_ATTR])
+    return study_id, attrs[SPEC_ATTR]
+
+
+def _hpsearch_study_id(storage: optuna.storages.BaseStorage, name: str) -> int:
+    return _spec_json(storage, name)[0]
+
+
+def load_spec(storage: optuna.storages.BaseStorage, name: str) -> StudySpec:
+    """The resolved spec stored with study ``name``."""
+    return StudySpec.model_validate(_spec_json(storage, name)[1])
 
 
 def open_study(
@@ -374,8 +385,8 @@ def _best(storage: optuna.storages.BaseStorage, study_id: int) -> FrozenTrial | 
 
 def study_status(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
     """One study's status, from one counting query and one best-trial query."""
-    study_id = _study_id(storage, name)
-    spec = load_spec(storage, name)
+    study_id, spec_json = _spec_json(storage, name)
+    spec = StudySpec.model_validate(spec_json)
     counts = count_trials_by_state(storage, study_id)
     best = _best(storage, study_id)
     reason = done_reason(spec, counts)
@@ -465,8 +476,7 @@ def list_trials(
     state: str | None = None,
 ) -> tuple[list[TrialRecord], int]:
     """A page of a study's trials by number, optionally of one state, and the total count."""
-    study_id = _study_id(storage, name)
-    load_spec(storage, name)
+    study_id = _hpsearch_study_id(storage, name)
     states = None
     if state is not None:
         try:
@@ -482,8 +492,7 @@ def list_trials(
 
 def best_trial(storage: optuna.storages.RDBStorage, name: str) -> TrialRecord:
     """The best complete trial of the study, with its full resolved config."""
-    study_id = _study_id(storage, name)
-    load_spec(storage, name)
+    study_id = _hpsearch_study_id(storage, name)
     best = _best(storage, study_id)
     if best is None:
         raise TrialNotFound(f"study {name!r} has no complete trial yet")
@@ -492,12 +501,11 @@ def best_trial(storage: optuna.storages.RDBStorage, name: str) -> TrialRecord:
 
 def get_trial(storage: optuna.storages.BaseStorage, name: str, number: int) -> TrialRecord:
     """One trial of the study by number."""
-    load_spec(storage, name)
     return trial_record(storage.get_trial(_trial_id(storage, name, number)))
 
 
 def _trial_id(storage: optuna.storages.BaseStorage, name: str, number: int) -> int:
-    study_id = _study_id(storage, name)
+    study_id = _hpsearch_study_id(storage, name)
     try:
         return storage.get_trial_id_from_study_id_trial_number(study_id, number)
     except KeyError as e:
@@ -510,7 +518,6 @@ def request_prune(storage: optuna.storages.BaseStorage, name: str, number: int) 
     The worker checks after each epoch's report: a request that arrives during the last epoch
     comes too late, and the trial completes.
     """
-    load_spec(storage, name)
     trial_id = _trial_id(storage, name, number)
     trial = storage.get_trial(trial_id)
     if trial.state != TrialState.RUNNING:
