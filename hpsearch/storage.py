@@ -13,6 +13,7 @@ import fcntl
 import functools
 import hashlib
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,23 +23,43 @@ import sqlalchemy
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from hpsearch.errors import StorageUnavailable
+from hpsearch.errors import StorageUnavailable, UsageError
+from hpsearch.tables import create_tables
 
 __all__ = [
     "DEFAULT_STORAGE",
-    "resolve_storage_url",
-    "open_storage",
-    "redact",
+    "count_retries",
     "count_trials_by_state",
+    "count_trials_by_study",
+    "open_storage",
     "page_trial_ids",
+    "redact",
+    "resolve_storage_url",
+    "studies_with_user_attr",
     "study_lock",
 ]
 
 #: The embedded default: a SQLite file in the working directory.
 DEFAULT_STORAGE = "sqlite:///hpsearch.db"
 
-#: Seconds between a running trial's heartbeats; a trial silent for 3x this is failed.
+#: Seconds between a running trial's heartbeats (``$HPSEARCH_HEARTBEAT_SECONDS`` overrides);
+#: a trial silent for 3x this is failed and retried.
 HEARTBEAT_INTERVAL = 10
+#: How many times a trial whose worker died or was stopped is retried (``$HPSEARCH_MAX_RETRIES``).
+MAX_RETRIES = 3
+
+
+def _env_int(name: str, default: int, *, minimum: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"${name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise UsageError(f"${name} must be >= {minimum}, got {value}")
+    return value
 
 
 def resolve_storage_url(url: str | None = None) -> str:
@@ -58,7 +79,7 @@ def redact(url: str) -> str:
         return url
 
 
-def _on_sqlite_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
+def _on_sqlite_connect(dbapi_connection, _record) -> None:
     # WAL lets readers (the service, the dashboard) work while a worker writes.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -89,14 +110,23 @@ def _open_storage(url: str) -> optuna.storages.RDBStorage:
     if backend == "sqlite":
         # Several processes share one file: wait for the write lock instead of failing at once.
         engine_kwargs = {"connect_args": {"timeout": 60}}
+    interval = _env_int("HPSEARCH_HEARTBEAT_SECONDS", HEARTBEAT_INTERVAL, minimum=1)
+    max_retries = _env_int("HPSEARCH_MAX_RETRIES", MAX_RETRIES, minimum=0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # A trial whose worker stops beating is failed by the next worker that claims a
+            # trial (fail_stale_trials), and this callback queues a copy of it (same params,
+            # user attributes and learning curve so far) to run again, up to max_retries times.
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=max_retries, inherit_intermediate_values=True
+            )
             storage = optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_INTERVAL,
-                grace_period=3 * HEARTBEAT_INTERVAL,
+                heartbeat_interval=interval,
+                grace_period=3 * interval,
+                heartbeat_stale_trial_callback=retry,
             )
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
         raise StorageUnavailable(f"cannot open the study database {redact(url)}: {e}") from e
@@ -104,7 +134,20 @@ def _open_storage(url: str) -> optuna.storages.RDBStorage:
         sqlalchemy.event.listen(storage.engine, "connect", _on_sqlite_connect)
         with storage.engine.connect() as conn:  # switch the file to WAL now, once
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    _create_own_tables(storage.engine)
     return storage
+
+
+def _create_own_tables(engine: sqlalchemy.Engine) -> None:
+    # Processes starting together race to create the tables: the loser finds them made.
+    for attempt in range(3):
+        try:
+            create_tables(engine)
+            return
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def count_trials_by_state(
@@ -119,6 +162,41 @@ def count_trials_by_state(
         for state, n in conn.execute(query, {"study_id": study_id}):
             counts[TrialState[state]] = n
     return counts
+
+
+def count_trials_by_study(storage: optuna.storages.RDBStorage) -> dict[int, dict[TrialState, int]]:
+    """Trial counts by state of every study in the database, in one SQL query."""
+    query = sqlalchemy.text("SELECT study_id, state, COUNT(*) FROM trials GROUP BY study_id, state")
+    counts: dict[int, dict[TrialState, int]] = {}
+    with storage.engine.connect() as conn:
+        for study_id, state, n in conn.execute(query):
+            by_state = counts.setdefault(study_id, {s: 0 for s in TrialState})
+            by_state[TrialState[state]] = n
+    return counts
+
+
+def studies_with_user_attr(storage: optuna.storages.RDBStorage, key: str) -> list[tuple[int, str]]:
+    """``(study_id, name)`` of the studies that have the user attribute ``key``, oldest first."""
+    query = sqlalchemy.text(
+        "SELECT s.study_id, s.study_name FROM studies s JOIN study_user_attributes a"
+        " ON a.study_id = s.study_id WHERE a.key = :key ORDER BY s.study_id"
+    )
+    with storage.engine.connect() as conn:
+        return [(row[0], row[1]) for row in conn.execute(query, {"key": key})]
+
+
+def count_retries(storage: optuna.storages.RDBStorage, study_id: int) -> int:
+    """How many of the study's trials are retries of a failed one (one SQL query).
+
+    Each retry stands for one failed trial that was run again, so ``FAIL - retries`` is the
+    number of failures that cost the study a trial.
+    """
+    query = sqlalchemy.text(
+        "SELECT COUNT(*) FROM trial_system_attributes a JOIN trials t ON t.trial_id = a.trial_id"
+        " WHERE t.study_id = :study_id AND a.key = 'failed_trial'"
+    )
+    with storage.engine.connect() as conn:
+        return conn.execute(query, {"study_id": study_id}).scalar_one()
 
 
 def page_trial_ids(

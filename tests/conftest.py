@@ -191,13 +191,7 @@ class _PostgresCluster:
             with (self.data / "postgresql.conf").open("a") as conf:
                 conf.write("\n# hpsearch tests\n")
                 conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
-            done = self._run(
-                "pg_ctl", "start",
-                "--pgdata", str(self.data),
-                "--log", str(self.log),
-                "--wait", "--timeout", str(int(_START_TIMEOUT_S)),
-                timeout=_START_TIMEOUT_S + 30,
-            )  # fmt: skip
+            done = self._pg_ctl_start()
             if done.returncode == 0:
                 self._running = True
                 return
@@ -207,6 +201,27 @@ class _PostgresCluster:
             f"pg_ctl start failed (exit {done.returncode}):\n{done.stdout}\n"
             f"--- {self.log} ---\n{self._log_tail()}"
         )
+
+    def _pg_ctl_start(self) -> subprocess.CompletedProcess[str]:
+        return self._run(
+            "pg_ctl", "start",
+            "--pgdata", str(self.data),
+            "--log", str(self.log),
+            "--wait", "--timeout", str(int(_START_TIMEOUT_S)),
+            timeout=_START_TIMEOUT_S + 30,
+        )  # fmt: skip
+
+    def restart(self, *, down_seconds: float) -> None:
+        """Shut the server down (fast mode: clients are cut off), stay down, start it again on
+        the same port with the same data, as an operator's restart of PostgreSQL does."""
+        done = self._run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", "fast",
+                         "--wait", timeout=60)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed:\n{done.stdout}")
+        time.sleep(down_seconds)
+        done = self._pg_ctl_start()
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed:\n{done.stdout}\n{self._log_tail()}")
 
     def stop(self) -> None:
         """Stop the server (immediately: the data is thrown away) and remove its folder."""
@@ -369,3 +384,42 @@ def storage_url(request: pytest.FixtureRequest) -> str:
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     return _free_port()
+
+
+@pytest.fixture
+def make_api_token() -> Callable[..., str]:
+    """A callable ``(url, scope="write") -> secret``: creates an API token in the study database
+    at ``url`` (a new name each call) and returns its secret, for requests to the service."""
+
+    def make(url: str, scope: str = "write") -> str:
+        from hpsearch.storage import open_storage
+        from hpsearch.tokens import create_token
+
+        name = f"test-{scope}-{uuid.uuid4().hex[:8]}"
+        _info, secret = create_token(open_storage(url), name, scopes=scope)
+        return secret
+
+    return make
+
+
+@pytest.fixture
+def restartable_postgres() -> Iterator[tuple[str, _PostgresCluster]]:
+    """A PostgreSQL server of this test's own, with its cluster, so the test can restart it."""
+    if os.environ.get("HPSEARCH_TEST_POSTGRES_URL"):
+        pytest.skip("cannot restart an external server ($HPSEARCH_TEST_POSTGRES_URL)")
+    bindir = _find_pg_bindir()
+    if bindir is None:
+        _unavailable("no initdb/pg_ctl/postgres found to start a server to restart")
+    cluster = _PostgresCluster(bindir)
+    try:
+        cluster.start()
+        server = URL.create(
+            "postgresql+psycopg", username=_PG_ROLE, host="127.0.0.1", port=cluster.port,
+            database="postgres",
+        )  # fmt: skip
+        _wait_until_accepting(server)
+        with _connect_admin(server) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier("restartable")))
+        yield _url_string(server.set(database="restartable")), cluster
+    finally:
+        cluster.stop()

@@ -48,3 +48,37 @@ def worsening(config: dict, report) -> float:
     for step in range(1, 6):
         report(value, step)
     return value
+
+
+def resumable(config: dict, report, checkpoint=None) -> float:
+    """20 steps of 0.1 s that save the last finished step to ``checkpoint`` and resume after it.
+
+    Returns the step it started from, so a test can tell a resumed trial from a fresh one.
+    """
+    start = 1
+    if checkpoint is not None and checkpoint.exists():
+        start = int(checkpoint.read_text()) + 1
+    for step in range(start, 21):
+        time.sleep(0.1)
+        report(float(step), step)
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            checkpoint.write_text(str(step))
+    return float(start)
+
+
+def needs_small_batches(config: dict, report) -> float:
+    """Runs out of CUDA memory above 16 rows a batch, as a big model on a small GPU does."""
+    import torch
+
+    if config["train.batch_size"] > 16:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    report(1.0, 1)
+    return float(config["train.batch_size"] * config.get("train.grad_accum", 1))
+
+
+def never_fits(config: dict, report) -> float:
+    """Out of CUDA memory at any batch size."""
+    import torch
+
+    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")

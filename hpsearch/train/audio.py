@@ -17,6 +17,7 @@ from hpsearch.tasks import TaskSpec
 from hpsearch.train.audio_config import AudioConfig, parse_audio_config
 from hpsearch.train.audio_data import AudioSplit, load_audio_data
 from hpsearch.train.audio_model import build_audio_model
+from hpsearch.train.checkpoint import Checkpoint
 from hpsearch.train.loop import EpochResult, run_epochs
 from hpsearch.train.losses import build_loss
 from hpsearch.train.optim import build_optimizer, timm_optimizer_name
@@ -44,13 +45,15 @@ def fit(
     *,
     seed: int | None = None,
     device: str | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Iterator[EpochResult]:
     """Train an audio classifier, yielding an :class:`EpochResult` after every epoch.
 
     ``task.dataset`` is ``tones`` (generated) or a folder of class subfolders of WAV files.
     Raises ``ValueError`` (naming the knob or the dataset) before any training for a bad
     config, task or device; :class:`~hpsearch.errors.TrainingDiverged` when the loss stops
-    being finite.
+    being finite. With a ``checkpoint`` the run saves its state after every epoch and resumes
+    from a saved one (:func:`hpsearch.train.loop.run_epochs`).
     """
     cfg = parse_audio_config(config)
     check_family(task, "audio_classification", "hpsearch.train.audio")
@@ -69,6 +72,7 @@ def fit(
         n_classes=data.n_classes,
         epochs=task.epochs,
         generator=generator,
+        checkpoint=checkpoint,
     )
 
 
@@ -81,6 +85,7 @@ def _epochs(
     n_classes: int,
     epochs: int,
     generator: torch.Generator,
+    checkpoint: Checkpoint | None,
 ) -> Iterator[EpochResult]:
     device = train_set.y.device
     optimizer = build_optimizer(model, cfg.optim)
@@ -130,4 +135,5 @@ def _epochs(
         eval_chunk=_EVAL_CHUNK,
         amp_dtype=amp_dtype,
         on_epoch_start=lambda _epoch: augment.train(),
+        checkpoint=checkpoint,
     )

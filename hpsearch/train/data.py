@@ -22,7 +22,7 @@ import numpy as np
 from hpsearch.train.normalize import normalize_numeric
 from hpsearch.train.splits import SPLIT_SEED, split_rows
 
-__all__ = ["TabularSplit", "TabularData", "load_tabular", "SPLIT_SEED"]
+__all__ = ["SPLIT_SEED", "TabularData", "TabularSplit", "load_tabular"]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from torch import nn
 from torchvision.transforms.functional import to_pil_image
 
 from hpsearch.tasks import TaskSpec
+from hpsearch.train.checkpoint import Checkpoint
 from hpsearch.train.image_augment import build_mixup, build_train_transform
 from hpsearch.train.image_config import ImageConfig, parse_image_config
 from hpsearch.train.image_data import ImageSplit, load_images, open_image_source
@@ -52,6 +53,7 @@ def fit(
     *,
     seed: int | None = None,
     device: str | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Iterator[EpochResult]:
     """Train an image classifier, yielding an :class:`EpochResult` after every epoch.
 
@@ -59,7 +61,9 @@ def fit(
     subfolder of images per class. With ``transfer.pretrained`` the backbone's weights come from
     ``task.pretrained_weights`` (a local file, or ``'hub'``). Raises ``ValueError`` (naming the
     knob, the dataset or the weights) before any training for a bad config, task or device;
-    :class:`~hpsearch.errors.TrainingDiverged` when the loss stops being finite.
+    :class:`~hpsearch.errors.TrainingDiverged` when the loss stops being finite. With a
+    ``checkpoint`` the run saves its state after every epoch and resumes from a saved one
+    (:func:`hpsearch.train.loop.run_epochs`).
     """
     cfg = parse_image_config(config)
     check_family(task, "image_classification", "hpsearch.train.image")
@@ -93,6 +97,7 @@ def fit(
         n_classes=data.n_classes,
         epochs=task.epochs,
         generator=generator,
+        checkpoint=checkpoint,
     )
 
 
@@ -118,6 +123,7 @@ def _epochs(
     n_classes: int,
     epochs: int,
     generator: torch.Generator,
+    checkpoint: Checkpoint | None,
 ) -> Iterator[EpochResult]:
     device = val_set.y.device
     # Without per-image augmentation, the training images live on the device like the
@@ -165,6 +171,7 @@ def _epochs(
         eval_chunk=_EVAL_CHUNK,
         amp_dtype=amp_dtype,
         on_epoch_start=lambda epoch: set_backbone_frozen(model, epoch <= freeze_epochs),
+        checkpoint=checkpoint,
     )
 
 

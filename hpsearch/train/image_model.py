@@ -22,10 +22,10 @@ __all__ = [
     "HUB",
     "build_image_model",
     "check_pretrained_weights",
-    "weights_file",
     "head_parameters",
     "scale_backbone_lr",
     "set_backbone_frozen",
+    "weights_file",
 ]
 
 #: The backbone's learning rate relative to the head's when it starts from pretrained weights.

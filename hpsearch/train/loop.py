@@ -19,6 +19,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 
 from hpsearch.errors import TrainingDiverged
+from hpsearch.train.checkpoint import Checkpoint, capture_rng, restore_rng
 from hpsearch.train.config import LoopConfig
 from hpsearch.train.optim import build_schedule
 from hpsearch.train.sampling import batches_per_epoch, class_balance_weights, epoch_batches
@@ -55,6 +56,7 @@ def run_epochs(
     amp_dtype: torch.dtype | None = None,
     on_epoch_start: Callable[[int], None] | None = None,
     score: Evaluate | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Iterator[EpochResult]:
     """Train ``model`` for ``epochs`` epochs, yielding an :class:`EpochResult` after each.
 
@@ -67,6 +69,12 @@ def run_epochs(
     after the model is put in training mode, before the epoch's batches are drawn. ``score``
     computes the validation metrics (:func:`evaluate` when None; :func:`evaluate_regression`
     for a regression target); it must report ``val_loss``.
+
+    With a ``checkpoint``, the whole training state (weights, optimizer, schedule, loss scaler,
+    EMA weights, ``generator`` and the global random states) is saved after every epoch, before
+    its result is yielded. When the checkpoint already holds this run's state after epoch k,
+    that state is restored and the first result yielded is epoch k + 1's (none when k is the
+    last epoch): the resumed run continues exactly as the uninterrupted one would have.
 
     Raises :class:`~hpsearch.errors.TrainingDiverged` when the training or validation loss
     stops being finite.
@@ -84,9 +92,23 @@ def run_epochs(
     ema = ModelEmaV3(model, decay=loop.ema_decay) if loop.ema else None
     weights = class_balance_weights(train_y.cpu()) if loop.balanced_sampler else None
     num_updates = 0
+    first_epoch = 1
+    saved = checkpoint.load(model) if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.scheduler.load_state_dict(saved["schedule"])
+        if scaler is not None and saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
+        if ema is not None and saved.get("ema") is not None:
+            ema.load_state_dict(saved["ema"])
+        generator.set_state(saved["generator"])
+        restore_rng(saved["rng"], device)
+        num_updates = saved["num_updates"]
+        first_epoch = saved["epoch"] + 1
     lr = optimizer.param_groups[0]["lr"]
 
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first_epoch, epochs + 1):
         model.train()
         if on_epoch_start is not None:
             on_epoch_start(epoch)
@@ -132,6 +154,23 @@ def run_epochs(
             raise TrainingDiverged(
                 f"validation loss is {metrics['val_loss']} after epoch {epoch} "
                 f"(training loss {train_loss}); try a lower optim.lr or train.grad_clip > 0"
+            )
+        if checkpoint is not None:
+            # Saved before the result goes out: a report that stops the run (or a kill while
+            # the caller handles it) still leaves this epoch resumable.
+            checkpoint.save(
+                {
+                    "epoch": epoch,
+                    "metrics": metrics,
+                    "num_updates": num_updates,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "generator": generator.get_state(),
+                    "rng": capture_rng(device),
+                }
             )
         yield EpochResult(epoch=epoch, train_loss=train_loss, metrics=metrics, lr=lr)
 

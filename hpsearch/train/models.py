@@ -10,7 +10,7 @@ from torch import nn
 from hpsearch.train.activations import GeneralRelu, build_activation
 from hpsearch.train.config import ModelConfig
 
-__all__ = ["TabularMLP", "HiddenBlock", "DropConnectLinear", "GeneralRelu", "build_model"]
+__all__ = ["DropConnectLinear", "GeneralRelu", "HiddenBlock", "TabularMLP", "build_model"]
 
 
 class DropConnectLinear(nn.Linear):

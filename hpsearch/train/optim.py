@@ -28,11 +28,11 @@ from torch.optim.lr_scheduler import (
 from hpsearch.train.config import SCHEDULES, OptimConfig
 
 __all__ = [
-    "timm_optimizer_name",
-    "build_optimizer",
-    "LrSchedule",
-    "build_schedule",
     "FLAT_FRACTION",
+    "LrSchedule",
+    "build_optimizer",
+    "build_schedule",
+    "timm_optimizer_name",
 ]
 
 #: Our names that differ from timm's. Plain SGD with heavy-ball momentum is what the

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from hpsearch.tasks import FAMILY_METRICS, METRICS, TaskSpec
+from hpsearch.train.checkpoint import Checkpoint
 from hpsearch.train.loop import EpochResult
 
 __all__ = ["FITTERS", "check_family", "fitter", "train"]
@@ -22,7 +24,7 @@ FITTERS: dict[str, str] = {
 
 
 def fitter(family: str | None) -> Callable[..., Iterator[EpochResult]]:
-    """The ``fit(config, task, *, seed, device)`` that trains ``family`` (tabular when None)."""
+    """The ``fit(config, task, *, seed, device, checkpoint)`` that trains ``family`` (tabular when None)."""
     ref = FITTERS.get(family or "tabular_classification")
     if ref is None:
         raise ValueError(f"no trainer for task family {family!r}; trained: {', '.join(FITTERS)}")
@@ -47,6 +49,7 @@ def train(
     metric: str = "val_accuracy",
     seed: int | None = None,
     device: str | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> float:
     """Train the task's model with ``config`` and return the final epoch's ``metric``.
 
@@ -56,6 +59,14 @@ def train(
     ``optuna.TrialPruned``) stops training and propagates. Knobs missing from ``config`` take
     their defaults (:data:`hpsearch.train.DEFAULTS`). With a ``seed`` a CPU run is
     deterministic. ``device=None`` picks CUDA when available.
+
+    With a ``checkpoint`` path (its folder is created when missing) the training state is saved
+    there after every epoch, replacing the file atomically. When the file already holds the
+    state of this run (same config, task, metric and seed) after epoch k, training resumes at
+    epoch k + 1 and only epochs k + 1.. are reported: a retried trial keeps the values its
+    first attempt reported. A file that is unreadable or from another run is ignored with a
+    logged warning (training starts over and overwrites it). The file is kept after training;
+    deleting it is the caller's choice.
 
     Raises ``ValueError`` for an unknown metric or one the family does not report, a dataset,
     device, config key or value, and
@@ -69,8 +80,17 @@ def train(
         raise ValueError(
             f"metric {metric!r} is not reported for {family}: use one of {list(reported)}"
         )
+    saved = (
+        Checkpoint.for_run(checkpoint, config=config, task=task, metric=metric, seed=seed)
+        if checkpoint is not None
+        else None
+    )
     value = math.nan
-    for result in fitter(task.family)(config, task, seed=seed, device=device):
+    for result in fitter(task.family)(config, task, seed=seed, device=device, checkpoint=saved):
         value = result.metrics[metric]
         report(value, result.epoch)
+    if math.isnan(value) and saved is not None and saved.resumed_metrics is not None:
+        # The checkpoint was of the last epoch (the first attempt stopped after training but
+        # before the trial was told): nothing is left to train or report.
+        value = saved.resumed_metrics[metric]
     return value

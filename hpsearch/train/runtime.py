@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "seed_everything", "make_generator", "start_run", "autocast"]
+__all__ = ["autocast", "make_generator", "resolve_device", "seed_everything", "start_run"]
 
 
 def resolve_device(device: str | None) -> torch.device:

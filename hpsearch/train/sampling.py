@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import WeightedRandomSampler
 
-__all__ = ["epoch_batches", "batches_per_epoch", "class_balance_weights"]
+__all__ = ["batches_per_epoch", "class_balance_weights", "epoch_batches"]
 
 
 def batches_per_epoch(n_rows: int, batch_size: int) -> int:

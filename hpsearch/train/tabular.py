@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from hpsearch.tasks import TaskSpec
+from hpsearch.train.checkpoint import Checkpoint
 from hpsearch.train.config import TrainConfig, parse_config, parse_regression_config
 from hpsearch.train.data import TabularData, TabularSplit, load_tabular
 from hpsearch.train.loop import EpochResult, evaluate_regression, run_epochs
@@ -119,12 +120,16 @@ def fit(
     *,
     seed: int | None = None,
     device: str | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Iterator[EpochResult]:
     """Train as :func:`hpsearch.train.train` does, yielding an :class:`EpochResult` after every
     epoch.
 
     The config, task and device are checked (and the data loaded) when this is called; the
     training itself runs as the iterator is consumed, so a caller can stop after any epoch.
+    With a ``checkpoint`` the run saves its state after every epoch and resumes from a saved
+    one (:func:`hpsearch.train.loop.run_epochs`); a resumed run skips the DAE pretraining,
+    whose result is in the saved weights.
     """
     cfg = parse_config(config)
     check_family(task, "tabular_classification", "hpsearch.train")
@@ -138,6 +143,7 @@ def fit(
         loss_fn=build_loss(cfg.loss, run.data.n_classes),
         epochs=task.epochs,
         generator=run.generator,
+        checkpoint=checkpoint,
     )
 
 
@@ -147,6 +153,7 @@ def fit_regression(
     *,
     seed: int | None = None,
     device: str | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Iterator[EpochResult]:
     """:func:`fit` for tabular_regression: the MLP with one output, trained with ``loss.name``
     (``mse``, ``huber``, ``l1``) on the target standardized with the training split's mean and
@@ -165,6 +172,7 @@ def fit_regression(
         epochs=task.epochs,
         generator=run.generator,
         regression=True,
+        checkpoint=checkpoint,
     )
 
 
@@ -178,18 +186,21 @@ def _epochs(
     epochs: int,
     generator: torch.Generator,
     regression: bool = False,
+    checkpoint: Checkpoint | None = None,
 ) -> Iterator[EpochResult]:
     # Pretraining runs as the iterator starts, on the training rows only (labels unused), so
-    # the supervised optimizer below sees the pretrained encoder.
-    pretrain_dae(
-        model,
-        train_set.x_num,
-        train_set.x_cat,
-        cfg.pretrain,
-        lr=cfg.optim.lr,
-        batch_size=cfg.train.batch_size,
-        generator=generator,
-    )
+    # the supervised optimizer below sees the pretrained encoder. A resumed run skips it: the
+    # checkpoint holds the weights (and the generator state) that came after it.
+    if checkpoint is None or checkpoint.load(model) is None:
+        pretrain_dae(
+            model,
+            train_set.x_num,
+            train_set.x_cat,
+            cfg.pretrain,
+            lr=cfg.optim.lr,
+            batch_size=cfg.train.batch_size,
+            generator=generator,
+        )
     optimizer = build_optimizer(model, cfg.optim)
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
@@ -211,4 +222,5 @@ def _epochs(
         val_logits=val_logits,
         eval_chunk=_EVAL_CHUNK,
         score=evaluate_regression if regression else None,
+        checkpoint=checkpoint,
     )

@@ -5,4 +5,4 @@ from __future__ import annotations
 from hpsearch.worker.loop import WorkerStopped, run_worker
 from hpsearch.worker.objective import Objective, Report, load_objective
 
-__all__ = ["run_worker", "WorkerStopped", "Objective", "Report", "load_objective"]
+__all__ = ["Objective", "Report", "WorkerStopped", "load_objective", "run_worker"]

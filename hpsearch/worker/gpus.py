@@ -59,6 +59,7 @@ def run_workers(
     wait: bool = False,
     threads: int | None = None,
     max_trials: int | None = None,
+    checkpoint_dir: str | None = None,
 ) -> int:
     """Run workers for ``--gpus``: in this process for zero or one GPU, else one child per GPU.
 
@@ -67,10 +68,11 @@ def run_workers(
     indices = parse_gpus(gpus)
     if len(indices) > 1:
         return _spawn_per_gpu(indices)
-    device = "cpu"
+    device, gpu_name = "cpu", None
     if indices:
         os.environ["CUDA_VISIBLE_DEVICES"] = _physical(indices[0])
         device = "cuda"
+        gpu_name = _gpu_name()
     if threads:
         import torch
 
@@ -82,8 +84,16 @@ def run_workers(
         device=device,
         wait=wait,
         max_trials=max_trials,
+        checkpoint_dir=checkpoint_dir,
+        gpu_name=gpu_name,
     )
     return 0
+
+
+def _gpu_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
 def _spawn_per_gpu(gpus: list[str]) -> int:

@@ -1,16 +1,30 @@
-"""The pull loop: pick a study with budget left, claim a trial within budget, run it, tell it."""
+"""The pull loop: pick a study with budget left, claim a trial within budget, run it, tell it.
+
+Faults a worker survives, and how:
+
+- killed (SIGKILL, power loss, preemption): its trials stop beating; the next worker to claim a
+  trial of the study fails them (``optuna.storages.fail_stale_trials``) and the storage's retry
+  callback queues a copy with the same params to run again (``hpsearch.storage``);
+- stopped (SIGTERM/SIGINT): the objective is interrupted at once, the trial is failed with the
+  reason and queued again the same way, and the worker exits;
+- CUDA out of memory: the same config runs again with half the batch (``worker.oom``);
+- a database outage: every storage call is retried with backoff (``worker.reconnect``).
+
+With a checkpoint directory, a retried trial resumes from its last finished epoch.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-import os
 import secrets
 import signal
-import socket
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -18,34 +32,52 @@ import optuna
 from optuna.trial import TrialState
 from pydantic import ValidationError
 
+from hpsearch import fleet
 from hpsearch.errors import StudyNotFound, TrainingDiverged
 from hpsearch.spaces import suggest_config
-from hpsearch.storage import count_trials_by_state, open_storage, study_lock
+from hpsearch.storage import (
+    count_retries,
+    count_trials_by_state,
+    count_trials_by_study,
+    open_storage,
+    studies_with_user_attr,
+    study_lock,
+)
+from hpsearch.strategy import make_pruner
 from hpsearch.studies import (
     CONFIG_ATTR,
     FAIL_REASON_ATTR,
     PRUNE_REASON_ATTR,
+    PRUNE_REQUEST_ATTR,
     SEED_ATTR,
+    SPEC_ATTR,
     WORKER_ATTR,
+    PrunerSpec,
     StudySpec,
-    StudyStatus,
     done_reason,
-    list_studies,
+    is_stopped,
+    load_spec,
     open_study,
     prune_requested,
 )
 from hpsearch.worker.heartbeat import Heartbeat
 from hpsearch.worker.objective import Objective, TrialFunction, load_objective, trial_function
+from hpsearch.worker.oom import run_with_oom_retries
+from hpsearch.worker.reconnect import Reconnect
 
-__all__ = ["run_worker", "WorkerStopped"]
+__all__ = ["OOM_ATTR", "WorkerStopped", "run_worker"]
 
 log = logging.getLogger("hpsearch.worker")
 
+#: Trial user attribute: the batch/accumulation each CUDA out-of-memory retry ran with.
+OOM_ATTR = "oom_retries"
 _WORKERS_ATTR = "hpsearch:workers"  # study system attribute: how many workers joined the study
+_RETRY_OF = "failed_trial"  # trial system attribute Optuna's retry callback sets
 
 
 class WorkerStopped(BaseException):
-    """SIGTERM or SIGINT reached the worker; the running trial is failed and the worker exits."""
+    """SIGTERM or SIGINT reached the worker; the running trial is failed, queued again, and the
+    worker exits."""
 
 
 @dataclass
@@ -66,84 +98,316 @@ class _Joined:
     run: TrialFunction
 
 
-def _worker_id(device: str | None) -> str:
-    return f"{socket.gethostname()}:{os.getpid()}" + (f":{device}" if device else "")
+class _Signals:
+    """SIGTERM/SIGINT: interrupt the objective at once; elsewhere, stop at the next safe point.
 
-
-def _join_study(
-    storage: optuna.storages.RDBStorage,
-    name: str,
-    *,
-    objective: Objective | None,
-    device: str | None,
-) -> _Joined:
-    """Open the study for this worker, with the sampler seeded by the order workers joined it.
-
-    The first worker of a seeded study samples with the spec's seed itself, so a one-worker run
-    is reproducible; later workers get their own streams, so they do not draw the same configs.
+    Database bookkeeping (claiming a trial, writing its result) is not interrupted by the first
+    signal, so no trial is left half-written; a second signal interrupts anything.
     """
-    study_id = storage.get_study_id_from_name(name)
-    with study_lock(storage, study_id):
-        ordinal = storage.get_study_system_attrs(study_id).get(_WORKERS_ATTR, 0)
-        storage.set_study_system_attr(study_id, _WORKERS_ATTR, ordinal + 1)
-    study, spec = open_study(storage, name, seed_offset=ordinal)
-    return _Joined(study, study_id, spec, trial_function(spec, objective=objective, device=device))
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._interruptible = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        again = self.requested is not None
+        self.requested = name
+        if self._interruptible or again:
+            raise WorkerStopped(name)
+        log.info("%s received: stopping after this step", name)
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def check(self) -> None:
+        if self.requested is not None:
+            raise WorkerStopped(self.requested)
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A block a stop signal interrupts at once (training, sleeping)."""
+        self.check()
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
 
 
-def _claim_trial(storage: optuna.storages.RDBStorage, joined: _Joined) -> optuna.Trial | None:
-    """Ask a trial if the budget has room, atomically across all workers of the study."""
+class _Worker:
+    """One worker process's state: its storage, identity, joined studies and signal handling."""
+
+    def __init__(
+        self,
+        storage: optuna.storages.RDBStorage,
+        *,
+        objective: Objective | None,
+        device: str | None,
+        checkpoint_dir: Path | None,
+        poll_seconds: float,
+    ) -> None:
+        self.storage = storage
+        self.link = Reconnect()
+        self.objective = objective
+        self.device = device
+        self.checkpoint_dir = checkpoint_dir
+        self.poll_seconds = poll_seconds
+        self.worker_id = fleet.new_worker_id(device)
+        self.signals = _Signals()
+        self.joined: dict[str, _Joined] = {}
+        self._specs: dict[int, StudySpec] = {}  # for picking studies; budgets never change
+        self._last_idle_beat = 0.0
+
+    # -- joining and picking studies -------------------------------------------------------
+
+    def join(self, name: str) -> _Joined:
+        """Open the study for this worker, with the sampler seeded by the order workers joined.
+
+        The first worker of a seeded study samples with the spec's seed itself, so a one-worker
+        run is reproducible; later workers get their own streams, so they do not draw the same
+        configs.
+        """
+        if name not in self.joined:
+            self.joined[name] = self.link.call("joining the study", self._join, name)
+        return self.joined[name]
+
+    def _join(self, name: str) -> _Joined:
+        storage = self.storage
+        study_id = storage.get_study_id_from_name(name)
+        with study_lock(storage, study_id):
+            ordinal = storage.get_study_system_attrs(study_id).get(_WORKERS_ATTR, 0)
+            storage.set_study_system_attr(study_id, _WORKERS_ATTR, ordinal + 1)
+        study, spec = open_study(storage, name, seed_offset=ordinal)
+        run = trial_function(spec, objective=self.objective, device=self.device)
+        return _Joined(study, study_id, spec, run)
+
+    def pick_study(self) -> str | None:
+        """The open study with budget free for a new trial that has been served least.
+
+        Fewest running trials first, then fewest trials so far, then the oldest: a study
+        submitted later is served alongside an earlier big one, not after it.
+        """
+        storage = self.storage
+        counts = count_trials_by_study(storage)
+        best: tuple[tuple[int, int, int], str] | None = None
+        for study_id, name in studies_with_user_attr(storage, SPEC_ATTR):
+            spec = self._specs.get(study_id)
+            if spec is None:
+                try:
+                    spec = self._specs[study_id] = load_spec(storage, name)
+                except (StudyNotFound, ValidationError):
+                    continue  # deleted meanwhile, or a spec this version cannot read
+            by_state = counts.get(study_id) or {s: 0 for s in TrialState}
+            if self._takes_no_trial(study_id, spec, by_state):
+                continue
+            running = by_state[TrialState.RUNNING]
+            finished = by_state[TrialState.COMPLETE] + by_state[TrialState.PRUNED]
+            key = (running, running + finished, study_id)
+            if best is None or key < best[0]:
+                best = (key, name)
+        return None if best is None else best[1]
+
+    def _takes_no_trial(
+        self, study_id: int, spec: StudySpec, counts: dict[TrialState, int]
+    ) -> bool:
+        if self._done(study_id, spec, counts) is not None:
+            return True
+        held = sum(counts[s] for s in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
+        # Without a free slot, the rest of the budget is with running trials.
+        return spec.budget.trials is not None and held >= spec.budget.trials
+
+    def _done(self, study_id: int, spec: StudySpec, counts: dict[TrialState, int]) -> str | None:
+        return done_reason(
+            spec,
+            counts,
+            stopped=is_stopped(self.storage, study_id),
+            retries=count_retries(self.storage, study_id),
+        )
+
+    # -- claiming, running and ending a trial ----------------------------------------------
+
+    def claim(self, joined: _Joined) -> optuna.Trial | None:
+        """Ask a trial if the budget has room, atomically across all workers of the study."""
+        # Right after an outage every trial's heartbeat looks old: give the other workers one
+        # grace period to beat again before calling their trials dead.
+        if not self.link.troubled_within(self.storage.grace_period or 30):
+            self.link.call("failing stale trials", _fail_stale_trials, joined.study)
+        self.link.call("reading the pruner", self._refresh_pruner, joined)
+        return self.link.call("claiming a trial", self._claim_locked, joined)
+
+    def _claim_locked(self, joined: _Joined) -> optuna.Trial | None:
+        storage = self.storage
+        with study_lock(storage, joined.study_id):
+            counts = count_trials_by_state(storage, joined.study_id)
+            if self._takes_no_trial(joined.study_id, joined.spec, counts):
+                return None
+            with warnings.catch_warnings():
+                # hpsearch records heartbeats itself (worker.heartbeat), outside Study.optimize.
+                warnings.simplefilter("ignore", UserWarning)
+                trial = joined.study.ask()
+            # A first heartbeat before the lock is let go: should this worker die before its
+            # heartbeat thread starts, the trial is still found stale, not RUNNING forever.
+            storage.record_heartbeat(trial._trial_id)
+            return trial
+
+    def _refresh_pruner(self, joined: _Joined) -> None:
+        """Use the pruner the study has now: it can be changed while the study runs."""
+        stored = self.storage.get_study_user_attrs(joined.study_id).get(SPEC_ATTR, {})
+        pruner = PrunerSpec.model_validate(stored.get("pruner", joined.spec.pruner))
+        if pruner != joined.spec.pruner:
+            joined.study.pruner = make_pruner(
+                pruner.name, epochs=joined.spec.task.epochs, **pruner.args
+            )
+            joined.spec = joined.spec.model_copy(update={"pruner": pruner})
+            log.info("study %s: pruner is now %s", joined.study.study_name, pruner.name)
+
+    def serve(self, joined: _Joined, trial: optuna.Trial) -> _Outcome:
+        """Run one claimed trial to its end and write that end; never leaves it RUNNING."""
+        storage, link = self.storage, self.link
+        frozen = link.call("reading the trial", storage.get_trial, trial._trial_id)
+        origin = frozen.system_attrs.get(_RETRY_OF)  # the trial this one retries, if any
+        if origin is not None and frozen.user_attrs.get(SEED_ATTR) is not None:
+            seed = int(frozen.user_attrs[SEED_ATTR])  # a retry trains exactly as the original
+        elif joined.spec.seed is None:
+            seed = secrets.randbelow(2**31)
+        else:
+            seed = joined.spec.seed + trial.number
+        checkpoint = self._checkpoint_path(joined, origin if origin is not None else trial.number)
+        name = joined.study.study_name
+
+        def beat() -> None:
+            fleet.worker_beat(storage, self.worker_id, study=name, trial_number=trial.number)
+
+        outcome: _Outcome | None = None
+        try:
+            with Heartbeat(storage, trial._trial_id, also=beat, on_failure=link.note_trouble):
+                attrs: dict[str, Any] = {WORKER_ATTR: self.worker_id, SEED_ATTR: seed}
+                if origin is not None:  # the copy inherited these from the failed trial
+                    attrs.update({FAIL_REASON_ATTR: None, PRUNE_REQUEST_ATTR: False})
+                for key, value in attrs.items():
+                    link.call("writing the trial", trial.set_user_attr, key, value)
+                outcome = self._run(joined, trial, seed, checkpoint)
+                self._finish(joined, trial, outcome)
+        except WorkerStopped:
+            if outcome is not None:  # stopped while writing the result: it is being retried
+                raise
+            outcome = _Outcome(TrialState.FAIL, reason=_stopped_reason(self.signals), stopped=True)
+            self._finish(joined, trial, outcome, give_up_after=self._grace())
+            raise
+        except BaseException:
+            if outcome is None:  # broken between the claim and the tell
+                reason = "the worker failed before the trial ended"
+                outcome = _Outcome(TrialState.FAIL, reason=reason, stopped=True)
+                self._finish(joined, trial, outcome, give_up_after=self._grace())
+            raise
+        if checkpoint is not None and not outcome.stopped:
+            checkpoint.unlink(missing_ok=True)  # the trial is over; nothing will resume it
+        return outcome
+
+    def _run(
+        self, joined: _Joined, trial: optuna.Trial, seed: int, checkpoint: Path | None
+    ) -> _Outcome:
+        """Run the objective on the trial's config and say how the trial ends."""
+        storage, link, spec = self.storage, self.link, joined.spec
+
+        def report(value: float, step: int) -> None:
+            with warnings.catch_warnings():
+                # A retried trial re-reports the epochs it inherited; Optuna keeps the first.
+                warnings.simplefilter("ignore", UserWarning)
+                link.call("reporting", trial.report, value, step)
+            if link.call("reading prune requests", prune_requested, storage, trial._trial_id):
+                raise optuna.TrialPruned(f"pruned on request at step {step}")
+            if link.call("asking the pruner", trial.should_prune):
+                raise optuna.TrialPruned(f"pruned by the {spec.pruner.name} pruner at step {step}")
+
+        adjustments: list[dict[str, int]] = []
+
+        def record_oom_retry(adjusted: dict[str, Any]) -> None:
+            keys = ("train.batch_size", "train.grad_accum")
+            adjustments.append({k: adjusted[k] for k in keys})
+            link.call("writing the trial", trial.set_user_attr, OOM_ATTR, adjustments)
+
+        try:
+            config = link.call(
+                "sampling the config", suggest_config, trial, spec.search_space, spec.fixed
+            )
+            link.call("writing the trial", trial.set_user_attr, CONFIG_ATTR, config)
+            with self.signals.interruptible():
+                value = float(
+                    run_with_oom_retries(
+                        lambda c: joined.run(c, report, seed, checkpoint),
+                        config,
+                        on_retry=record_oom_retry,
+                    )
+                )
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"the objective returned {value}")
+        except optuna.TrialPruned as e:
+            return _Outcome(TrialState.PRUNED, reason=str(e))
+        except WorkerStopped:
+            raise
+        except Exception as e:
+            log.debug("trial %d failed", trial.number, exc_info=True)
+            return _Outcome(TrialState.FAIL, reason=f"{type(e).__name__}: {e}")
+        return _Outcome(TrialState.COMPLETE, value=value)
+
+    def _finish(
+        self,
+        joined: _Joined,
+        trial: optuna.Trial,
+        outcome: _Outcome,
+        *,
+        give_up_after: float | None = None,
+    ) -> None:
+        """Write the trial's end; a stopped trial is queued to run again (a bounded number of
+        times, as for a killed worker's trial)."""
+        link = self.link if give_up_after is None else Reconnect(give_up_after=give_up_after)
+        ended = link.call("writing the result", _finish_trial, joined.study, trial, outcome)
+        if ended and outcome.stopped:
+            retry = self.storage.get_heartbeat_stale_trial_callback()
+            if retry is not None:
+                failed = link.call("reading the trial", self.storage.get_trial, trial._trial_id)
+                link.call("queueing a retry", retry, joined.study, failed)
+
+    def _checkpoint_path(self, joined: _Joined, origin: int) -> Path | None:
+        if self.checkpoint_dir is None:
+            return None
+        return self.checkpoint_dir / joined.study.study_name / f"trial-{origin}.pt"
+
+    def _grace(self) -> float:
+        return float(self.storage.grace_period or 30)
+
+    # -- idling ----------------------------------------------------------------------------
+
+    def idle(self) -> None:
+        """Wait one poll interval (interruptible), keeping the fleet heartbeat fresh."""
+        interval = self.storage.get_heartbeat_interval() or 10
+        if time.monotonic() - self._last_idle_beat >= interval:
+            self._last_idle_beat = time.monotonic()
+            with contextlib.suppress(Exception):
+                fleet.worker_beat(self.storage, self.worker_id)
+        with self.signals.interruptible():
+            time.sleep(self.poll_seconds)
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(joined.study)  # trials of workers that died
-    with study_lock(storage, joined.study_id):
-        counts = count_trials_by_state(storage, joined.study_id)
-        if done_reason(joined.spec, counts) is not None:
-            return None
-        held = sum(counts[s] for s in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
-        if joined.spec.budget.trials is not None and held >= joined.spec.budget.trials:
-            return None  # the rest of the budget is with running trials
-        with warnings.catch_warnings():
-            # hpsearch records heartbeats itself (worker.heartbeat), outside Study.optimize.
-            warnings.simplefilter("ignore", UserWarning)
-            trial = joined.study.ask()
-        # A first heartbeat before the lock is let go: should this worker die before its
-        # heartbeat thread starts, the trial is still found stale and failed, not RUNNING forever.
-        storage.record_heartbeat(trial._trial_id)
-        return trial
+        optuna.storages.fail_stale_trials(study)  # trials of workers that died; retried
 
 
-def _run_trial(
-    storage: optuna.storages.RDBStorage, joined: _Joined, trial: optuna.Trial, seed: int
-) -> _Outcome:
-    """Run the objective on the trial's config and say how the trial ends."""
-    spec = joined.spec
+def _finish_trial(study: optuna.Study, trial: optuna.Trial, outcome: _Outcome) -> bool:
+    """The one place a trial's end is written: its state, its value, and why it ended.
 
-    def report(value: float, step: int) -> None:
-        trial.report(value, step)
-        if prune_requested(storage, trial._trial_id):
-            raise optuna.TrialPruned(f"pruned on request at step {step}")
-        if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned by the {spec.pruner.name} pruner at step {step}")
-
-    try:
-        config = suggest_config(trial, spec.search_space, spec.fixed)
-        trial.set_user_attr(CONFIG_ATTR, config)
-        value = float(joined.run(config, report, seed))
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"the objective returned {value}")
-    except optuna.TrialPruned as e:
-        return _Outcome(TrialState.PRUNED, reason=str(e))
-    except WorkerStopped:
-        reason = "the worker was stopped (SIGTERM/SIGINT)"
-        return _Outcome(TrialState.FAIL, reason=reason, stopped=True)
-    except Exception as e:  # noqa: BLE001 - a config-level failure must not stop the worker
-        log.debug("trial %d failed", trial.number, exc_info=True)
-        return _Outcome(TrialState.FAIL, reason=f"{type(e).__name__}: {e}")
-    return _Outcome(TrialState.COMPLETE, value=value)
-
-
-def _finish_trial(study: optuna.Study, trial: optuna.Trial, outcome: _Outcome) -> None:
-    """The one place a trial's end is written: its state, its value, and why it ended."""
+    Returns False when the trial had already been ended elsewhere.
+    """
     reason_attr = {TrialState.FAIL: FAIL_REASON_ATTR, TrialState.PRUNED: PRUNE_REASON_ATTR}
     try:
         if outcome.reason and outcome.state in reason_attr:
@@ -152,62 +416,20 @@ def _finish_trial(study: optuna.Study, trial: optuna.Trial, outcome: _Outcome) -
             study.tell(trial, outcome.value)
         else:
             study.tell(trial, state=outcome.state)
-    except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
-        # Another process already ended it: its heartbeat went stale (a long database outage)
-        # and the trial was failed. The study has moved on; this result cannot be recorded.
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError, KeyError):
+        # Another process already ended it: its heartbeat went stale (a database outage longer
+        # than the grace period) and it was failed and queued again. Its retry runs instead.
         log.warning(
             "trial %d was ended elsewhere; its %s result is dropped",
             trial.number,
             outcome.state.name.lower(),
         )
-
-
-def _needs_a_worker(status: StudyStatus) -> bool:
-    if status.done:
         return False
-    held = status.counts["running"] + status.finished
-    return status.budget_trials is None or held < status.budget_trials
+    return True
 
 
-def _pick_study(storage: optuna.storages.RDBStorage) -> str | None:
-    """The open study with budget free for a new trial: fewest running trials, then oldest."""
-    candidates = [s for s in list_studies(storage) if _needs_a_worker(s)]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda s: (s.counts["running"], -s.elapsed_seconds)).name
-
-
-def _stop_on_signals() -> dict[int, Any]:
-    """Turn SIGTERM and SIGINT into WorkerStopped; returns the handlers to restore."""
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        raise WorkerStopped(signal.Signals(signum).name)
-
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-
-def _serve_one_trial(
-    storage: optuna.storages.RDBStorage, joined: _Joined, trial: optuna.Trial, worker_id: str
-) -> _Outcome:
-    # Every trial trains with a seed, recorded with it, so any trial can be rerun exactly.
-    if joined.spec.seed is None:
-        seed = secrets.randbelow(2**31)
-    else:
-        seed = joined.spec.seed + trial.number
-    outcome: _Outcome | None = None
-    written = False
-    try:
-        with Heartbeat(storage, trial._trial_id):
-            trial.set_user_attr(WORKER_ATTR, worker_id)
-            trial.set_user_attr(SEED_ATTR, seed)
-            outcome = _run_trial(storage, joined, trial, seed)
-            _finish_trial(joined.study, trial, outcome)
-            written = True
-    finally:
-        if not written:  # stopped or broken between the claim and the tell: never leave it RUNNING
-            reason = "the worker stopped before the trial ended"
-            _finish_trial(joined.study, trial, _Outcome(TrialState.FAIL, reason=reason))
-    return outcome
+def _stopped_reason(signals: _Signals) -> str:
+    return f"the worker was stopped ({signals.requested or 'interrupted'}); the trial is retried"
 
 
 def run_worker(
@@ -219,59 +441,80 @@ def run_worker(
     wait: bool = False,
     poll_seconds: float = 2.0,
     max_trials: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+    gpu_name: str | None = None,
 ) -> int:
     """Pull and run trials from the study database until there is no budget left.
 
     With ``study``, serve that study until its budget is spent; without, serve every open
-    hpsearch study (the neediest first), and with ``wait`` keep polling for new ones.
-    ``objective`` (``package.module:function``) replaces the built-in trainer. Returns the number
-    of trials this worker ran.
+    hpsearch study (the least-served first), and with ``wait`` keep polling for new ones.
+    ``objective`` (``package.module:function``) replaces the built-in trainer. With
+    ``checkpoint_dir`` (a local or shared directory) trials save a checkpoint after every
+    epoch, and a retried trial resumes from it. The worker records itself in the fleet table
+    (``hpsearch.fleet``) while it runs. Returns the number of trials this worker ran.
     """
     storage = open_storage(storage_url)
-    user_objective = load_objective(objective) if objective else None
-    worker_id = _worker_id(device)
-    joined: dict[str, _Joined] = {}
+    worker = _Worker(
+        storage,
+        objective=load_objective(objective) if objective else None,
+        device=device,
+        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+        poll_seconds=poll_seconds,
+    )
     if study is not None:  # fail now (StudyNotFound, a bad spec), not after a poll
-        joined[study] = _join_study(storage, study, objective=user_objective, device=device)
-    previous_handlers = _stop_on_signals()
+        worker.join(study)
+    worker.link.call(
+        "registering the worker",
+        fleet.register_worker,
+        storage,
+        worker.worker_id,
+        device=device or "cpu",
+        gpu_name=gpu_name,
+    )
+    worker.signals.install()
     ran = 0
-    log.info("worker %s serving %s", worker_id, study or "every open study")
+    log.info("worker %s serving %s", worker.worker_id, study or "every open study")
     try:
         while max_trials is None or ran < max_trials:
-            name = study or _pick_study(storage)
+            worker.signals.check()
+            name = study or worker.link.call("picking a study", worker.pick_study)
             if name is None:
                 if not wait:
                     log.info("no study has budget left; exiting")
                     break
-                time.sleep(poll_seconds)
+                worker.idle()
                 continue
-            if name not in joined:
-                try:
-                    joined[name] = _join_study(
-                        storage, name, objective=user_objective, device=device
-                    )
-                except (StudyNotFound, ValidationError):
-                    continue  # deleted between the pick and the load
-            current = joined[name]
-            trial = _claim_trial(storage, current)
+            try:
+                current = worker.join(name)
+                trial = worker.claim(current)
+            except (StudyNotFound, KeyError, ValidationError):
+                worker.joined.pop(name, None)
+                if study is not None:
+                    log.info("study %s was deleted; exiting", name)
+                    break
+                continue  # deleted between the pick and the claim
             if trial is None:
-                reason = done_reason(current.spec, count_trials_by_state(storage, current.study_id))
+                counts = worker.link.call(
+                    "counting trials", count_trials_by_state, storage, current.study_id
+                )
+                reason = worker._done(current.study_id, current.spec, counts)
                 if reason is not None and study is not None:
                     log.info("study %s: %s", name, reason)
                     break
-                time.sleep(poll_seconds)  # running trials hold the rest of the budget
+                worker.idle()  # running trials hold the rest of the budget
                 continue
             started = time.perf_counter()
-            outcome = _serve_one_trial(storage, current, trial, worker_id)
+            outcome = worker.serve(current, trial)
             ran += 1
+            with contextlib.suppress(Exception):
+                fleet.worker_beat(storage, worker.worker_id, finished_trial=True)
             _log_outcome(name, trial.number, current.spec, outcome, time.perf_counter() - started)
-            if outcome.stopped:
-                break
-    except WorkerStopped:
-        log.info("worker %s stopped between trials", worker_id)
+    except WorkerStopped as e:
+        log.info("worker %s stopped (%s)", worker.worker_id, e)
     finally:
-        for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
+        worker.signals.restore()
+        with contextlib.suppress(Exception):
+            fleet.retire_worker(storage, worker.worker_id)
     return ran
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import UsageError
@@ -13,10 +15,11 @@ __all__ = ["Objective", "Report", "TrialFunction", "load_objective", "trial_func
 
 #: ``report(value, step)``: records the metric after a step (an epoch); may raise TrialPruned.
 Report = Callable[[float, int], None]
-#: A user's objective, ``objective(config, report) -> metric``.
-Objective = Callable[[dict[str, Any], Report], float]
-#: What the worker calls: ``run(config, report, seed) -> metric``.
-TrialFunction = Callable[[dict[str, Any], Report, int], float]
+#: A user's objective, ``objective(config, report) -> metric`` (optionally ``checkpoint=path``).
+Objective = Callable[..., float]
+#: What the worker calls: ``run(config, report, seed, checkpoint) -> metric``; ``checkpoint``
+#: is the file a resumable trial saves to and resumes from, or None.
+TrialFunction = Callable[[dict[str, Any], Report, int, Path | None], float]
 
 
 def load_objective(ref: str) -> Objective:
@@ -39,15 +42,40 @@ def trial_function(
 ) -> TrialFunction:
     """The function a worker runs for each trial of the study.
 
-    The user's ``objective`` when given (it gets the config and ``report``), else the trainer of
-    the spec's task, seeded per trial on this worker's device. Imports the trainer (and torch)
-    now, before any trial is claimed.
+    The user's ``objective`` when given (it gets the config and ``report``, and the trial's
+    checkpoint path as ``checkpoint=`` if it takes a parameter of that name), else the trainer
+    of the spec's task, seeded per trial on this worker's device, resuming from the checkpoint
+    when there is one. Imports the trainer (and torch) now, before any trial is claimed.
     """
     if objective is not None:
-        return lambda config, report, _seed: objective(config, report)
+        takes_checkpoint = _accepts(objective, "checkpoint")
+
+        def run_user(
+            config: dict[str, Any], report: Report, _seed: int, checkpoint: Path | None
+        ) -> float:
+            if takes_checkpoint:
+                return objective(config, report, checkpoint=checkpoint)
+            return objective(config, report)
+
+        return run_user
     from hpsearch.train import train  # torch is imported only by processes that train
 
-    def run(config: dict[str, Any], report: Report, seed: int) -> float:
-        return train(config, spec.task, report, metric=spec.metric, seed=seed, device=device)
+    def run(config: dict[str, Any], report: Report, seed: int, checkpoint: Path | None) -> float:
+        return train(
+            config,
+            spec.task,
+            report,
+            metric=spec.metric,
+            seed=seed,
+            device=device,
+            checkpoint=checkpoint,
+        )
 
     return run
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin or C function without a signature
+        return False
