@@ -69,6 +69,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         wait=args.wait,
         threads=args.threads,
         max_trials=args.max_trials,
+        checkpoint_dir=args.checkpoint_dir,
     )
 
 
@@ -138,7 +139,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for s in listing["data"]:
         budget = f"/{s['budget_trials']}" if s["budget_trials"] else ""
         best = "-" if s["best_value"] is None else f"{s['best_value']:.4f}"
-        state = "done" if s["done"] else "open"
+        state = s.get("state") or ("done" if s["done"] else "open")
         print(
             f"{s['name']:<36} {str(s['finished']) + budget:>10} "
             f"{s['counts']['running']:>8} {best:>10}  {state}"
@@ -153,6 +154,54 @@ def _cmd_best(args: argparse.Namespace) -> int:
         return 0
     print(f"best trial of {args.name}: #{best['number']}  value {best['value']:.4f}")
     print("\n".join(format_config(best["config"])))
+    return 0
+
+
+def _importance_lines(report: dict[str, Any]) -> list[str]:
+    """The table of `hpsearch importance`: param, importance bar, tier, verdict."""
+    width = max(len(r["param"]) for r in report["rows"])
+    title = (
+        f"parameter importance of {report['study']} ({report['evaluator']}, "
+        f"{report['trials_used']} trials; {report['trials_note']})"
+    )
+    lines = [
+        title,
+        f"{'rank':>4}  {'param':<{width}}  {'importance':<27}  {'tier':<6}  verdict",
+    ]
+    for row in report["rows"]:
+        tier = row["impact"] or "-"
+        if row["importance"] is None:
+            lines.append(
+                f"{'-':>4}  {row['param']:<{width}}  {'-':<27}  {tier:<6}  {row['reason']}"
+            )
+            continue
+        bar = "#" * round(20 * row["importance"])
+        verdict = row["verdict"] + (f" ({row['reason']})" if row["reason"] else "")
+        lines.append(
+            f"{row['rank']:>4}  {row['param']:<{width}}  {bar:<20} {row['importance']:6.3f}  "
+            f"{tier:<6}  {verdict}"
+        )
+    lines += [f"note: {note}" for note in report["notes"]]
+    return lines
+
+
+def _cmd_importance(args: argparse.Namespace) -> int:
+    if args.storage:
+        from hpsearch.importance import parameter_importance
+        from hpsearch.storage import open_storage
+
+        storage = open_storage(args.storage)
+        found = parameter_importance(storage, args.name, evaluator=args.evaluator)
+        report = found.model_dump(mode="json")
+    else:
+        from hpsearch.client import Client
+
+        with Client(args.server) as client:
+            report = client.importance(args.name, evaluator=args.evaluator)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print("\n".join(_importance_lines(report)))
     return 0
 
 
@@ -315,6 +364,201 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(moment: Any) -> str:
+    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from hpsearch import tokens
+    from hpsearch.storage import open_storage, redact, resolve_storage_url
+
+    url = resolve_storage_url(args.storage)
+    storage = open_storage(url)
+    if args.token_verb == "create":
+        info, secret = tokens.create_token(storage, args.name, scopes=args.scope)
+        print(f"created API token {info.name!r} (scope {','.join(info.scopes)}) in {redact(url)}")
+        print("its secret, shown only this once:")
+        print(secret)
+        print(f"use it with: export HPSEARCH_API_TOKEN={secret}")
+        return 0
+    if args.token_verb == "revoke":
+        info = tokens.revoke_token(storage, args.name)
+        since = _when(info.revoked_at)
+        print(f"API token {info.name!r} is revoked (since {since}): its secret now gets 401")
+        return 0
+    found = tokens.list_tokens(storage)
+    if not found:
+        print("no API tokens yet: create one with `hpsearch token create NAME --scope write`")
+        return 0
+    width = max(4, *(len(t.name) for t in found))
+    print(f"{'name':<{width}}  {'scopes':<10}  {'created':<16}  {'last used':<16}  revoked")
+    for t in found:
+        print(
+            f"{t.name:<{width}}  {','.join(t.scopes):<10}  {_when(t.created_at):<16}  "
+            f"{_when(t.last_used_at):<16}  {_when(t.revoked_at)}"
+        )
+    return 0
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 86400:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} d ago"
+
+
+def _cmd_workers(args: argparse.Namespace) -> int:
+    if args.storage:
+        from hpsearch import fleet
+        from hpsearch.storage import open_storage
+
+        found = fleet.list_workers(
+            open_storage(args.storage), live_only=not args.all, study=args.study
+        )
+        listing = {"data": [w.model_dump(mode="json") for w in found], "count": len(found)}
+    else:
+        from hpsearch.client import Client
+
+        with Client(args.server) as client:
+            listing = client.workers(all=args.all, study=args.study)
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    if not listing["data"]:
+        which = "workers" if args.all else "live workers"
+        where = f" on study {args.study!r}" if args.study else ""
+        print(f"no {which}{where}: start one with `hpsearch worker --storage URL`")
+        return 0
+    rows = [
+        (
+            w["host"],
+            str(w["pid"]),
+            w["device"] + (f" ({w['gpu_name']})" if w["gpu_name"] else ""),
+            w["study"] or "-",
+            "-" if w["trial_number"] is None else str(w["trial_number"]),
+            _ago(w["seconds_since_seen"]),
+            str(w["trials_run"]),
+            "live" if w["live"] else "gone",
+        )
+        for w in listing["data"]
+    ]
+    header = ("host", "pid", "device", "study", "trial", "heartbeat", "trials", "state")
+    if not args.all:  # every row is live
+        header, rows = header[:-1], [row[:-1] for row in rows]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from hpsearch.client import Client
+
+    return Client(args.server)
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        status = client.stop(args.name)
+    running = status["counts"]["running"]
+    print(f"study {args.name} stopped: no new trials; {running} running trial(s) will finish")
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        status = client.resume(args.name)
+    print(f"study {args.name} is {status['state']}" + (
+        f": {status['done_reason']}" if status["done_reason"] else ": workers pick it up again"
+    ))  # fmt: skip
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"deleting {args.name!r} cannot be undone: pass --yes to confirm")
+        answer = input(f"delete study {args.name} and all its trials? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not deleted")
+            return 1
+    with _client(args) as client:
+        client.delete(args.name, force=args.force)
+    print(f"study {args.name} deleted")
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.prune(args.name, args.number)
+    print(f"asked the worker to prune trial {args.number} of {args.name} after its current epoch")
+    return 0
+
+
+def _cmd_trials(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.csv == "-":
+            sys.stdout.write(client.trials_csv(args.name, state=args.state) or "")
+            return 0
+        if args.csv:
+            client.trials_csv(args.name, state=args.state, path=args.csv)
+            print(f"trials of {args.name} written to {args.csv}")
+            return 0
+        page = client.trials(args.name, state=args.state, limit=args.limit)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return 0
+    print(f"{'#':>5} {'state':<9} {'value':>10} {'seconds':>9}  worker")
+    for t in page["data"]:
+        value = "-" if t["value"] is None else f"{t['value']:.4f}"
+        seconds = "-" if t["duration_seconds"] is None else f"{t['duration_seconds']:.1f}"
+        print(f"{t['number']:>5} {t['state']:<9} {value:>10} {seconds:>9}  {t['worker'] or '-'}")
+    if page["count"] > len(page["data"]):
+        print(f"({len(page['data'])} of {page['count']}; --limit for more, --csv FILE for all)")
+    return 0
+
+
+def _cmd_enqueue(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    try:
+        configs = yaml.safe_load(Path(args.configs).read_text())
+    except OSError as e:
+        raise UsageError(f"cannot read {args.configs!r}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise UsageError(f"{args.configs}: not valid YAML: {e}") from e
+    if isinstance(configs, dict):
+        configs = [configs]
+    if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
+        raise UsageError(
+            f"{args.configs}: give a mapping {{param: value}} or a list of such mappings"
+        )
+    with _client(args) as client:
+        result = client.enqueue(args.name, configs)
+    print(f"enqueued {result['enqueued']} of {result['given']} config(s) for {args.name}")
+    return 0
+
+
+def _cmd_pruner(args: argparse.Namespace) -> int:
+    import yaml
+
+    pruner_args: dict[str, Any] = {}
+    for item in args.arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--arg must look like KEY=VALUE, got {item!r}")
+        pruner_args[key] = yaml.safe_load(value)
+    with _client(args) as client:
+        spec = client.set_pruner(args.name, args.pruner, pruner_args)
+    print(f"study {args.name} now prunes with {json.dumps(spec['pruner'])}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb."""
     parser = argparse.ArgumentParser(
@@ -406,6 +650,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int, help="torch CPU threads per worker (default: torch's choice)"
     )
     p.add_argument("--max-trials", type=int, help="exit after running this many trials")
+    p.add_argument(
+        "--checkpoint-dir",
+        default=os.environ.get("HPSEARCH_CHECKPOINT_DIR") or None,
+        help="save a checkpoint after every epoch here (a local or shared directory), so a "
+        "trial retried after its worker was killed or stopped resumes from its last epoch "
+        "(default: $HPSEARCH_CHECKPOINT_DIR, else no checkpoints)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     p.set_defaults(func=_cmd_worker)
 
@@ -426,6 +677,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_status)
 
+    p = verbs.add_parser(
+        "workers",
+        help="list the live workers: host, device, study and trial, last heartbeat",
+        description=(
+            "Every worker process records itself in the study database and beats while it "
+            "runs; a worker is live while its heartbeat is within the grace period. Lists "
+            "host, pid, device (and GPU), the study and trial it runs, its last heartbeat and "
+            "how many trials it has run."
+        ),
+    )
+    p.add_argument("--all", action="store_true", help="also list stopped and dead workers")
+    p.add_argument("--study", help="only workers running a trial of this study now")
+    p.add_argument("--server", help=_SERVER_HELP)
+    p.add_argument(
+        "--storage", help="read this study database directly instead of asking a service"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_workers)
+
     p = verbs.add_parser("best", help="print a study's best trial and its full config")
     p.add_argument("name", help="study name")
     p.add_argument("--server", help=_SERVER_HELP)
@@ -434,6 +704,101 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_best)
+
+    p = verbs.add_parser(
+        "importance",
+        help="which parameters mattered in a study, beside the checklist's impact tiers",
+        description=(
+            "Parameter importance over the study's complete trials (pruned and failed trials "
+            "do not count), each parameter beside its checklist tier and row, with a verdict: "
+            "ranked in its tier's third of the ranking (agrees), above it (matters more than "
+            "the checklist says) or below it (matters less). Needs 2 complete trials at least."
+        ),
+    )
+    p.add_argument("name", help="study name")
+    p.add_argument(
+        "--evaluator", choices=["ped_anova", "fanova"], default="ped_anova",
+        help="ped_anova (default; fast at any size) or fanova (a seeded random forest over the "
+        "latest 2000 complete trials)",
+    )  # fmt: skip
+    p.add_argument("--server", help=_SERVER_HELP)
+    p.add_argument(
+        "--storage", help="read this study database directly instead of asking a service"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_importance)
+
+    p = verbs.add_parser(
+        "stop", help="stop a study: workers start no new trial of it (running ones finish)"
+    )
+    p.add_argument("name", help="study name")
+    p.add_argument("--server", help=_SERVER_HELP)
+    p.set_defaults(func=_cmd_stop)
+
+    p = verbs.add_parser("resume", help="let a stopped study take trials again")
+    p.add_argument("name", help="study name")
+    p.add_argument("--server", help=_SERVER_HELP)
+    p.set_defaults(func=_cmd_resume)
+
+    p = verbs.add_parser("delete", help="delete a study and all its trials (cannot be undone)")
+    p.add_argument("name", help="study name")
+    p.add_argument(
+        "--force", action="store_true", help="delete even while trials run (their results are lost)"
+    )
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--server", help=_SERVER_HELP)
+    p.set_defaults(func=_cmd_delete)
+
+    p = verbs.add_parser(
+        "prune", help="ask the worker running a trial to prune it after its current epoch"
+    )
+    p.add_argument("name", help="study name")
+    p.add_argument("number", type=int, help="trial number")
+    p.add_argument("--server", help=_SERVER_HELP)
+    p.set_defaults(func=_cmd_prune)
+
+    p = verbs.add_parser("trials", help="list a study's trials, or export them all as CSV")
+    p.add_argument("name", help="study name")
+    p.add_argument(
+        "--state", help="only trials in this state: running, complete, pruned, fail, waiting"
+    )
+    p.add_argument("--csv", metavar="FILE", help="write every trial as CSV to FILE ('-': stdout)")
+    p.add_argument("--limit", type=int, default=50, help="trials to list (default 50)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--server", help=_SERVER_HELP)
+    p.set_defaults(func=_cmd_trials)
+
+    p = verbs.add_parser(
+        "enqueue",
+        help="queue configs for a study's workers to run before sampling (warm start by hand)",
+        description=(
+            "Read CONFIG (YAML or JSON: one {param: value} mapping or a list of them) and queue "
+            "each config as a trial the study's workers run before sampling new ones. Every "
+            "config is checked against the study's space first; one bad config queues none."
+        ),
+    )
+    p.add_argument("name", help="study name")
+    p.add_argument("configs", metavar="CONFIG.yaml", help="a mapping or a list of mappings")
+    p.add_argument("--server", help=_SERVER_HELP)
+    p.set_defaults(func=_cmd_enqueue)
+
+    p = verbs.add_parser(
+        "pruner",
+        help="change a study's pruner; workers use it for their next trials",
+        description=(
+            "Replace the pruner stored with the study, e.g. `hpsearch pruner NAME asha --arg "
+            "reduction_factor=2` or `hpsearch pruner NAME patient --arg patience=2 --arg "
+            "wraps=median`. The pruner is built first: a bad name or argument changes nothing."
+        ),
+    )
+    p.add_argument("name", help="study name")
+    p.add_argument("pruner", help="none, median, percentile, asha, hyperband, wilcoxon, patient")
+    p.add_argument(
+        "--arg", action="append", default=[], metavar="KEY=VALUE",
+        help="a keyword argument of the pruner (values read as YAML scalars)",
+    )  # fmt: skip
+    p.add_argument("--server", help=_SERVER_HELP)
+    p.set_defaults(func=_cmd_pruner)
 
     p = verbs.add_parser(
         "spaces", help="list the bundled search spaces, or show one with its tiers"
@@ -522,6 +887,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the space with optim.lr narrowed to the suggested range, for a study spec",
     )
     p.set_defaults(func=_cmd_lr_find)
+
+    p = verbs.add_parser(
+        "token",
+        help="create, list or revoke the service's API tokens (in the study database)",
+        description=(
+            "API tokens of the REST service live in the study database, hashed: whoever holds "
+            "the database URL manages them here, no service needed. Scope read allows the "
+            "GET routes, write (implies read) also allows every change: submitting, pruning, "
+            "stopping or deleting studies. "
+            "Clients send a token as 'Authorization: Bearer <secret>'; the hpsearch CLI and "
+            "client send $HPSEARCH_API_TOKEN."
+        ),
+    )
+    token_verbs = p.add_subparsers(dest="token_verb", required=True, metavar="ACTION")
+    t = token_verbs.add_parser(
+        "create", help="create a token and print its secret (shown only this once)"
+    )
+    t.add_argument("name", help="a name to know it by, e.g. ci-submit (never reused)")
+    t.add_argument(
+        "--scope", choices=["read", "write"], default="read",
+        help="read (default): the GET routes; write: also every change (submit, prune, ...)",
+    )  # fmt: skip
+    t.add_argument("--storage", help=_STORAGE_HELP)
+    t.set_defaults(func=_cmd_token)
+    t = token_verbs.add_parser(
+        "list", help="list tokens: name, scopes, created, last used, revoked"
+    )
+    t.add_argument("--storage", help=_STORAGE_HELP)
+    t.set_defaults(func=_cmd_token)
+    t = token_verbs.add_parser("revoke", help="revoke a token: its secret stops working at once")
+    t.add_argument("name", help="the token's name (see `hpsearch token list`)")
+    t.add_argument("--storage", help=_STORAGE_HELP)
+    t.set_defaults(func=_cmd_token)
     return parser
 
 

@@ -60,7 +60,8 @@ class Client:
 
     Args:
         server: base URL; ``$HPSEARCH_SERVER`` or ``http://127.0.0.1:8000`` by default.
-        token: bearer token for writes; ``$HPSEARCH_API_TOKEN`` by default.
+        token: API token (``hpsearch token create``), sent as a bearer token on every request;
+            ``$HPSEARCH_API_TOKEN`` by default. Reads need scope read, writes scope write.
         timeout: seconds per request.
     """
 
@@ -69,6 +70,7 @@ class Client:
     ) -> None:
         self.server = (server or os.environ.get("HPSEARCH_SERVER") or DEFAULT_SERVER).rstrip("/")
         token = token or os.environ.get("HPSEARCH_API_TOKEN")
+        self._sends_token = bool(token)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
 
@@ -81,7 +83,7 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, *, text: bool = False, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as e:
@@ -90,8 +92,20 @@ class Client:
                 "`hpsearch serve` or point --server / HPSEARCH_SERVER at it"
             ) from e
         if response.is_error:
-            raise ApiError(response.status_code, _detail(response))
-        return response.json()
+            raise ApiError(response.status_code, self._auth_hint(response))
+        return response.text if text else response.json()
+
+    def _auth_hint(self, response: httpx.Response) -> str:
+        # The service says what it needs; say what this client sent and where that came from.
+        detail = _detail(response)
+        if response.status_code == 401 and not self._sends_token:
+            return (
+                f"{detail} [no token was sent: export HPSEARCH_API_TOKEN=<secret> "
+                "(or pass token=...)]"
+            )
+        if response.status_code in (401, 403):
+            return f"{detail} [the token sent came from token=... or $HPSEARCH_API_TOKEN]"
+        return detail
 
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/healthz")
@@ -100,8 +114,68 @@ class Client:
         """Create a study from a spec (a dict as in a study YAML); returns its status."""
         return self._request("POST", "/studies", json=spec)
 
-    def list_studies(self, *, offset: int = 0, limit: int = 100) -> dict[str, Any]:
-        return self._request("GET", "/studies", params={"offset": offset, "limit": limit})
+    def list_studies(
+        self,
+        *,
+        offset: int = 0,
+        limit: int = 100,
+        state: str | None = None,
+        prefix: str | None = None,
+    ) -> dict[str, Any]:
+        """A page of studies, oldest first: ``state`` open|stopped|done, ``prefix`` of the name."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if state:
+            params["state"] = state
+        if prefix:
+            params["prefix"] = prefix
+        return self._request("GET", "/studies", params=params)
+
+    def stop(self, name: str) -> dict[str, Any]:
+        """Stop the study (no new trials; running ones finish); returns its status."""
+        return self._request("POST", f"/studies/{name}/stop")
+
+    def resume(self, name: str) -> dict[str, Any]:
+        """Let a stopped study take trials again; returns its status."""
+        return self._request("POST", f"/studies/{name}/resume")
+
+    def delete(self, name: str, *, force: bool = False) -> None:
+        """Delete the study and its trials; ``force`` even while trials run (else status 409)."""
+        self._request("DELETE", f"/studies/{name}", params={"force": force}, text=True)
+
+    def set_pruner(
+        self, name: str, pruner: str, args: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Replace the study's pruner (e.g. ``"asha", {"reduction_factor": 2}``); returns the spec."""
+        body = {"name": pruner, "args": args or {}}
+        return self._request("PUT", f"/studies/{name}/pruner", json=body)
+
+    def enqueue(self, name: str, configs: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
+        """Queue one config or several (``{param: value}``) to run first: ``{enqueued, given}``."""
+        if isinstance(configs, dict):
+            configs = [configs]
+        return self._request("POST", f"/studies/{name}/enqueue", json={"configs": configs})
+
+    def trials_csv(
+        self, name: str, *, state: str | None = None, path: str | os.PathLike[str] | None = None
+    ) -> str | None:
+        """The study's trials as CSV: returned as text, or streamed into ``path`` (then None)."""
+        params = {"state": state} if state else {}
+        url = f"/studies/{name}/trials.csv"
+        if path is None:
+            return self._request("GET", url, params=params, text=True)
+        try:
+            with self._http.stream("GET", url, params=params) as response:
+                if response.is_error:
+                    response.read()
+                    raise ApiError(response.status_code, self._auth_hint(response))
+                with open(path, "w", newline="") as f:
+                    f.writelines(response.iter_text())
+        except httpx.TransportError as e:
+            raise ServiceUnreachable(
+                f"no hpsearch service answers at {self.server} ({e}); start one with "
+                "`hpsearch serve` or point --server / HPSEARCH_SERVER at it"
+            ) from e
+        return None
 
     def study(self, name: str) -> dict[str, Any]:
         """The study's status: counts by state, budget used, best value, done."""
@@ -125,9 +199,30 @@ class Client:
         """The best trial with its full resolved config."""
         return self._request("GET", f"/studies/{name}/best")
 
+    def importance(self, name: str, *, evaluator: str = "ped_anova") -> dict[str, Any]:
+        """Which parameters mattered, each beside its checklist tier (``ped_anova`` or ``fanova``).
+
+        Raises :class:`ApiError` with status 409 while the study has fewer than 2 complete trials.
+        """
+        return self._request("GET", f"/studies/{name}/importance", params={"evaluator": evaluator})
+
     def prune(self, name: str, number: int) -> dict[str, Any]:
         """Ask the worker running trial ``number`` to prune it after its current epoch."""
         return self._request("POST", f"/studies/{name}/trials/{number}/prune")
+
+    def workers(self, *, all: bool = False, study: str | None = None) -> dict[str, Any]:
+        """The live workers (``all=True``: also stopped and dead ones), newest heartbeat first.
+
+        With ``study``, only those running one of that study's trials now.
+        """
+        params: dict[str, Any] = {"all": all}
+        if study:
+            params["study"] = study
+        return self._request("GET", "/workers", params=params)
+
+    def metrics(self) -> str:
+        """The service's Prometheus metrics in text format (parse with ``prometheus_client``)."""
+        return self._request("GET", "/metrics", text=True)
 
     def spaces(self) -> dict[str, Any]:
         return self._request("GET", "/spaces")

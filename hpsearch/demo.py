@@ -2,12 +2,16 @@
 
 It starts the real pieces as separate processes, as a user would: the service (with the
 dashboard) and local workers over one SQLite file, submits the demo study over HTTP, shows
-progress, and prints the best config and where to look.
+progress, and prints the best config and where to look. The demo creates an API token with
+scope write for itself in that database (``demo-<random>``), submits with it and revokes it
+when it stops; its local service allows anonymous reads so the printed links open in a browser.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -20,9 +24,10 @@ from typing import Any
 from hpsearch.client import Client, ServiceUnreachable
 from hpsearch.display import format_config, progress_line
 from hpsearch.errors import HpsearchError
-from hpsearch.storage import resolve_storage_url
+from hpsearch.storage import open_storage, resolve_storage_url
+from hpsearch.tokens import create_token, revoke_token
 
-__all__ = ["run_demo", "demo_spec"]
+__all__ = ["demo_spec", "run_demo"]
 
 
 def demo_spec(*, trials: int, epochs: int) -> dict[str, Any]:
@@ -61,11 +66,16 @@ class _Processes:
     def on_stop(self, cleanup: Callable[[], None]) -> None:
         self._cleanups.append(cleanup)
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log_path = self.log_dir / f"{name}.log"
         log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hpsearch", *args], stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "hpsearch", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
         self.children.append((name, proc, log_path))
         return proc
@@ -78,7 +88,10 @@ class _Processes:
 
     def stop(self) -> None:
         for cleanup in self._cleanups:
-            cleanup()
+            try:
+                cleanup()
+            except Exception as e:  # noqa: BLE001 - the children must be stopped regardless
+                print(f"while stopping: {e}", file=sys.stderr)
         for _name, proc, _log in self.children:
             if proc.poll() is None:
                 proc.terminate()
@@ -154,6 +167,10 @@ def run_demo(
     procs = _Processes(log_dir)
     started = time.monotonic()
     try:
+        token_name = f"demo-{secrets.token_hex(4)}"
+        storage = open_storage(url)
+        _info, secret = create_token(storage, token_name, scopes="write")
+        procs.on_stop(lambda: revoke_token(storage, token_name))
         serve = procs.start(
             "serve",
             "serve",
@@ -163,8 +180,9 @@ def run_demo(
             str(api_port),
             "--dashboard-port",
             str(dash_port),
+            env={"HPSEARCH_ANONYMOUS_READS": "true"},  # a local demo: links open in a browser
         )
-        client = Client(f"http://127.0.0.1:{api_port}")
+        client = Client(f"http://127.0.0.1:{api_port}", token=secret)
         procs.on_stop(client.close)
         _wait_for_service(client, procs, serve)
         spec = demo_spec(trials=trials, epochs=epochs)
@@ -173,6 +191,7 @@ def run_demo(
             f"study {name}: {trials} trials of up to {epochs} epochs on digits, {workers} workers"
         )
         print(f"storage {url}; logs in {log_dir}")
+        print(f"submitted with API token {token_name} (write), revoked when the demo stops")
         worker_procs = [
             procs.start(
                 f"worker-{i + 1}",

@@ -17,7 +17,10 @@ __all__ = [
     "TrialNotRunning",
     "StorageUnavailable",
     "TrainingDiverged",
+    "NotEnoughTrials",
     "UsageError",
+    "TokenExists",
+    "TokenNotFound",
 ]
 
 
@@ -61,5 +64,17 @@ class TrainingDiverged(HpsearchError, ArithmeticError):
     """Training produced a non-finite loss; the trial fails with this reason."""
 
 
+class NotEnoughTrials(HpsearchError):
+    """The study has too few complete trials (or only equal values) to answer the question yet."""
+
+
 class UsageError(HpsearchError, ValueError):
     """A command-line option or argument has a value hpsearch cannot use."""
+
+
+class TokenExists(HpsearchError):
+    """An API token of that name already exists (revoked ones keep their name)."""
+
+
+class TokenNotFound(HpsearchError, LookupError):
+    """No API token of that name in the study database."""

@@ -8,14 +8,18 @@ objective, the sampler and the pruner. Nothing about a study lives anywhere else
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import re
 import secrets
 import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import optuna
+import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import (
     AwareDatetime,
@@ -28,6 +32,7 @@ from pydantic import (
 )
 
 from hpsearch.errors import (
+    HpsearchError,
     SpaceError,
     SpecError,
     StudyExists,
@@ -35,33 +40,58 @@ from hpsearch.errors import (
     TrialNotFound,
     TrialNotRunning,
 )
+from hpsearch.fleet import live_workers
 from hpsearch.spaces import SearchSpace, load_space
-from hpsearch.storage import count_trials_by_state, page_trial_ids
+from hpsearch.storage import count_trials_by_state, page_trial_ids, study_lock
 from hpsearch.strategy import PRUNERS, STRATEGIES, make_pruner, make_sampler
 from hpsearch.tasks import FAMILY_METRICS, METRICS, TASK_FAMILIES, TaskSpec, default_metric
+from hpsearch.warm_start import (
+    WarmStart,
+    WarmStartReport,
+    check_configs,
+    enqueue_params,
+    warm_start_params,
+)
 
 __all__ = [
+    "SPEC_ATTR",
+    "STOPPED_ATTR",
     "Budget",
     "PrunerSpec",
+    "PruningSummary",
+    "StudyBusy",
     "StudySpec",
+    "StudyState",
     "StudyStatus",
     "TrialRecord",
-    "SPEC_ATTR",
-    "resolve_spec",
-    "create_study",
-    "load_spec",
-    "open_study",
-    "list_studies",
-    "study_status",
-    "list_trials",
     "best_trial",
+    "create_study",
+    "delete_study",
+    "done_reason",
+    "enqueue_configs",
     "get_trial",
+    "is_stopped",
+    "list_studies",
+    "list_trials",
+    "load_spec",
+    "load_trials",
+    "open_study",
+    "page_studies",
     "request_prune",
+    "resolve_spec",
+    "resume_study",
+    "set_pruner",
+    "stop_study",
+    "study_status",
     "trial_record",
 ]
 
 #: The study user attribute that holds the resolved spec.
 SPEC_ATTR = "hpsearch:spec"
+#: The study system attribute set (to an ISO timestamp) while the study is stopped.
+STOPPED_ATTR = "hpsearch:stopped"
+#: The study system attribute holding what the spec's warm start enqueued (a WarmStartReport).
+WARM_START_ATTR = "hpsearch:warm_start"
 #: Trial user attributes hpsearch writes.
 CONFIG_ATTR = "config"
 FAIL_REASON_ATTR = "fail_reason"
@@ -73,6 +103,12 @@ WORKER_ATTR = "worker"
 log = logging.getLogger("hpsearch.studies")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+StudyState = Literal["open", "stopped", "done"]
+
+
+class StudyBusy(HpsearchError):
+    """The study has running trials, so it cannot be deleted without ``force``."""
 
 
 class Budget(BaseModel):
@@ -146,6 +182,11 @@ class StudySpec(BaseModel):
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     fixed: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
+    warm_start: WarmStart | None = Field(
+        default=None,
+        description="Run the best complete trials of another study first (their params that "
+        "this space has); configs that do not fit this space are skipped.",
+    )
     created_at: AwareDatetime | None = Field(
         default=None, description="Set by hpsearch when the study is created; not an input."
     )
@@ -254,7 +295,7 @@ def resolve_spec(spec: StudySpec | dict[str, Any], *, allow_space_paths: bool = 
         make_pruner(spec.pruner.name, epochs=spec.task.epochs, **spec.pruner.args)
     except ValueError as e:
         raise SpecError(f"pruner: {e}") from e
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     name = spec.name or f"{space.name}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     return spec.model_copy(
         update={
@@ -287,6 +328,11 @@ def create_study(
     Raises :class:`SpecError` before anything is written, :class:`StudyExists` on a name clash.
     """
     spec = resolve_spec(spec, allow_space_paths=allow_space_paths)
+    warm: tuple[list[dict[str, Any]], list[str]] | None = None
+    if spec.warm_start is not None:  # read and check the source before anything is written
+        if spec.warm_start.study == spec.name:
+            raise SpecError(f"warm_start.study {spec.name!r} is the study itself; name another")
+        warm = warm_start_params(storage, spec.warm_start, spec.search_space, spec.fixed)
     try:
         study = optuna.create_study(storage=storage, study_name=spec.name, direction=spec.direction)
     except optuna.exceptions.DuplicatedStudyError as e:
@@ -294,6 +340,14 @@ def create_study(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([spec.metric])  # the dashboard labels its axes with it
+    if warm is not None:  # waiting trials first: a worker that sees the spec finds them queued
+        assert spec.warm_start is not None
+        params_list, notes = warm
+        enqueued = enqueue_params(storage, study, study._study_id, params_list)
+        for note in notes:
+            log.warning("study %s: warm start skipped %s", spec.name, note)
+        report = WarmStartReport(source=spec.warm_start.study, enqueued=enqueued, skipped=notes)
+        storage.set_study_system_attr(study._study_id, WARM_START_ATTR, report.model_dump())
     study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
     return spec
 
@@ -334,8 +388,29 @@ def open_study(
     return study, spec
 
 
+class PruningSummary(BaseModel):
+    """What pruning saved: trials cut short, and the epochs they did not train."""
+
+    pruned: int = 0
+    epochs_saved: int = Field(
+        default=0,
+        description="Sum over pruned trials of task.epochs minus the last reported epoch.",
+    )
+
+
 class StudyStatus(BaseModel):
-    """Where a study stands: trial counts, budget used, best value, whether it is done."""
+    """Where a study stands: trial counts, budget used, best value, whether it takes trials.
+
+    ``state`` is ``done`` once the budget is spent (or too many trials failed), else
+    ``stopped`` while a user has stopped it, else ``open``; ``done`` is true in both of the
+    first two cases (the study takes no new trials) and ``done_reason`` says why.
+
+    ``eta_seconds`` = max(0, budget.trials - finished) x mean duration of the finished
+    (complete or pruned) trials / max(1, running trials), capped by the time budget left; 0 once
+    done, ``None`` while stopped, without a trial budget, or before any trial finished.
+    ``pruning.epochs_saved`` = sum over pruned trials of max(0, task.epochs - last reported
+    epoch). ``workers`` counts live workers running one of its trials now.
+    """
 
     name: str
     space: str
@@ -353,75 +428,380 @@ class StudyStatus(BaseModel):
     created_at: dt.datetime | None
     done: bool
     done_reason: str | None
+    state: StudyState = "open"
+    stopped_at: dt.datetime | None = None
+    eta_seconds: float | None = Field(
+        default=None,
+        description="Remaining trials x mean duration of finished trials / max(1, running); "
+        "None without a trial budget or before a trial finished.",
+    )
+    pruning: PruningSummary = Field(default_factory=PruningSummary)
+    workers: int = Field(default=0, description="Live workers running a trial of this study.")
+    warm_start: WarmStartReport | None = None
 
 
 def _elapsed(spec: StudySpec) -> float:
     if not spec.created_at:
         return 0.0
-    return (dt.datetime.now(dt.timezone.utc) - spec.created_at).total_seconds()
+    return (dt.datetime.now(dt.UTC) - spec.created_at).total_seconds()
 
 
-def done_reason(spec: StudySpec, counts: dict[TrialState, int]) -> str | None:
-    """Why the study takes no more trials, or ``None`` while it has budget left."""
+def done_reason(
+    spec: StudySpec,
+    counts: dict[TrialState, int],
+    *,
+    stopped: bool = False,
+    retries: int = 0,
+) -> str | None:
+    """Why the study takes no more trials, or ``None`` while it has budget left.
+
+    ``stopped`` (see :func:`is_stopped`) makes a study with budget left take none; a spent
+    budget is given as the reason first, since resuming would not reopen it. ``retries``: how
+    many trials are retries of failed ones (a killed or stopped worker's trial, run again):
+    those failures cost no trial, so they do not count towards ``budget.max_failures``.
+    """
     finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
     if spec.budget.trials is not None and finished >= spec.budget.trials:
         return f"{finished} of {spec.budget.trials} trials finished"
     if spec.budget.seconds is not None and _elapsed(spec) >= spec.budget.seconds:
         return f"time budget of {spec.budget.seconds:g} s spent"
-    if counts[TrialState.FAIL] > spec.budget.max_failures:
+    failures = counts[TrialState.FAIL] - retries
+    if failures > spec.budget.max_failures:
         return (
-            f"{counts[TrialState.FAIL]} trials failed (more than budget.max_failures="
+            f"{failures} trials failed (more than budget.max_failures="
             f"{spec.budget.max_failures}); see their fail_reason"
         )
+    if stopped:
+        return f"stopped by a user; resume it with `hpsearch resume {spec.name}`"
     return None
 
 
-def _best(storage: optuna.storages.BaseStorage, study_id: int) -> FrozenTrial | None:
-    try:
-        return storage.get_best_trial(study_id)
-    except ValueError:  # no complete trial yet
+def _stopped_at(system_attrs: dict[str, Any]) -> dt.datetime | None:
+    stamp = system_attrs.get(STOPPED_ATTR)
+    return dt.datetime.fromisoformat(stamp) if stamp else None
+
+
+def is_stopped(storage: optuna.storages.BaseStorage, study_id: int) -> bool:
+    """Whether a user stopped the study (it takes no new trials until resumed); one query."""
+    return _stopped_at(storage.get_study_system_attrs(study_id)) is not None
+
+
+@dataclass
+class _StudyRow:
+    """What a study's state needs, read in bulk: its spec, trial counts and system attributes."""
+
+    study_id: int
+    name: str
+    spec: StudySpec
+    counts: dict[TrialState, int]
+    system_attrs: dict[str, Any]
+
+    @property
+    def stopped_at(self) -> dt.datetime | None:
+        return _stopped_at(self.system_attrs)
+
+    @property
+    def budget_reason(self) -> str | None:
+        return done_reason(self.spec, self.counts)
+
+    @property
+    def state(self) -> StudyState:
+        if self.budget_reason is not None:
+            return "done"
+        return "stopped" if self.stopped_at is not None else "open"
+
+
+def _mean_finished_seconds(storage: optuna.storages.RDBStorage, study_id: int) -> float | None:
+    if storage.engine.dialect.name == "postgresql":
+        seconds = "EXTRACT(EPOCH FROM (datetime_complete - datetime_start))"
+    else:
+        seconds = "(julianday(datetime_complete) - julianday(datetime_start)) * 86400.0"
+    query = sqlalchemy.text(
+        f"SELECT AVG({seconds}) FROM trials WHERE study_id = :study_id "
+        "AND state IN ('COMPLETE', 'PRUNED') AND datetime_start IS NOT NULL "
+        "AND datetime_complete IS NOT NULL"
+    )
+    with storage.engine.connect() as conn:
+        mean = conn.execute(query, {"study_id": study_id}).scalar()
+    return None if mean is None else float(mean)
+
+
+def _pruning_summary(
+    storage: optuna.storages.RDBStorage, study_id: int, *, epochs: int
+) -> PruningSummary:
+    # Epochs count from 1 in reports, so the last reported step is the epochs a trial trained.
+    query = sqlalchemy.text(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN last_step IS NULL THEN :epochs "
+        "WHEN last_step < :epochs THEN :epochs - last_step ELSE 0 END), 0) FROM ("
+        "SELECT t.trial_id, MAX(iv.step) AS last_step FROM trials t "
+        "LEFT JOIN trial_intermediate_values iv ON iv.trial_id = t.trial_id "
+        "WHERE t.study_id = :study_id AND t.state = 'PRUNED' GROUP BY t.trial_id) AS pruned"
+    )
+    with storage.engine.connect() as conn:
+        pruned, saved = conn.execute(query, {"study_id": study_id, "epochs": epochs}).one()
+    return PruningSummary(pruned=pruned, epochs_saved=int(saved))
+
+
+def _best_number_value(
+    storage: optuna.storages.RDBStorage, study_id: int, direction: str
+) -> tuple[int, float | None] | None:
+    # Optuna's order: an infinite value in the good direction beats every finite one.
+    best_inf, worst_inf, order = (
+        ("INF_POS", "INF_NEG", "DESC") if direction == "maximize" else ("INF_NEG", "INF_POS", "ASC")
+    )
+    query = sqlalchemy.text(
+        "SELECT t.number, v.value, v.value_type FROM trials t "
+        "JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
+        "WHERE t.study_id = :study_id AND t.state = 'COMPLETE' "
+        f"ORDER BY CASE v.value_type WHEN '{best_inf}' THEN 0 WHEN '{worst_inf}' THEN 2 "
+        f"ELSE 1 END, v.value {order}, t.number LIMIT 1"
+    )
+    with storage.engine.connect() as conn:
+        row = conn.execute(query, {"study_id": study_id}).first()
+    if row is None:
         return None
+    number, value, value_type = row
+    return number, (value if value_type == "FINITE" else None)
 
 
-def study_status(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
-    """One study's status, from one counting query and one best-trial query."""
-    study_id, spec_json = _spec_json(storage, name)
-    spec = StudySpec.model_validate(spec_json)
-    counts = count_trials_by_state(storage, study_id)
-    best = _best(storage, study_id)
-    reason = done_reason(spec, counts)
+def _eta_seconds(row: _StudyRow, mean: float | None) -> float | None:
+    if row.state == "done":
+        return 0.0
+    if row.state == "stopped" or mean is None or row.spec.budget.trials is None:
+        return None
+    finished = row.counts[TrialState.COMPLETE] + row.counts[TrialState.PRUNED]
+    remaining = max(0, row.spec.budget.trials - finished)
+    eta = remaining * mean / max(1, row.counts[TrialState.RUNNING])
+    if row.spec.budget.seconds is not None:  # the time budget ends the study first
+        eta = min(eta, max(0.0, row.spec.budget.seconds - _elapsed(row.spec)))
+    return round(eta, 3)
+
+
+def _status(storage: optuna.storages.RDBStorage, row: _StudyRow, *, workers: int) -> StudyStatus:
+    """A study's full status from its row plus three queries: best, mean duration, pruning."""
+    spec = row.spec
+    stopped_at = row.stopped_at
+    reason = done_reason(spec, row.counts, stopped=stopped_at is not None)
+    best = _best_number_value(storage, row.study_id, spec.direction or "maximize")
+    warm = row.system_attrs.get(WARM_START_ATTR)
     return StudyStatus(
-        name=name,
+        name=row.name,
         space=spec.search_space.name,
         direction=spec.direction,
         metric=spec.metric,
         strategy=spec.strategy,
         pruner=spec.pruner.name,
-        counts={state.name.lower(): n for state, n in counts.items()},
-        finished=counts[TrialState.COMPLETE] + counts[TrialState.PRUNED],
+        counts={state.name.lower(): n for state, n in row.counts.items()},
+        finished=row.counts[TrialState.COMPLETE] + row.counts[TrialState.PRUNED],
         budget_trials=spec.budget.trials,
         budget_seconds=spec.budget.seconds,
         elapsed_seconds=round(_elapsed(spec), 3),
-        best_value=best.value if best else None,
-        best_trial=best.number if best else None,
+        best_value=best[1] if best else None,
+        best_trial=best[0] if best else None,
         created_at=spec.created_at,
         done=reason is not None,
         done_reason=reason,
+        state=row.state,
+        stopped_at=stopped_at,
+        eta_seconds=_eta_seconds(row, _mean_finished_seconds(storage, row.study_id)),
+        pruning=_pruning_summary(storage, row.study_id, epochs=spec.task.epochs),
+        workers=workers,
+        warm_start=WarmStartReport.model_validate(warm) if warm else None,
     )
 
 
-def list_studies(storage: optuna.storages.RDBStorage) -> list[StudyStatus]:
-    """Every hpsearch study in the database, oldest first."""
-    names = [s.study_name for s in storage.get_all_studies()]
-    statuses = []
-    for name in names:
+def study_status(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
+    """One study's status, from a handful of SQL queries (no trial is loaded)."""
+    study_id, spec_json = _spec_json(storage, name)
+    row = _StudyRow(
+        study_id=study_id,
+        name=name,
+        spec=StudySpec.model_validate(spec_json),
+        counts=count_trials_by_state(storage, study_id),
+        system_attrs=storage.get_study_system_attrs(study_id),
+    )
+    return _status(storage, row, workers=len(live_workers(storage, study=name)))
+
+
+def _prefix_filter(prefix: str | None) -> tuple[str, dict[str, Any]]:
+    # LIKE narrows with the wildcards escaped; substr makes it exact (SQLite's LIKE ignores case).
+    if not prefix:
+        return "1 = 1", {}
+    like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    clause = (
+        "s.study_name LIKE :like ESCAPE '\\' AND substr(s.study_name, 1, :prefix_len) = :prefix"
+    )
+    return clause, {"like": like, "prefix": prefix, "prefix_len": len(prefix)}
+
+
+def _study_rows(storage: optuna.storages.RDBStorage, *, prefix: str | None) -> list[_StudyRow]:
+    """Every hpsearch study whose name starts with ``prefix``, oldest first, in three queries."""
+    where, params = _prefix_filter(prefix)
+    specs_q = sqlalchemy.text(
+        "SELECT s.study_id, s.study_name, a.value_json FROM studies s "
+        "JOIN study_user_attributes a ON a.study_id = s.study_id AND a.key = :spec_key "
+        f"WHERE {where} ORDER BY s.study_id"
+    )
+    counts_q = sqlalchemy.text(
+        "SELECT t.study_id, t.state, COUNT(*) FROM trials t "
+        f"JOIN studies s ON s.study_id = t.study_id WHERE {where} GROUP BY t.study_id, t.state"
+    )
+    attrs_q = sqlalchemy.text(
+        "SELECT a.study_id, a.key, a.value_json FROM study_system_attributes a "
+        f"JOIN studies s ON s.study_id = a.study_id WHERE {where} "
+        "AND a.key IN (:stopped_key, :warm_key)"
+    )
+    keys = {"spec_key": SPEC_ATTR, "stopped_key": STOPPED_ATTR, "warm_key": WARM_START_ATTR}
+    with storage.engine.connect() as conn:
+        specs = conn.execute(specs_q, {**params, **keys}).all()
+        counts_rows = conn.execute(counts_q, params).all()
+        attrs_rows = conn.execute(attrs_q, {**params, **keys}).all()
+    counts: dict[int, dict[TrialState, int]] = {}
+    for study_id, state, n in counts_rows:
+        counts.setdefault(study_id, {s: 0 for s in TrialState})[TrialState[state]] = n
+    attrs: dict[int, dict[str, Any]] = {}
+    for study_id, key, value_json in attrs_rows:
+        attrs.setdefault(study_id, {})[key] = json.loads(value_json)
+    rows = []
+    for study_id, name, spec_json in specs:
         try:
-            statuses.append(study_status(storage, name))
-        except StudyNotFound:  # a plain Optuna study sharing the database, or just deleted
-            continue
+            spec = StudySpec.model_validate(json.loads(spec_json))
         except ValidationError as e:  # a spec that this version cannot read: skip, say so
             log.warning("study %r has an unreadable spec, skipped: %s", name, e)
+            continue
+        rows.append(
+            _StudyRow(
+                study_id=study_id,
+                name=name,
+                spec=spec,
+                counts=counts.get(study_id, {s: 0 for s in TrialState}),
+                system_attrs=attrs.get(study_id, {}),
+            )
+        )
+    return rows
+
+
+def page_studies(
+    storage: optuna.storages.RDBStorage,
+    *,
+    offset: int = 0,
+    limit: int = 100,
+    state: StudyState | None = None,
+    prefix: str | None = None,
+) -> tuple[list[StudyStatus], int]:
+    """A page of hpsearch studies, oldest first, and how many match in all.
+
+    Filters by name ``prefix`` in SQL, then by ``state``, then takes the page. Three queries
+    read every matching study's spec, counts and flags; each study of the page then costs
+    three more (best, mean duration, pruning), and the live workers one for the page.
+    """
+    if state is not None and state not in ("open", "stopped", "done"):
+        raise SpecError(f"unknown study state {state!r}; use open, stopped or done")
+    rows = _study_rows(storage, prefix=prefix)
+    if state is not None:
+        rows = [r for r in rows if r.state == state]
+    page = rows[offset : offset + limit]
+    per_study: dict[str | None, int] = {}
+    if page:
+        for worker in live_workers(storage):
+            per_study[worker.study] = per_study.get(worker.study, 0) + 1
+    return [_status(storage, r, workers=per_study.get(r.name, 0)) for r in page], len(rows)
+
+
+def list_studies(
+    storage: optuna.storages.RDBStorage,
+    *,
+    state: StudyState | None = None,
+    prefix: str | None = None,
+) -> list[StudyStatus]:
+    """Every hpsearch study in the database (of ``state``, named ``prefix``...), oldest first."""
+    statuses, _ = page_studies(storage, offset=0, limit=2**31, state=state, prefix=prefix)
     return statuses
+
+
+def stop_study(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
+    """Stop the study: it takes no new trials until resumed; running trials finish normally.
+
+    Stopping a stopped study keeps its first stop time.
+    """
+    study_id = _hpsearch_study_id(storage, name)
+    if not is_stopped(storage, study_id):
+        now = dt.datetime.now(dt.UTC).isoformat()
+        storage.set_study_system_attr(study_id, STOPPED_ATTR, now)
+    return study_status(storage, name)
+
+
+def resume_study(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
+    """Let a stopped study take trials again (a no-op on a study that is not stopped)."""
+    study_id = _hpsearch_study_id(storage, name)
+    if is_stopped(storage, study_id):
+        storage.set_study_system_attr(study_id, STOPPED_ATTR, None)
+    return study_status(storage, name)
+
+
+def delete_study(storage: optuna.storages.RDBStorage, name: str, *, force: bool = False) -> None:
+    """Delete the study with its trials from the study database.
+
+    Raises :class:`StudyBusy` while trials run, unless ``force``: their workers then fail to
+    record their results. Held under the study lock, so no worker claims a trial meanwhile.
+    """
+    study_id = _hpsearch_study_id(storage, name)
+    with study_lock(storage, study_id):
+        running = count_trials_by_state(storage, study_id)[TrialState.RUNNING]
+        if running and not force:
+            raise StudyBusy(
+                f"study {name!r} has {running} running trial(s): stop it and delete it once "
+                f"they finish, or delete with force=true (`hpsearch delete {name} --force`)"
+            )
+        try:
+            storage.delete_study(study_id)
+        except KeyError as e:
+            raise StudyNotFound(f"no study named {name!r}") from e
+
+
+def set_pruner(
+    storage: optuna.storages.RDBStorage, name: str, pruner: PrunerSpec | dict[str, Any]
+) -> StudySpec:
+    """Replace the study's pruner in its stored spec; workers use it for their next trials.
+
+    The pruner is built first: a bad name or argument raises :class:`SpecError` and changes
+    nothing. Returns the updated spec.
+    """
+    study_id, spec_json = _spec_json(storage, name)
+    if not isinstance(pruner, PrunerSpec):
+        try:
+            pruner = PrunerSpec.model_validate(pruner)
+        except ValidationError as e:
+            raise SpecError(f"invalid pruner: {_validation_message(e)}") from e
+    epochs = StudySpec.model_validate(spec_json).task.epochs
+    try:
+        make_pruner(pruner.name, epochs=epochs, **pruner.args)
+    except ValueError as e:
+        raise SpecError(f"pruner: {e}") from e
+    with study_lock(storage, study_id):  # read-modify-write of the spec, one writer at a time
+        _, spec_json = _spec_json(storage, name)
+        spec_json["pruner"] = pruner.model_dump(mode="json")
+        storage.set_study_user_attr(study_id, SPEC_ATTR, spec_json)
+    return StudySpec.model_validate(spec_json)
+
+
+def enqueue_configs(
+    storage: optuna.storages.RDBStorage, name: str, configs: Sequence[dict[str, Any]]
+) -> int:
+    """Enqueue configs (``{param: value}``) for the study's workers to run before sampling.
+
+    Every config is checked against the study's space first (see
+    :func:`hpsearch.warm_start.check_config`); a bad one raises :class:`SpecError` naming its
+    index and parameter, and nothing is enqueued. A config equal to an existing trial's params
+    is skipped. Returns how many were enqueued; they count against the budget when they run.
+    """
+    if not configs:
+        raise SpecError("configs is empty; give at least one {param: value} mapping")
+    study_id, spec_json = _spec_json(storage, name)
+    spec = StudySpec.model_validate(spec_json)
+    params_list = check_configs(spec.search_space, spec.fixed, configs)
+    study = optuna.load_study(study_name=name, storage=storage)
+    return enqueue_params(storage, study, study_id, params_list)
 
 
 class TrialRecord(BaseModel):
@@ -475,19 +855,66 @@ def list_trials(
     limit: int = 50,
     state: str | None = None,
 ) -> tuple[list[TrialRecord], int]:
-    """A page of a study's trials by number, optionally of one state, and the total count."""
+    """A page of a study's trials by number, optionally of one state, and the total count.
+
+    A bounded number of queries whatever the page size: the page's ids and the count, then one
+    query per trial table (see :func:`load_trials`).
+    """
     study_id = _hpsearch_study_id(storage, name)
-    states = None
-    if state is not None:
-        try:
-            states = (TrialState[state.upper()],)
-        except KeyError as e:
-            raise SpecError(
-                f"unknown trial state {state!r}; use one of "
-                f"{', '.join(s.name.lower() for s in TrialState)}"
-            ) from e
+    states = trial_states(state)
     trial_ids, total = page_trial_ids(storage, study_id, offset=offset, limit=limit, states=states)
-    return [trial_record(storage.get_trial(trial_id)) for trial_id in trial_ids], total
+    return [trial_record(t) for t in load_trials(storage, trial_ids)], total
+
+
+def trial_states(state: str | None) -> tuple[TrialState, ...] | None:
+    """The trial states a ``state`` filter names (``None``: every state); raises SpecError."""
+    if state is None:
+        return None
+    try:
+        return (TrialState[state.upper()],)
+    except KeyError as e:
+        raise SpecError(
+            f"unknown trial state {state!r}; use one of "
+            f"{', '.join(s.name.lower() for s in TrialState)}"
+        ) from e
+
+
+def load_trials(storage: optuna.storages.RDBStorage, trial_ids: Iterable[int]) -> list[FrozenTrial]:
+    """The trials with these ids, in the order given, in six queries however many there are.
+
+    Optuna's ``get_trial`` costs several queries per trial; this reads the page's rows of
+    trials, params, values, attributes and intermediate values with ``IN (...)`` each, the way
+    Optuna's own ``get_all_trials`` does for a whole study.
+    """
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy.orm import selectinload
+
+    ids = list(trial_ids)
+    if not ids:
+        return []
+    with _create_scoped_session(storage.scoped_session) as session:
+        rows = (
+            session.query(models.TrialModel)
+            .options(
+                selectinload(models.TrialModel.params),
+                selectinload(models.TrialModel.values),
+                selectinload(models.TrialModel.user_attributes),
+                selectinload(models.TrialModel.system_attributes),
+                selectinload(models.TrialModel.intermediate_values),
+            )
+            .filter(models.TrialModel.trial_id.in_(ids))
+            .all()
+        )
+        by_id = {row.trial_id: storage._build_frozen_trial_from_trial_model(row) for row in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def _best(storage: optuna.storages.BaseStorage, study_id: int) -> FrozenTrial | None:
+    try:
+        return storage.get_best_trial(study_id)
+    except ValueError:  # no complete trial yet
+        return None
 
 
 def best_trial(storage: optuna.storages.RDBStorage, name: str) -> TrialRecord:

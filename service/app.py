@@ -12,11 +12,27 @@ from starlette.concurrency import run_in_threadpool
 import hpsearch
 from hpsearch.errors import StorageUnavailable
 from hpsearch.storage import open_storage
+from service.deps import ReadAccess
 from service.errors import install_error_handlers
-from service.routers import health, spaces, studies, trials
+from service.metrics import install_metrics
+from service.routers import health, importance, metrics, spaces, studies, trials, workers
 from service.settings import Settings
 
 __all__ = ["create_app"]
+
+#: Routers every route of which needs a token with scope read (write routes also ask for
+#: write), or none when ``anonymous_reads`` is on. Add new resource routers here.
+_GUARDED_ROUTERS = (
+    studies.router,
+    trials.router,
+    importance.router,
+    spaces.router,
+    workers.router,
+    metrics.router,  # scrapers send a read token (Prometheus: `authorization:`)
+)
+#: Routers open to anyone: liveness and readiness probes (``/docs`` and ``/openapi.json`` are
+#: FastAPI's own and open too).
+_OPEN_ROUTERS = (health.router,)
 
 
 def _connect_with_retry(settings: Settings) -> None:
@@ -35,7 +51,12 @@ def _connect_with_retry(settings: Settings) -> None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The hpsearch API over the study database that ``settings`` names."""
+    """The hpsearch API over the study database that ``settings`` names.
+
+    Every route but the health probes and the docs needs an API token from that database
+    (:mod:`hpsearch.tokens`): scope read for reads (unless ``settings.anonymous_reads``), scope
+    write for writes.
+    """
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -51,9 +72,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "attached to the same study database run its trials; read the results here."
         ),
         lifespan=lifespan,
+        # Refuse bodies over the limit with 413 before parsing them (a spec is a few kB).
+        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for router in (studies.router, trials.router, spaces.router, health.router):
+    install_metrics(app, settings)
+    for router in _GUARDED_ROUTERS:
+        app.include_router(router, dependencies=[ReadAccess])
+    for router in _OPEN_ROUTERS:
         app.include_router(router)
     return app

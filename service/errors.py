@@ -10,15 +10,19 @@ from fastapi.responses import JSONResponse
 
 from hpsearch.errors import (
     HpsearchError,
+    NotEnoughTrials,
     SpaceError,
     SpaceNotFound,
     SpecError,
     StorageUnavailable,
     StudyExists,
     StudyNotFound,
+    TokenExists,
+    TokenNotFound,
     TrialNotFound,
     TrialNotRunning,
 )
+from hpsearch.studies import StudyBusy
 
 __all__ = ["install_error_handlers"]
 
@@ -28,8 +32,12 @@ _STATUS: list[tuple[type[HpsearchError], int]] = [
     (StudyNotFound, 404),
     (SpaceNotFound, 404),
     (TrialNotFound, 404),
+    (TokenNotFound, 404),
     (StudyExists, 409),
+    (TokenExists, 409),
     (TrialNotRunning, 409),
+    (StudyBusy, 409),
+    (NotEnoughTrials, 409),
     (SpecError, 422),
     (SpaceError, 422),
     (StorageUnavailable, 503),

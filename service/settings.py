@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
 
 
 class Settings(BaseSettings):
-    """What the service needs: the study database, and the token that guards writes."""
+    """What the service needs: the study database, and whether reads need a token.
+
+    Requests authenticate with API tokens kept (hashed) in the study database itself:
+    ``hpsearch token create NAME --scope read|write``. There is no shared secret to configure.
+    """
 
     model_config = SettingsConfigDict(env_prefix="HPSEARCH_", extra="ignore")
 
     storage: str | None = None
     """Study database URL; ``None`` means ``$HPSEARCH_STORAGE`` or the SQLite default."""
-    api_token: SecretStr | None = None
-    """When set, writes need ``Authorization: Bearer <token>``; reads stay open."""
+    anonymous_reads: bool = False
+    """When true, reads need no token (``HPSEARCH_ANONYMOUS_READS``); writes always need one."""
+    max_body_bytes: int = 1024 * 1024
+    """Requests with larger bodies get 413 (``HPSEARCH_MAX_BODY_BYTES``)."""
     startup_retry_seconds: float = 30.0
     """How long to retry the first database connection (a database still starting up)."""

@@ -10,11 +10,12 @@ import urllib.request
 
 import pytest
 
-from hpsearch import studies
+from hpsearch import studies, tokens
 from hpsearch.storage import open_storage
 
 VERBS = ["demo", "serve", "dashboard", "worker", "submit", "status", "best", "spaces"]
-VERBS += ["try", "lr-find"]
+VERBS += ["try", "lr-find", "token", "importance", "workers", "stop", "resume", "delete"]
+VERBS += ["prune", "trials", "enqueue", "pruner"]
 
 
 def hpsearch(*args, timeout=120):
@@ -74,11 +75,14 @@ def test_status_and_best_read_the_database_directly(sqlite_url):
     assert "0.9300" in shown.stdout and "model.width" in shown.stdout
 
 
-def _wait_json(url, proc, timeout=60):
+def _wait_json(url, proc, timeout=60, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5) as r:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=headers), timeout=5
+            ) as r:
                 return json.load(r)
         except OSError:
             assert proc.poll() is None, proc.stdout.read()
@@ -87,7 +91,9 @@ def _wait_json(url, proc, timeout=60):
 
 
 @pytest.mark.slow
-def test_serve_starts_the_dashboard_over_the_same_database(sqlite_url, free_port, tmp_path):
+def test_serve_starts_the_dashboard_over_the_same_database(
+    sqlite_url, free_port, tmp_path, make_api_token
+):
     storage = open_storage(sqlite_url)
     studies.create_study(storage, {"name": "dash", "space": "demo", "budget": {"trials": 2}})
     import socket
@@ -117,7 +123,9 @@ def test_serve_starts_the_dashboard_over_the_same_database(sqlite_url, free_port
         assert [s["study_name"] for s in listing["study_summaries"]] == ["dash"]
         with urllib.request.urlopen(f"http://127.0.0.1:{dash_port}/dashboard", timeout=5) as r:
             assert r.status == 200
-        assert _wait_json(f"http://127.0.0.1:{free_port}/studies/dash", proc)["name"] == "dash"
+        token = make_api_token(sqlite_url, "read")
+        study = _wait_json(f"http://127.0.0.1:{free_port}/studies/dash", proc, token=token)
+        assert study["name"] == "dash"
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -147,3 +155,5 @@ def test_demo_runs_a_study_to_the_end(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path}/demo.db")
     (status,) = studies.list_studies(storage)
     assert status.finished == 6 and status.done
+    (token,) = tokens.list_tokens(storage)  # it submitted with its own token, then revoked it
+    assert token.name.startswith("demo-") and token.allows("write") is False and token.revoked

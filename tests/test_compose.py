@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 
 HPSEARCH_SERVICES = ("api", "dashboard", "worker")
-SECRETS = ("POSTGRES_PASSWORD", "HPSEARCH_API_TOKEN")
-FAKE_ENV = {"POSTGRES_PASSWORD": "pw-from-env", "HPSEARCH_API_TOKEN": "token-from-env"}
+SECRETS = ("POSTGRES_PASSWORD",)
+FAKE_ENV = {"POSTGRES_PASSWORD": "pw-from-env"}
+_SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|KEY")
+_REQUIRED = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]+\}")
 
 # ${NAME}, ${NAME:?err}, ${NAME?err}, ${NAME:-default}, ${NAME-default}, ${NAME:+alt}; `$$`
 # is a literal dollar.
@@ -135,9 +138,20 @@ def test_the_worker_reserves_the_gpus(compose: dict[str, Any]) -> None:
     ), devices
 
 
-def test_the_api_gets_its_token(compose: dict[str, Any]) -> None:
-    env = environment_of(compose["services"]["api"])
-    assert env["HPSEARCH_API_TOKEN"] == FAKE_ENV["HPSEARCH_API_TOKEN"]
+def test_anonymous_reads_are_off_unless_the_environment_turns_them_on() -> None:
+    from service import Settings
+
+    default = environment_of(load_compose()["services"]["api"])["HPSEARCH_ANONYMOUS_READS"]
+    assert Settings(anonymous_reads=default).anonymous_reads is False
+    env = {**FAKE_ENV, "HPSEARCH_ANONYMOUS_READS": "true"}
+    turned_on = environment_of(load_compose(env)["services"]["api"])["HPSEARCH_ANONYMOUS_READS"]
+    assert Settings(anonymous_reads=turned_on).anonymous_reads is True
+
+
+def test_no_service_gets_a_shared_api_secret(compose: dict[str, Any]) -> None:
+    # API tokens live hashed in the database (`hpsearch token create`), not in the environment.
+    for name, service in compose["services"].items():
+        assert "HPSEARCH_API_TOKEN" not in environment_of(service), name
 
 
 @pytest.mark.parametrize("secret", SECRETS)
@@ -159,6 +173,29 @@ def test_no_secret_has_a_default() -> None:
     for secret in SECRETS:
         assert f"${{{secret}:?" in text, f"{secret} is never required"
     assert "POSTGRES_HOST_AUTH_METHOD" not in text
+    # Before interpolation: every secret-named variable and every password in a database URL
+    # is exactly a required ${NAME:?...}, never a literal value written into the file.
+    raw = yaml.safe_load(text)
+    for name, service in raw["services"].items():
+        for key, value in environment_of(service).items():
+            if _SECRET_NAME.search(key):
+                assert _REQUIRED.fullmatch(value), f"{name}: {key}={value!r} is not required"
+    urls = [value for value in _strings(raw) if value.startswith("postgresql")]
+    assert urls, "no database URL in the compose file"
+    for url in urls:
+        password = re.match(r"[^:]+://[^:@/]+:(.*)@[^@]+$", url)
+        assert password and _REQUIRED.fullmatch(password.group(1)), f"{url}: a literal password"
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
 
 
 @pytest.mark.parametrize("service", HPSEARCH_SERVICES)

@@ -7,6 +7,7 @@ of the demo task on digits.
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ def _hpsearch(*args, **kwargs):
 
 
 @pytest.fixture
-def service(storage_url, free_port, tmp_path):
+def service(storage_url, free_port, tmp_path, make_api_token):
     log = open(tmp_path / "serve.log", "wb")
     proc = _hpsearch(
         "serve",
@@ -35,7 +36,7 @@ def service(storage_url, free_port, tmp_path):
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    client = Client(f"http://127.0.0.1:{free_port}")
+    client = Client(f"http://127.0.0.1:{free_port}", token=make_api_token(storage_url, "write"))
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -51,7 +52,9 @@ def service(storage_url, free_port, tmp_path):
     log.close()
 
 
-def test_two_workers_complete_a_20_trial_study_through_the_service(service, storage_url, tmp_path):
+def test_two_workers_complete_a_20_trial_study_through_the_service(
+    service, storage_url, tmp_path, make_api_token
+):
     spec = {
         "name": "e2e",
         "space": "demo",
@@ -103,10 +106,12 @@ def test_two_workers_complete_a_20_trial_study_through_the_service(service, stor
     }
     assert best["value"] > 0.8, "the demo task learns digits in 5 epochs"
     # What `hpsearch best` prints comes from the same place.
+    read_token = make_api_token(storage_url, "read")
     out = subprocess.run(
         [sys.executable, "-m", "hpsearch", "best", "e2e", "--server", service.server],
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "HPSEARCH_API_TOKEN": read_token},
     ).stdout
     assert f"#{best['number']}" in out and "optim.lr" in out

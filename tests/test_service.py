@@ -15,8 +15,10 @@ SPEC = {"name": "api", "space": "demo", "task": {"epochs": 2}, "budget": {"trial
 
 
 @pytest.fixture
-def api(storage_url):
-    with TestClient(create_app(Settings(storage=storage_url))) as client:
+def api(storage_url, make_api_token):
+    """A client of the app that sends a token of scope write."""
+    headers = {"Authorization": f"Bearer {make_api_token(storage_url, 'write')}"}
+    with TestClient(create_app(Settings(storage=storage_url)), headers=headers) as client:
         yield client
 
 
@@ -78,16 +80,20 @@ def test_spaces_and_docs(api):
     assert api.get("/readyz").json() == {"status": "ready"}
 
 
-def test_writes_need_the_token_when_one_is_set(sqlite_url):
-    app = create_app(Settings(storage=sqlite_url, api_token="s3cret"))
-    with TestClient(app) as api:
-        assert api.post("/studies", json=SPEC).status_code == 401
+def test_writes_need_a_write_token(sqlite_url, make_api_token):
+    write = {"Authorization": f"Bearer {make_api_token(sqlite_url, 'write')}"}
+    read = {"Authorization": f"Bearer {make_api_token(sqlite_url, 'read')}"}
+    with TestClient(create_app(Settings(storage=sqlite_url))) as api:
+        missing = api.post("/studies", json=SPEC)
+        assert missing.status_code == 401 and "hpsearch token create" in missing.json()["detail"]
         wrong = api.post("/studies", json=SPEC, headers={"Authorization": "Bearer nope"})
-        assert wrong.status_code == 403
-        assert api.get("/studies").json()["count"] == 0  # nothing was written
-        ok = api.post("/studies", json=SPEC, headers={"Authorization": "Bearer s3cret"})
+        assert wrong.status_code == 401
+        assert api.post("/studies", json=SPEC, headers=read).status_code == 403
+        assert api.get("/studies", headers=read).json()["count"] == 0  # nothing was written
+        ok = api.post("/studies", json=SPEC, headers=write)
         assert ok.status_code == 201
-        assert api.get("/studies/api").status_code == 200  # reads stay open
+        assert api.get("/studies/api", headers=read).status_code == 200
+        assert api.get("/studies/api").status_code == 401  # reads need a token by default
 
 
 def test_importing_the_service_does_not_import_torch():

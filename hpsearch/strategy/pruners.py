@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import optuna
@@ -35,6 +36,11 @@ _TABLE: dict[str, _Pruner] = {
         "Wilcoxon signed-rank test against the best trial (`p_threshold`); made for objectives "
         "whose steps are evaluation instances, not epochs of a learning curve",
     ),
+    "patient": _Pruner(
+        optuna.pruners.PatientPruner,
+        "prune after `patience` epochs without improvement (`min_delta`), then ask the pruner "
+        "it `wraps` (e.g. {name: median}); with no `wraps`, patience alone decides",
+    ),
 }
 
 #: Pruner names a study spec may give, with what each does.
@@ -49,7 +55,42 @@ def _defaults(name: str, epochs: int) -> dict[str, Any]:
         "asha": {"min_resource": 1, "reduction_factor": 3},
         "hyperband": {"min_resource": 1, "max_resource": epochs, "reduction_factor": 3},
         "wilcoxon": {"p_threshold": 0.1},
+        "patient": {"patience": max(2, epochs // 5)},
     }.get(name, {})
+
+
+def _wrapped(wraps: Any, *, epochs: int) -> optuna.pruners.BasePruner | None:
+    # The pruner a patient pruner asks once patience holds: a name, or {name:, args:} (or the
+    # {name:, key: value} shorthand of a spec's pruner).
+    if wraps is None:
+        return None
+    if isinstance(wraps, str):
+        wraps = {"name": wraps}
+    if not isinstance(wraps, dict) or not isinstance(wraps.get("name"), str):
+        raise ValueError(  # noqa: TRY004 - make_pruner reports every bad argument so
+            f"pruner 'patient': `wraps` must be a pruner name or {{name: ..., args: {{...}}}}, "
+            f"got {wraps!r}"
+        )
+    args = {k: v for k, v in wraps.items() if k not in ("name", "args")}
+    args.update(wraps.get("args") or {})
+    try:
+        return make_pruner(wraps["name"], epochs=epochs, **args)
+    except ValueError as e:
+        raise ValueError(f"pruner 'patient': wraps: {e}") from e
+
+
+def _check_hyperband(kwargs: dict[str, Any]) -> None:
+    # HyperbandPruner checks these only when it first prunes, inside a worker's trial: too late.
+    factor, low, high = (
+        kwargs.get(k) for k in ("reduction_factor", "min_resource", "max_resource")
+    )
+    if isinstance(factor, (int, float)) and factor < 2:
+        raise ValueError(f"pruner 'hyperband': `reduction_factor` must be >= 2, got {factor!r}")
+    if isinstance(high, (int, float)) and isinstance(low, (int, float)) and high < max(low, 1):
+        raise ValueError(
+            f"pruner 'hyperband': `max_resource` must be >= `min_resource` (and >= 1), got "
+            f"max_resource={high!r}, min_resource={low!r}"
+        )
 
 
 def make_pruner(name: str, *, epochs: int, **kwargs: Any) -> optuna.pruners.BasePruner:
@@ -59,7 +100,17 @@ def make_pruner(name: str, *, epochs: int, **kwargs: Any) -> optuna.pruners.Base
     """
     if name not in _TABLE:
         raise ValueError(f"unknown pruner {name!r}; choose one of {', '.join(_TABLE)}")
+    given = sorted(kwargs)
+    kwargs = {**_defaults(name, epochs), **kwargs}
+    if name == "hyperband":
+        _check_hyperband(kwargs)
+    if name == "patient":
+        kwargs["wrapped_pruner"] = _wrapped(kwargs.pop("wraps", None), epochs=epochs)
     try:
-        return _TABLE[name].cls(**{**_defaults(name, epochs), **kwargs})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return _TABLE[name].cls(**kwargs)
     except TypeError as e:
-        raise ValueError(f"pruner {name!r} does not take {sorted(kwargs)}: {e}") from e
+        raise ValueError(f"pruner {name!r} does not take {given}: {e}") from e
+    except ValueError as e:  # Optuna's own checks ("patience cannot be negative ...")
+        raise ValueError(f"pruner {name!r}: {e}") from e

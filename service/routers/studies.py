@@ -1,21 +1,32 @@
-"""Studies: create from a spec, list, status, the stored spec."""
+"""Studies: create from a spec, list, status, the stored spec, stop/resume/delete, pruner, enqueue."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from hpsearch import studies
 from service.deps import StorageDep, WriteAccess
-from service.schemas import StudiesPublic, StudyCreate, StudyPublic
+from service.schemas import (
+    EnqueuePublic,
+    EnqueueRequest,
+    PrunerUpdate,
+    StudiesPublic,
+    StudyCreate,
+    StudyPublic,
+)
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess])
 def create_study(spec: StudyCreate, storage: StorageDep) -> StudyPublic:
-    """Validate the spec against its space and create the study; workers pick it up."""
+    """Validate the spec against its space and create the study; workers pick it up.
+
+    With ``warm_start``, the best configs of that study are enqueued first; the response's
+    ``warm_start`` says how many and which were skipped.
+    """
     created = studies.create_study(storage, spec, allow_space_paths=False)
     return studies.study_status(storage, created.name)
 
@@ -25,19 +36,63 @@ def list_studies(
     storage: StorageDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    state: Annotated[Literal["open", "stopped", "done"] | None, Query()] = None,
+    prefix: Annotated[str | None, Query(max_length=128, description="name prefix")] = None,
 ) -> StudiesPublic:
-    """Every hpsearch study in the database, oldest first."""
-    all_studies = studies.list_studies(storage)
-    return StudiesPublic(data=all_studies[offset : offset + limit], count=len(all_studies))
+    """Hpsearch studies, oldest first; ``count`` is how many match the filters in all."""
+    data, count = studies.page_studies(
+        storage, offset=offset, limit=limit, state=state, prefix=prefix
+    )
+    return StudiesPublic(data=data, count=count)
 
 
 @router.get("/{name}")
 def get_study(name: str, storage: StorageDep) -> StudyPublic:
-    """Trial counts by state, budget used, the best value so far, whether it is done."""
+    """Counts by state, budget used, best value, state, ETA, pruning savings, live workers."""
     return studies.study_status(storage, name)
+
+
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    dependencies=[WriteAccess],
+)
+def delete_study(
+    name: str,
+    storage: StorageDep,
+    force: Annotated[bool, Query(description="delete even with running trials")] = False,
+) -> None:
+    """Delete the study and its trials; 409 while trials run, unless ``force=true``."""
+    studies.delete_study(storage, name, force=force)
 
 
 @router.get("/{name}/spec")
 def get_spec(name: str, storage: StorageDep) -> StudyCreate:
     """The resolved spec stored with the study (space inline, every default filled)."""
     return studies.load_spec(storage, name)
+
+
+@router.post("/{name}/stop", dependencies=[WriteAccess])
+def stop_study(name: str, storage: StorageDep) -> StudyPublic:
+    """Stop the study: workers start no new trial of it; running trials finish normally."""
+    return studies.stop_study(storage, name)
+
+
+@router.post("/{name}/resume", dependencies=[WriteAccess])
+def resume_study(name: str, storage: StorageDep) -> StudyPublic:
+    """Let a stopped study take trials again."""
+    return studies.resume_study(storage, name)
+
+
+@router.put("/{name}/pruner", dependencies=[WriteAccess])
+def set_pruner(name: str, pruner: PrunerUpdate, storage: StorageDep) -> StudyCreate:
+    """Replace the study's pruner (checked by building it); workers use it for new trials."""
+    return studies.set_pruner(storage, name, pruner)
+
+
+@router.post("/{name}/enqueue", dependencies=[WriteAccess])
+def enqueue(name: str, body: EnqueueRequest, storage: StorageDep) -> EnqueuePublic:
+    """Queue configs for workers to run before sampling; all are checked before any is queued."""
+    enqueued = studies.enqueue_configs(storage, name, body.configs)
+    return EnqueuePublic(enqueued=enqueued, given=len(body.configs))

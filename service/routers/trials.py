@@ -1,12 +1,14 @@
-"""Trials of a study: pages of them, one of them, the best one, and pruning one on request."""
+"""Trials of a study: pages of them, CSV, one of them, the best one, and pruning on request."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
+from fastapi.responses import StreamingResponse
 
 from hpsearch import studies
+from hpsearch.trial_export import trials_csv
 from service.deps import StorageDep, WriteAccess
 from service.schemas import TrialPublic, TrialsPublic
 
@@ -26,6 +28,27 @@ def list_trials(
     """A page of the study's trials in trial-number order, each with config and learning curve."""
     data, count = studies.list_trials(storage, name, offset=offset, limit=limit, state=state)
     return TrialsPublic(data=data, count=count)
+
+
+@router.get(
+    "/trials.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "one row per trial"}},
+)
+def export_trials(
+    name: str,
+    storage: StorageDep,
+    state: Annotated[
+        str | None, Query(description="running, complete, pruned, fail, waiting")
+    ] = None,
+) -> StreamingResponse:
+    """Every trial as CSV (number, state, value, times, worker, reasons, params_*), streamed."""
+    lines = trials_csv(storage, name, state=state)
+    return StreamingResponse(
+        lines,
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}-trials.csv"'},
+    )
 
 
 @router.get("/best")

@@ -1,0 +1,392 @@
+"""Latency of the REST reads a user makes, at 1,000 to 100,000 trials in one study (BENCHMARKS.md §2).
+
+    python benchmarks/read_latency.py [--sizes 1000,10000,100000] [--repeat 30]
+                                      [--postgres postgresql://...] [--out FILE.md]
+
+For each backend (a fresh SQLite file; PostgreSQL too when ``--postgres URL`` names an empty
+database) and each size, a study of the demo space is created with ``hpsearch.studies`` and
+filled FAST by bulk-inserting rows into Optuna's own tables with SQLAlchemy Core (80% complete,
+15% pruned, 5% failed; every active parameter of the demo space, 10 intermediate values per
+complete trial, a ``config`` and a ``seed`` user attribute). Optuna then reads the first
+trials back, to check the rows are what Optuna would have written.
+
+The reads go through the real app served by uvicorn in a subprocess over real HTTP (httpx,
+with a read token made in the database): the study summary, the best trial, the first page of
+trials, a page in the middle, the list of studies, parameter importance (PED-ANOVA). Beside
+them the "plain Optuna" anchor answers the same questions the usual way, in-process on the same
+storage: ``optuna.load_study(...).best_trial`` and ``len(optuna.load_study(...).trials)``.
+
+Each read is repeated ``--repeat`` times after 2 warm-ups, but stops early (at 5 samples at
+least) once it has taken ``--budget`` seconds: the column ``n`` says how many samples a row has.
+Studies of every size share one database per backend, built smallest first, so the list of
+studies at size N also holds the smaller studies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import optuna
+import sqlalchemy
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+)
+from optuna.storages._rdb import models
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hpsearch import studies
+from hpsearch.spaces import Param, SearchSpace
+from hpsearch.storage import open_storage, redact
+
+STATE_MIX = ((TrialState.COMPLETE, 0.80), (TrialState.PRUNED, 0.15), (TrialState.FAIL, 0.05))
+EPOCHS = 10
+FINITE_INTERMEDIATE = models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
+
+
+def _distribution(param: Param) -> BaseDistribution:
+    if param.type == "categorical":
+        return CategoricalDistribution(param.choices)
+    if param.type == "int":
+        step = 1 if param.step is None or param.log else int(param.step)
+        return IntDistribution(int(param.low), int(param.high), log=param.log, step=step)
+    return FloatDistribution(param.low, param.high, log=param.log, step=param.step)
+
+
+def _sample(param: Param, rng: random.Random) -> Any:
+    if param.type == "categorical":
+        return rng.choice(param.choices)
+    if param.log:
+        x = math.exp(rng.uniform(math.log(param.low), math.log(param.high)))
+        return round(x) if param.type == "int" else x
+    if param.type == "int":
+        return rng.randint(int(param.low), int(param.high))
+    return rng.uniform(param.low, param.high)
+
+
+def _value(config: dict[str, Any], rng: random.Random) -> float:
+    return 0.97 - 0.05 * (math.log10(config["optim.lr"]) + 2.5) ** 2 - rng.uniform(0, 0.02)
+
+
+def build_study(url: str, name: str, n_trials: int, *, seed: int = 0) -> float:
+    """Create study ``name`` with ``n_trials`` finished trials by bulk insert; returns seconds."""
+    start = time.perf_counter()
+    storage = open_storage(url)
+    spec = studies.create_study(
+        storage, {"name": name, "space": "demo", "budget": {"trials": n_trials}, "seed": seed}
+    )
+    space: SearchSpace = spec.search_space
+    dists = {n: _distribution(p) for n, p in space.params.items()}
+    dist_json = {n: distribution_to_json(d) for n, d in dists.items()}
+    study_id = storage.get_study_id_from_name(name)
+    rng = random.Random(seed)
+    engine = storage.engine
+    with engine.begin() as conn:
+        first_id = (
+            conn.execute(
+                sqlalchemy.select(sqlalchemy.func.max(models.TrialModel.trial_id))
+            ).scalar_one_or_none()
+            or 0
+        ) + 1
+    t0 = dt.datetime(2026, 1, 1)
+    trials, params, values, inters, attrs = [], [], [], [], []
+    states = [s for s, _ in STATE_MIX]
+    weights = [w for _, w in STATE_MIX]
+    for number in range(n_trials):
+        trial_id = first_id + number
+        state = rng.choices(states, weights)[0]
+        config: dict[str, Any] = {}
+        for pname in space.ordered_names():
+            if space.is_active(pname, config):
+                config[pname] = _sample(space.params[pname], rng)
+        for pname, value in config.items():
+            params.append(
+                {
+                    "trial_id": trial_id,
+                    "param_name": pname,
+                    "param_value": dists[pname].to_internal_repr(value),
+                    "distribution_json": dist_json[pname],
+                }
+            )
+        final = _value(config, rng)
+        epochs = EPOCHS if state == TrialState.COMPLETE else rng.randint(1, EPOCHS - 1)
+        if state == TrialState.FAIL:
+            epochs = rng.randint(0, 3)
+        for step in range(epochs):
+            inters.append(
+                {
+                    "trial_id": trial_id,
+                    "step": step,
+                    "intermediate_value": final - 0.3 * (EPOCHS - 1 - step) / EPOCHS,
+                    "intermediate_value_type": FINITE_INTERMEDIATE,
+                }
+            )
+        if state == TrialState.COMPLETE:
+            values.append(
+                {
+                    "trial_id": trial_id,
+                    "objective": 0,
+                    "value": final,
+                    "value_type": models.TrialValueModel.TrialValueType.FINITE,
+                }
+            )
+        attrs.append({"trial_id": trial_id, "key": "config", "value_json": json.dumps(config)})
+        attrs.append({"trial_id": trial_id, "key": "seed", "value_json": str(seed + number)})
+        begun = t0 + dt.timedelta(seconds=30 * number)
+        trials.append(
+            {
+                "trial_id": trial_id,
+                "number": number,
+                "study_id": study_id,
+                "state": state,
+                "datetime_start": begun,
+                "datetime_complete": begun + dt.timedelta(seconds=3 * max(epochs, 1)),
+            }
+        )
+    with engine.begin() as conn:
+        for table, rows in (
+            (models.TrialModel.__table__, trials),
+            (models.TrialParamModel.__table__, params),
+            (models.TrialValueModel.__table__, values),
+            (models.TrialIntermediateValueModel.__table__, inters),
+            (models.TrialUserAttributeModel.__table__, attrs),
+        ):
+            for i in range(0, len(rows), 50_000):
+                conn.execute(sqlalchemy.insert(table), rows[i : i + 50_000])
+    if engine.url.get_backend_name() == "postgresql":
+        with engine.begin() as conn:  # the inserted ids must not collide with Optuna's next ones
+            conn.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('trials', 'trial_id'), "
+                "(SELECT MAX(trial_id) FROM trials))"
+            )
+            conn.exec_driver_sql("ANALYZE")
+    _check(storage, name, first_id, trials, values)
+    return time.perf_counter() - start
+
+
+def _check(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    first_id: int,
+    trials: list[dict[str, Any]],
+    values: list[dict[str, Any]],
+) -> None:
+    # Optuna must read back what was inserted. Loading the whole study is slow at 100k; the
+    # first trials through Optuna's own storage API show the same.
+    if len(trials) <= 10_000:
+        read = optuna.load_study(study_name=name, storage=storage).trials[:3]
+    else:
+        read = [storage.get_trial(first_id + i) for i in range(3)]
+    value_of = {v["trial_id"]: v["value"] for v in values}
+    for frozen, row in zip(read, trials[:3], strict=True):
+        assert frozen.number == row["number"] and frozen.state == row["state"], frozen
+        assert frozen.params == frozen.user_attrs["config"], frozen
+        if frozen.state == TrialState.COMPLETE:
+            assert abs(frozen.value - value_of[row["trial_id"]]) < 1e-9, frozen
+            assert len(frozen.intermediate_values) == EPOCHS, frozen
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """The real app, served by uvicorn in a subprocess over ``url``."""
+
+    def __init__(self, url: str) -> None:
+        self.port = _free_port()
+        env = {**os.environ, "HPSEARCH_STORAGE": url, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory"]
+            + ["--port", str(self.port), "--log-level", "warning"],
+            env=env,
+            cwd=ROOT,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the service did not start")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+def _read_headers(url: str) -> dict[str, str]:
+    try:
+        from hpsearch.tokens import create_token
+    except ImportError:  # no tokens yet: the service reads anonymously
+        return {}
+    _info, secret = create_token(
+        open_storage(url), f"bench-{os.getpid()}-{time.time_ns()}", scopes="read"
+    )
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def measure(call: Callable[[], Any], *, repeat: int, budget: float, warmup: int = 2) -> list[float]:
+    """Milliseconds of ``repeat`` calls after ``warmup`` ones; stops at 5+ once over ``budget`` s."""
+    for _ in range(warmup):
+        call()
+    samples: list[float] = []
+    began = time.perf_counter()
+    while len(samples) < repeat:
+        start = time.perf_counter()
+        call()
+        samples.append(1000 * (time.perf_counter() - start))
+        if len(samples) >= 5 and time.perf_counter() - began > budget:
+            break
+    return samples
+
+
+def _p95(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def run_backend(
+    label: str, url: str, sizes: list[int], *, repeat: int, budget: float
+) -> list[tuple[str, str, int, int, float, float]]:
+    """Rows ``(backend, read, size, n, p50 ms, p95 ms)`` for one database."""
+    print(f"\n## {label}: {redact(url)}", flush=True)
+    storage = open_storage(url)
+    service = Service(url)
+    headers = _read_headers(url)
+    rows = []
+    try:
+        with httpx.Client(base_url=service.base, headers=headers, timeout=600) as http:
+
+            def get(path: str, **params: Any) -> Callable[[], Any]:
+                def call() -> Any:
+                    response = http.get(path, params=params)
+                    response.raise_for_status()
+                    return response
+
+                return call
+
+            for size in sizes:
+                name = f"bench-{size}"
+                seconds = build_study(url, name, size)
+                print(f"built {name}: {size} trials in {seconds:.1f} s", flush=True)
+
+                def best_plain(name: str = name) -> Any:
+                    return optuna.load_study(study_name=name, storage=storage).best_trial
+
+                def count_plain(name: str = name) -> Any:
+                    return len(optuna.load_study(study_name=name, storage=storage).trials)
+
+                reads = [
+                    ("GET /studies/{name} (summary)", get(f"/studies/{name}")),
+                    ("GET /studies/{name}/best", get(f"/studies/{name}/best")),
+                    (
+                        "GET /studies/{name}/trials?limit=50",
+                        get(f"/studies/{name}/trials", limit=50),
+                    ),
+                    (
+                        "GET /studies/{name}/trials?offset=middle&limit=50",
+                        get(f"/studies/{name}/trials", offset=size // 2, limit=50),
+                    ),
+                    ("GET /studies (list)", get("/studies")),
+                    ("GET /studies/{name}/importance", get(f"/studies/{name}/importance")),
+                    ("plain Optuna: load_study().best_trial", best_plain),
+                    ("plain Optuna: len(load_study().trials)", count_plain),
+                ]
+                for read, call in reads:
+                    samples = measure(call, repeat=repeat, budget=budget)
+                    row = (
+                        label,
+                        read,
+                        size,
+                        len(samples),
+                        statistics.median(samples),
+                        _p95(samples),
+                    )
+                    rows.append(row)
+                    print(f"  {read:<52} n={row[3]:>3}  p50 {row[4]:9.1f} ms  p95 {row[5]:9.1f} ms",
+                          flush=True)  # fmt: skip
+    finally:
+        service.stop()
+    return rows
+
+
+def table(rows: list[tuple[str, str, int, int, float, float]]) -> str:
+    """The markdown table: rows are read x size (by backend), columns p50 and p95 in ms."""
+    lines = [
+        "| backend | read | trials | n | p50 ms | p95 ms |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    order = {read: i for i, read in enumerate(dict.fromkeys(r[1] for r in rows))}
+    for backend, read, size, n, p50, p95 in sorted(rows, key=lambda r: (r[0], order[r[1]], r[2])):
+        lines.append(f"| {backend} | {read} | {size:,} | {n} | {p50:.1f} | {p95:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1000,10000", help="trials per study, comma-separated")
+    parser.add_argument("--repeat", type=int, default=30, help="requests per read (default 30)")
+    parser.add_argument(
+        "--budget", type=float, default=60.0,
+        help="seconds per read and size after which it stops at 5 samples or more (default 60)",
+    )  # fmt: skip
+    parser.add_argument("--postgres", metavar="URL", help="also run on this EMPTY PostgreSQL db")
+    parser.add_argument(
+        "--out", default=str(ROOT / "benchmarks" / "results" / "read_latency.md"),
+        help="markdown file for the table",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        sqlite_url = f"sqlite:///{tmp}/bench.db"
+        rows += run_backend("sqlite", sqlite_url, sizes, repeat=args.repeat, budget=args.budget)
+    if args.postgres:
+        rows += run_backend(
+            "postgresql", args.postgres, sizes, repeat=args.repeat, budget=args.budget
+        )
+    result = table(rows)
+    print("\n" + result)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = (
+        "# Read latency (benchmarks/read_latency.py)\n\n"
+        f"`python benchmarks/read_latency.py --sizes {args.sizes} --repeat {args.repeat}"
+        f"{' --postgres URL' if args.postgres else ''}`, "
+        f"{dt.datetime.now():%Y-%m-%d}. Milliseconds per request, client side; n = samples.\n\n"
+    )
+    out.write_text(header + result + "\n")
+    print(f"\nwritten to {out}")
+
+
+if __name__ == "__main__":
+    main()
