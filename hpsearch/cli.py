@@ -559,6 +559,15 @@ def _cmd_pruner(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_reader_args(p: argparse.ArgumentParser, *, json_help: str = "print JSON") -> None:
+    """--server, --storage and --json: the options of every verb that reads results."""
+    p.add_argument("--server", help=_SERVER_HELP)
+    p.add_argument(
+        "--storage", help="read this study database directly instead of asking a service"
+    )
+    p.add_argument("--json", action="store_true", help=json_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb."""
     parser = argparse.ArgumentParser(
@@ -670,11 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("status", help="list studies, or show one study's progress")
     p.add_argument("name", nargs="?", help="study name (default: list every study)")
-    p.add_argument("--server", help=_SERVER_HELP)
-    p.add_argument(
-        "--storage", help="read this study database directly instead of asking a service"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_reader_args(p)
     p.set_defaults(func=_cmd_status)
 
     p = verbs.add_parser(
@@ -689,20 +694,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--all", action="store_true", help="also list stopped and dead workers")
     p.add_argument("--study", help="only workers running a trial of this study now")
-    p.add_argument("--server", help=_SERVER_HELP)
-    p.add_argument(
-        "--storage", help="read this study database directly instead of asking a service"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_reader_args(p)
     p.set_defaults(func=_cmd_workers)
 
     p = verbs.add_parser("best", help="print a study's best trial and its full config")
     p.add_argument("name", help="study name")
-    p.add_argument("--server", help=_SERVER_HELP)
-    p.add_argument(
-        "--storage", help="read this study database directly instead of asking a service"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_reader_args(p)
     p.set_defaults(func=_cmd_best)
 
     p = verbs.add_parser(
@@ -721,11 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ped_anova (default; fast at any size) or fanova (a seeded random forest over the "
         "latest 2000 complete trials)",
     )  # fmt: skip
-    p.add_argument("--server", help=_SERVER_HELP)
-    p.add_argument(
-        "--storage", help="read this study database directly instead of asking a service"
-    )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_reader_args(p, json_help="print the report as JSON")
     p.set_defaults(func=_cmd_importance)
 
     p = verbs.add_parser(

@@ -28,6 +28,7 @@ from hpsearch.tables import create_tables
 
 __all__ = [
     "DEFAULT_STORAGE",
+    "RETRY_OF_ATTR",
     "count_retries",
     "count_trials_by_state",
     "count_trials_by_study",
@@ -45,6 +46,8 @@ DEFAULT_STORAGE = "sqlite:///hpsearch.db"
 #: Seconds between a running trial's heartbeats (``$HPSEARCH_HEARTBEAT_SECONDS`` overrides);
 #: a trial silent for 3x this is failed and retried.
 HEARTBEAT_INTERVAL = 10
+#: Trial system attribute Optuna's retry callback sets on a retry: the failed trial's number.
+RETRY_OF_ATTR = "failed_trial"
 #: How many times a trial whose worker died or was stopped is retried (``$HPSEARCH_MAX_RETRIES``).
 MAX_RETRIES = 3
 
@@ -193,10 +196,10 @@ def count_retries(storage: optuna.storages.RDBStorage, study_id: int) -> int:
     """
     query = sqlalchemy.text(
         "SELECT COUNT(*) FROM trial_system_attributes a JOIN trials t ON t.trial_id = a.trial_id"
-        " WHERE t.study_id = :study_id AND a.key = 'failed_trial'"
+        " WHERE t.study_id = :study_id AND a.key = :key"
     )
     with storage.engine.connect() as conn:
-        return conn.execute(query, {"study_id": study_id}).scalar_one()
+        return conn.execute(query, {"study_id": study_id, "key": RETRY_OF_ATTR}).scalar_one()
 
 
 def page_trial_ids(

@@ -42,7 +42,13 @@ from hpsearch.errors import (
 )
 from hpsearch.fleet import live_workers
 from hpsearch.spaces import SearchSpace, load_space
-from hpsearch.storage import count_trials_by_state, page_trial_ids, study_lock
+from hpsearch.storage import (
+    RETRY_OF_ATTR,
+    count_retries,
+    count_trials_by_state,
+    page_trial_ids,
+    study_lock,
+)
 from hpsearch.strategy import PRUNERS, STRATEGIES, make_pruner, make_sampler
 from hpsearch.tasks import FAMILY_METRICS, METRICS, TASK_FAMILIES, TaskSpec, default_metric
 from hpsearch.warm_start import (
@@ -82,6 +88,7 @@ __all__ = [
     "resume_study",
     "set_pruner",
     "stop_study",
+    "study_states",
     "study_status",
     "trial_record",
 ]
@@ -495,6 +502,7 @@ class _StudyRow:
     spec: StudySpec
     counts: dict[TrialState, int]
     system_attrs: dict[str, Any]
+    retries: int  # trials that retry a failed one (storage.count_retries)
 
     @property
     def stopped_at(self) -> dt.datetime | None:
@@ -502,7 +510,7 @@ class _StudyRow:
 
     @property
     def budget_reason(self) -> str | None:
-        return done_reason(self.spec, self.counts)
+        return done_reason(self.spec, self.counts, retries=self.retries)
 
     @property
     def state(self) -> StudyState:
@@ -581,7 +589,7 @@ def _status(storage: optuna.storages.RDBStorage, row: _StudyRow, *, workers: int
     """A study's full status from its row plus three queries: best, mean duration, pruning."""
     spec = row.spec
     stopped_at = row.stopped_at
-    reason = done_reason(spec, row.counts, stopped=stopped_at is not None)
+    reason = done_reason(spec, row.counts, stopped=stopped_at is not None, retries=row.retries)
     best = _best_number_value(storage, row.study_id, spec.direction or "maximize")
     warm = row.system_attrs.get(WARM_START_ATTR)
     return StudyStatus(
@@ -619,6 +627,7 @@ def study_status(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
         spec=StudySpec.model_validate(spec_json),
         counts=count_trials_by_state(storage, study_id),
         system_attrs=storage.get_study_system_attrs(study_id),
+        retries=count_retries(storage, study_id),
     )
     return _status(storage, row, workers=len(live_workers(storage, study=name)))
 
@@ -635,7 +644,7 @@ def _prefix_filter(prefix: str | None) -> tuple[str, dict[str, Any]]:
 
 
 def _study_rows(storage: optuna.storages.RDBStorage, *, prefix: str | None) -> list[_StudyRow]:
-    """Every hpsearch study whose name starts with ``prefix``, oldest first, in three queries."""
+    """Every hpsearch study whose name starts with ``prefix``, oldest first, in four queries."""
     where, params = _prefix_filter(prefix)
     specs_q = sqlalchemy.text(
         "SELECT s.study_id, s.study_name, a.value_json FROM studies s "
@@ -651,11 +660,17 @@ def _study_rows(storage: optuna.storages.RDBStorage, *, prefix: str | None) -> l
         f"JOIN studies s ON s.study_id = a.study_id WHERE {where} "
         "AND a.key IN (:stopped_key, :warm_key)"
     )
+    retries_q = sqlalchemy.text(
+        "SELECT t.study_id, COUNT(*) FROM trial_system_attributes a "
+        "JOIN trials t ON t.trial_id = a.trial_id JOIN studies s ON s.study_id = t.study_id "
+        f"WHERE {where} AND a.key = :retry_key GROUP BY t.study_id"
+    )
     keys = {"spec_key": SPEC_ATTR, "stopped_key": STOPPED_ATTR, "warm_key": WARM_START_ATTR}
     with storage.engine.connect() as conn:
         specs = conn.execute(specs_q, {**params, **keys}).all()
         counts_rows = conn.execute(counts_q, params).all()
         attrs_rows = conn.execute(attrs_q, {**params, **keys}).all()
+        retries = dict(conn.execute(retries_q, {**params, "retry_key": RETRY_OF_ATTR}).all())
     counts: dict[int, dict[TrialState, int]] = {}
     for study_id, state, n in counts_rows:
         counts.setdefault(study_id, {s: 0 for s in TrialState})[TrialState[state]] = n
@@ -676,9 +691,15 @@ def _study_rows(storage: optuna.storages.RDBStorage, *, prefix: str | None) -> l
                 spec=spec,
                 counts=counts.get(study_id, {s: 0 for s in TrialState}),
                 system_attrs=attrs.get(study_id, {}),
+                retries=retries.get(study_id, 0),
             )
         )
     return rows
+
+
+def study_states(storage: optuna.storages.RDBStorage) -> dict[str, StudyState]:
+    """The state (open, stopped, done) of every hpsearch study, in four queries."""
+    return {row.name: row.state for row in _study_rows(storage, prefix=None)}
 
 
 def page_studies(

@@ -26,11 +26,9 @@ one process; the global registry would refuse the second). Two kinds of metrics 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import optuna
 import sqlalchemy
@@ -39,13 +37,12 @@ from optuna.trial import TrialState
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
-from pydantic import AwareDatetime, TypeAdapter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hpsearch import fleet
 from hpsearch.errors import HpsearchError
 from hpsearch.storage import open_storage
-from hpsearch.studies import SPEC_ATTR, Budget, StudySpec, done_reason
+from hpsearch.studies import SPEC_ATTR, study_states
 from service.settings import Settings
 
 __all__ = [
@@ -61,13 +58,7 @@ log = logging.getLogger("service")
 UNMATCHED_ROUTE = "<unmatched>"
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-_CREATED_AT: TypeAdapter[AwareDatetime | None] = TypeAdapter(AwareDatetime | None)
 
-# The hpsearch studies: those whose user attributes hold a spec.
-_SPECS = sqlalchemy.text(
-    "SELECT s.study_name, a.value_json FROM studies s "
-    "JOIN study_user_attributes a ON a.study_id = s.study_id AND a.key = :key"
-)
 _COUNTS = sqlalchemy.text(
     "SELECT s.study_name, t.state, COUNT(*) FROM trials t "
     "JOIN studies s ON s.study_id = t.study_id "
@@ -90,16 +81,6 @@ def _durations_query(dialect: str) -> sqlalchemy.TextClause:
         "AND t.datetime_start IS NOT NULL AND t.datetime_complete IS NOT NULL "
         "GROUP BY s.study_name, t.state"
     )
-
-
-def _study_state(spec_json: str, counts: dict[TrialState, int]) -> str:
-    # Only the budget and the creation time decide; the inline space is not validated.
-    raw: dict[str, Any] = json.loads(spec_json)
-    spec = StudySpec.model_construct(
-        budget=Budget.model_validate(raw["budget"]),
-        created_at=_CREATED_AT.validate_python(raw.get("created_at")),
-    )
-    return "done" if done_reason(spec, counts) else "open"
 
 
 class StudyDatabaseCollector(Collector):
@@ -134,8 +115,8 @@ class StudyDatabaseCollector(Collector):
     def _families(self, storage: optuna.storages.RDBStorage) -> list[Metric]:
         params = {"key": SPEC_ATTR}
         dialect = storage.engine.dialect.name
+        states = study_states(storage)  # the same state as every study's status
         with storage.engine.connect() as conn:
-            specs = dict(conn.execute(_SPECS, params).all())
             count_rows = conn.execute(_COUNTS, params).all()
             duration_rows = (
                 conn.execute(_durations_query(dialect), params).all() if dialect in _SECONDS else []
@@ -143,26 +124,25 @@ class StudyDatabaseCollector(Collector):
         live = fleet.live_workers(storage)
 
         counts: dict[str, dict[TrialState, int]] = {
-            name: dict.fromkeys(TrialState, 0) for name in specs
+            name: dict.fromkeys(TrialState, 0) for name in states
         }
         for name, state, n in count_rows:
-            counts[name][TrialState[state]] = n
+            if name in counts:  # not a study whose spec this version cannot read
+                counts[name][TrialState[state]] = n
 
         trials = GaugeMetricFamily(
             "hpsearch_trials", "Trials of each hpsearch study by state.", labels=["study", "state"]
         )
         studies = GaugeMetricFamily(
-            "hpsearch_studies", "hpsearch studies that take trials (open) or not (done).",
+            "hpsearch_studies",
+            "hpsearch studies that take trials (open), are stopped by a user, or are done.",
             labels=["state"],
-        )  # fmt: skip
-        by_state = {"open": 0, "done": 0}
-        for name in sorted(specs):
+        )
+        by_state = {"open": 0, "stopped": 0, "done": 0}
+        for name in sorted(states):
             for state, n in counts[name].items():
                 trials.add_metric([name, state.name.lower()], n)
-            try:
-                by_state[_study_state(specs[name], counts[name])] += 1
-            except (ValueError, KeyError, TypeError) as e:  # a spec this version cannot read
-                log.warning("metrics: study %r has an unreadable spec: %s", name, e)
+            by_state[states[name]] += 1
         for state, n in by_state.items():
             studies.add_metric([state], n)
 

@@ -287,26 +287,35 @@ def postgres_url() -> Iterator[str]:
         yield _url_string(url)
         return
 
+    cluster = _new_cluster()
+    atexit.register(cluster.stop)  # also when the session dies before fixture teardown
+    try:
+        yield _start_with_database(cluster, _SESSION_DATABASE)
+    finally:
+        cluster.stop()
+
+
+def _new_cluster() -> _PostgresCluster:
     bindir = _find_pg_bindir()
     if bindir is None:
         _unavailable(
             "no initdb/pg_ctl/postgres found (looked at $HPSEARCH_TEST_PG_BINDIR, "
             "`pg_config --bindir`, /usr/lib/postgresql/*/bin and $PATH)"
         )
-    cluster = _PostgresCluster(bindir)
-    atexit.register(cluster.stop)  # also when the session dies before fixture teardown
-    try:
-        cluster.start()
-        server = URL.create(
-            "postgresql+psycopg", username=_PG_ROLE, host="127.0.0.1", port=cluster.port,
-            database="postgres",
-        )  # fmt: skip
-        _wait_until_accepting(server)
-        with _connect_admin(server) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(_SESSION_DATABASE)))
-        yield _url_string(server.set(database=_SESSION_DATABASE))
-    finally:
-        cluster.stop()
+    return _PostgresCluster(bindir)
+
+
+def _start_with_database(cluster: _PostgresCluster, database: str) -> str:
+    """Start ``cluster``, create ``database`` in it, and return that database's URL."""
+    cluster.start()
+    server = URL.create(
+        "postgresql+psycopg", username=_PG_ROLE, host="127.0.0.1", port=cluster.port,
+        database="postgres",
+    )  # fmt: skip
+    _wait_until_accepting(server)
+    with _connect_admin(server) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    return _url_string(server.set(database=database))
 
 
 def _drop_database(admin: URL, name: str) -> None:
@@ -407,19 +416,8 @@ def restartable_postgres() -> Iterator[tuple[str, _PostgresCluster]]:
     """A PostgreSQL server of this test's own, with its cluster, so the test can restart it."""
     if os.environ.get("HPSEARCH_TEST_POSTGRES_URL"):
         pytest.skip("cannot restart an external server ($HPSEARCH_TEST_POSTGRES_URL)")
-    bindir = _find_pg_bindir()
-    if bindir is None:
-        _unavailable("no initdb/pg_ctl/postgres found to start a server to restart")
-    cluster = _PostgresCluster(bindir)
+    cluster = _new_cluster()
     try:
-        cluster.start()
-        server = URL.create(
-            "postgresql+psycopg", username=_PG_ROLE, host="127.0.0.1", port=cluster.port,
-            database="postgres",
-        )  # fmt: skip
-        _wait_until_accepting(server)
-        with _connect_admin(server) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier("restartable")))
-        yield _url_string(server.set(database="restartable")), cluster
+        yield _start_with_database(cluster, "restartable"), cluster
     finally:
         cluster.stop()

@@ -48,6 +48,12 @@ def _worker(url, *args, env=None):
     )
 
 
+def _resumable_args(checkpoint_dir):
+    """Worker arguments for study "f" with the checkpointing test objective."""
+    return ["--study", "f", "--objective", "objectives:resumable",
+            "--checkpoint-dir", str(checkpoint_dir)]  # fmt: skip
+
+
 def _wait_for(predicate, what, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -96,14 +102,7 @@ def test_eight_workers_share_one_study_exactly(fresh_postgres_url):
 def test_a_killed_workers_trial_is_failed_retried_and_resumed(fresh_postgres_url, tmp_path):
     url = fresh_postgres_url
     _create(url, trials=3)
-    args = [
-        "--study",
-        "f",
-        "--objective",
-        "objectives:resumable",
-        "--checkpoint-dir",
-        str(tmp_path),
-    ]
+    args = _resumable_args(tmp_path)
     doomed = _worker(url, *args, env=FAST_HEARTBEAT)
     try:
         (victim,) = _wait_for(_running_with_steps(url, steps=3), "a trial with 3 steps")
@@ -157,14 +156,7 @@ def test_a_postgres_restart_costs_a_pause_not_results(restartable_postgres):
 
 def test_sigterm_stops_within_the_bound_and_the_trial_resumes(storage_url, tmp_path):
     _create(storage_url, trials=1)
-    args = [
-        "--study",
-        "f",
-        "--objective",
-        "objectives:resumable",
-        "--checkpoint-dir",
-        str(tmp_path),
-    ]
+    args = _resumable_args(tmp_path)
     worker = _worker(storage_url, *args)
     try:
         _wait_for(_running_with_steps(storage_url, steps=3), "a trial with 3 steps")
@@ -232,6 +224,7 @@ def test_a_worker_records_itself_in_the_fleet_while_it_runs(storage_url):
         out, _ = worker.communicate(timeout=60)
     finally:
         worker.kill()
+    assert worker.returncode == 0, out
     assert record.pid == worker.pid and record.device == "cpu" and record.gpu_name is None
     assert record.trial_number == running.number and record.version
     assert not fleet.live_workers(storage)  # it retired when it exited

@@ -36,6 +36,7 @@ from hpsearch import fleet
 from hpsearch.errors import StudyNotFound, TrainingDiverged
 from hpsearch.spaces import suggest_config
 from hpsearch.storage import (
+    RETRY_OF_ATTR,
     count_retries,
     count_trials_by_state,
     count_trials_by_study,
@@ -72,7 +73,6 @@ log = logging.getLogger("hpsearch.worker")
 #: Trial user attribute: the batch/accumulation each CUDA out-of-memory retry ran with.
 OOM_ATTR = "oom_retries"
 _WORKERS_ATTR = "hpsearch:workers"  # study system attribute: how many workers joined the study
-_RETRY_OF = "failed_trial"  # trial system attribute Optuna's retry callback sets
 
 
 class WorkerStopped(BaseException):
@@ -224,11 +224,13 @@ class _Worker:
         return spec.budget.trials is not None and held >= spec.budget.trials
 
     def _done(self, study_id: int, spec: StudySpec, counts: dict[TrialState, int]) -> str | None:
+        # Retries only matter once failures pass the limit: count them only then.
+        failing = counts[TrialState.FAIL] > spec.budget.max_failures
         return done_reason(
             spec,
             counts,
             stopped=is_stopped(self.storage, study_id),
-            retries=count_retries(self.storage, study_id),
+            retries=count_retries(self.storage, study_id) if failing else 0,
         )
 
     # -- claiming, running and ending a trial ----------------------------------------------
@@ -271,10 +273,13 @@ class _Worker:
     def serve(self, joined: _Joined, trial: optuna.Trial) -> _Outcome:
         """Run one claimed trial to its end and write that end; never leaves it RUNNING."""
         storage, link = self.storage, self.link
-        frozen = link.call("reading the trial", storage.get_trial, trial._trial_id)
-        origin = frozen.system_attrs.get(_RETRY_OF)  # the trial this one retries, if any
-        if origin is not None and frozen.user_attrs.get(SEED_ATTR) is not None:
-            seed = int(frozen.user_attrs[SEED_ATTR])  # a retry trains exactly as the original
+        system_attrs = link.call(
+            "reading the trial", storage.get_trial_system_attrs, trial._trial_id
+        )
+        origin = system_attrs.get(RETRY_OF_ATTR)  # the trial this one retries, if any
+        inherited_seed = trial.user_attrs.get(SEED_ATTR)  # as read by ask(): no query
+        if origin is not None and inherited_seed is not None:
+            seed = int(inherited_seed)  # a retry trains exactly as the original
         elif joined.spec.seed is None:
             seed = secrets.randbelow(2**31)
         else:
