@@ -7,9 +7,10 @@ checked (and the spectrograms computed) when :func:`fit` is called; one
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,6 +22,7 @@ from hpsearch.train.checkpoint import Checkpoint
 from hpsearch.train.loop import EpochResult, run_epochs
 from hpsearch.train.losses import build_loss
 from hpsearch.train.optim import build_optimizer, timm_optimizer_name
+from hpsearch.train.predict import PredictionsCallback, predictor
 from hpsearch.train.run import check_family
 from hpsearch.train.runtime import autocast, start_run
 from hpsearch.train.specaugment import SpecAugment
@@ -46,6 +48,7 @@ def fit(
     seed: int | None = None,
     device: str | None = None,
     checkpoint: Checkpoint | None = None,
+    predictions: PredictionsCallback | None = None,
 ) -> Iterator[EpochResult]:
     """Train an audio classifier, yielding an :class:`EpochResult` after every epoch.
 
@@ -53,7 +56,10 @@ def fit(
     Raises ``ValueError`` (naming the knob or the dataset) before any training for a bad
     config, task or device; :class:`~hpsearch.errors.TrainingDiverged` when the loss stops
     being finite. With a ``checkpoint`` the run saves its state after every epoch and resumes
-    from a saved one (:func:`hpsearch.train.loop.run_epochs`).
+    from a saved one (:func:`hpsearch.train.loop.run_epochs`). ``predictions`` gets the final
+    model's :class:`~hpsearch.train.predictions.ValPredictions` once the last result is
+    consumed; its ``worst_files`` are paths inside the dataset folder, or
+    ``"<dataset>#<index in the validation split>"`` for a generated dataset.
     """
     cfg = parse_audio_config(config)
     check_family(task, "audio_classification", "hpsearch.train.audio")
@@ -69,10 +75,13 @@ def fit(
         model,
         data.train.to(dev),
         data.val.to(dev),
-        n_classes=data.n_classes,
+        classes=data.classes,
         epochs=task.epochs,
         generator=generator,
         checkpoint=checkpoint,
+        predictions=predictions,
+        val_ids=data.val_files or [f"{task.dataset}#{i}" for i in range(len(data.val.y))],
+        meta={"dataset": task.dataset, "sample_rate": data.sample_rate},
     )
 
 
@@ -82,11 +91,15 @@ def _epochs(
     train_set: AudioSplit,
     val_set: AudioSplit,
     *,
-    n_classes: int,
+    classes: tuple[str, ...],
     epochs: int,
     generator: torch.Generator,
     checkpoint: Checkpoint | None,
+    predictions: PredictionsCallback | None,
+    val_ids: Sequence[str],
+    meta: dict[str, Any],
 ) -> Iterator[EpochResult]:
+    n_classes = len(classes)
     device = train_set.y.device
     optimizer = build_optimizer(model, cfg.optim)
     loss_fn = build_loss(cfg.loss, n_classes)
@@ -121,6 +134,9 @@ def _epochs(
         with autocast(device, amp_dtype):
             return evaluated(val_set.x[rows])
 
+    def worst_files(worst: np.ndarray) -> dict[str, Any]:
+        return {"worst_files": [val_ids[i] for i in worst.tolist()]}
+
     yield from run_epochs(
         model,
         optimizer,
@@ -136,4 +152,14 @@ def _epochs(
         amp_dtype=amp_dtype,
         on_epoch_start=lambda _epoch: augment.train(),
         checkpoint=checkpoint,
+        predict=predictor(
+            predictions,
+            family="audio_classification",
+            val_y=val_set.y,
+            outputs=val_logits,
+            chunk=_EVAL_CHUNK,
+            worst_inputs=worst_files,
+            class_names=classes,
+            meta=meta,
+        ),
     )

@@ -58,6 +58,7 @@ class AudioClips:
     labels: np.ndarray  # int64, (clips,)
     classes: tuple[str, ...]
     sample_rate: int
+    files: tuple[str, ...] = ()  # per clip, its path inside the dataset folder; () if generated
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class AudioData:
     val: AudioSplit
     classes: tuple[str, ...]
     sample_rate: int
+    val_files: tuple[str, ...] = ()  # per validation clip, as :attr:`AudioClips.files`
 
     @property
     def n_classes(self) -> int:
@@ -192,6 +194,7 @@ def load_audio(folder: str | os.PathLike[str]) -> AudioClips:
         labels=np.asarray([label for _, label in read], dtype=np.int64),
         classes=classes,
         sample_rate=rate,
+        files=tuple(f.relative_to(root).as_posix() for f, _ in files),
     )
 
 
@@ -282,4 +285,5 @@ def load_audio_data(dataset: str, *, n_mels: int, val_fraction: float) -> AudioD
         val=split(val_idx),
         classes=clips.classes,
         sample_rate=clips.sample_rate,
+        val_files=tuple(clips.files[i] for i in val_idx.tolist()) if clips.files else (),
     )

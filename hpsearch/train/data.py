@@ -13,6 +13,7 @@ worker runs one after another do not read the data again.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import os
 from dataclasses import dataclass
@@ -44,6 +45,13 @@ class TabularData:
     n_classes: int  # 0 for a regression target
     y_mean: float = 0.0  # a regression target's training mean and standard deviation
     y_std: float = 1.0
+    #: The validation rows as read, float64 (rows, numeric + categorical columns): numeric
+    #: values unscaled (NaN where missing), then each categorical column's code.
+    val_raw: np.ndarray | None = None
+    feature_names: tuple[str, ...] = ()  # the columns of ``val_raw``
+    #: Per categorical column, its training values in code order: code ``i`` is ``[i - 1]``.
+    categories: tuple[tuple[str, ...], ...] = ()
+    classes: tuple[str, ...] = ()  # the class names, in index order (empty for regression)
 
 
 @dataclass(frozen=True)
@@ -52,24 +60,22 @@ class _Table:
     x_cat: np.ndarray  # str (object), (rows, categorical columns)
     y: np.ndarray  # int64 class indices, or float64 regression targets
     n_classes: int  # 0 for a regression target
+    feature_names: tuple[str, ...] = ()  # the numeric columns', then the categorical ones'
+    classes: tuple[str, ...] = ()  # class names in index order
 
 
-@functools.lru_cache(maxsize=1)
-def _digits() -> _Table:
-    from sklearn.datasets import load_digits
+@functools.lru_cache(maxsize=2)
+def _bundled(name: str) -> _Table:
+    from sklearn import datasets
 
-    x, y = load_digits(return_X_y=True)
-    return _Table(x.astype(np.float64), np.empty((len(x), 0), dtype=object), y.astype(np.int64), 10)
-
-
-@functools.lru_cache(maxsize=1)
-def _diabetes() -> _Table:
-    from sklearn.datasets import load_diabetes
-
-    x, y = load_diabetes(return_X_y=True)
-    return _Table(
-        x.astype(np.float64), np.empty((len(x), 0), dtype=object), y.astype(np.float64), 0
-    )
+    bunch = datasets.load_digits() if name == "digits" else datasets.load_diabetes()
+    x = bunch.data.astype(np.float64)
+    no_categories = np.empty((len(x), 0), dtype=object)
+    names = tuple(bunch.feature_names)
+    if name == "digits":
+        classes = tuple(str(c) for c in range(10))
+        return _Table(x, no_categories, bunch.target.astype(np.int64), 10, names, classes)
+    return _Table(x, no_categories, bunch.target.astype(np.float64), 0, names)
 
 
 def _is_number(text: str) -> bool:
@@ -127,15 +133,18 @@ def _file(path: str, mtime_ns: int, target: str | None, regression: bool) -> _Ta
     else:
         label_col = header.index("target") if "target" in header else len(header) - 1
     n_rows = len(columns[0]) if columns else 0
-    numeric, categorical = [], []
+    numeric, categorical, numeric_names, categorical_names = [], [], [], []
     for i, col in enumerate(columns):
         if i == label_col:
             continue
         # A column is numeric when every non-empty value parses; empty cells become NaN.
         if all(v.strip() == "" or _is_number(v) for v in col) and any(v.strip() for v in col):
             numeric.append([float(v) if v.strip() else np.nan for v in col])
+            numeric_names.append(header[i])
         else:
             categorical.append([v.strip() for v in col])
+            categorical_names.append(header[i])
+    names = tuple(numeric_names + categorical_names)
     if not numeric and not categorical:
         raise ValueError(f"dataset {path!r} has no feature columns besides the label")
     x_num = np.array(numeric, dtype=np.float64).T.reshape(n_rows, len(numeric))
@@ -150,11 +159,18 @@ def _file(path: str, mtime_ns: int, target: str | None, regression: bool) -> _Ta
         y = np.array([float(v) for v in labels], dtype=np.float64)
         if not np.isfinite(y).all():
             raise ValueError(f"dataset {path!r}: the target {header[label_col]!r} is not finite")
-        return _Table(x_num, x_cat, y, 0)
+        return _Table(x_num, x_cat, y, 0, feature_names=names)
     classes, y = np.unique(np.array(labels), return_inverse=True)
     if len(classes) < 2:
         raise ValueError(f"dataset {path!r}: the label column {header[label_col]!r} has one class")
-    return _Table(x_num, x_cat, y.astype(np.int64), len(classes))
+    return _Table(
+        x_num,
+        x_cat,
+        y.astype(np.int64),
+        len(classes),
+        feature_names=names,
+        classes=tuple(str(c) for c in classes),
+    )
 
 
 def _load_table(dataset: str, target: str | None, regression: bool) -> _Table:
@@ -167,9 +183,9 @@ def _load_table(dataset: str, target: str | None, regression: bool) -> _Table:
             raise ValueError(
                 "dataset 'diabetes' has a numeric target: train it as tabular_regression"
             )
-        table = _digits() if dataset == "digits" else _diabetes()
+        table = _bundled(dataset)
         if regression and table.n_classes:
-            return _Table(table.x_num, table.x_cat, table.y.astype(np.float64), 0)
+            return dataclasses.replace(table, y=table.y.astype(np.float64), n_classes=0, classes=())
         return table
     if not os.path.isfile(dataset):
         raise ValueError(
@@ -181,17 +197,18 @@ def _load_table(dataset: str, target: str | None, regression: bool) -> _Table:
 
 def _encode_categories(
     train: np.ndarray, val: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+) -> tuple[np.ndarray, np.ndarray, tuple[tuple[str, ...], ...]]:
     # Codes come from the training rows only; a value first seen in validation maps to 0.
     codes_train = np.zeros(train.shape, dtype=np.int64)
     codes_val = np.zeros(val.shape, dtype=np.int64)
-    cardinalities = []
+    categories = []
     for j in range(train.shape[1]):
-        vocab = {v: i + 1 for i, v in enumerate(sorted(set(train[:, j])))}
+        values = tuple(sorted(set(train[:, j])))
+        vocab = {v: i + 1 for i, v in enumerate(values)}
         codes_train[:, j] = [vocab[v] for v in train[:, j]]
         codes_val[:, j] = [vocab.get(v, 0) for v in val[:, j]]
-        cardinalities.append(len(vocab) + 1)
-    return codes_train, codes_val, tuple(cardinalities)
+        categories.append(values)
+    return codes_train, codes_val, tuple(categories)
 
 
 def _read_only(*arrays: np.ndarray) -> None:
@@ -217,14 +234,17 @@ def _prepare(
         what=f"cannot split dataset {dataset!r} with val_fraction={val_fraction}",
     )
     x_num_train, x_num_val = table.x_num[train_rows], table.x_num[val_rows]
+    val_raw_num = x_num_val
     if np.isnan(x_num_train).any() or np.isnan(x_num_val).any():
         medians = np.nan_to_num(np.nanmedian(x_num_train, axis=0))
         x_num_train = np.where(np.isnan(x_num_train), medians, x_num_train)
         x_num_val = np.where(np.isnan(x_num_val), medians, x_num_val)
     x_num_train, x_num_val = normalize_numeric(x_num_train, x_num_val, normalization)
-    x_cat_train, x_cat_val, cardinalities = _encode_categories(
+    x_cat_train, x_cat_val, categories = _encode_categories(
         table.x_cat[train_rows], table.x_cat[val_rows]
     )
+    cardinalities = tuple(len(values) + 1 for values in categories)
+    val_raw = np.concatenate([val_raw_num, x_cat_val.astype(np.float64)], axis=1)
     y_train, y_val = table.y[train_rows], table.y[val_rows]
     y_mean, y_std = 0.0, 1.0
     if regression:
@@ -236,8 +256,19 @@ def _prepare(
         y_val = ((y_val - y_mean) / y_std).astype(np.float32)
     train = TabularSplit(x_num_train, x_cat_train, y_train)
     val = TabularSplit(x_num_val, x_cat_val, y_val)
-    _read_only(*vars(train).values(), *vars(val).values())
-    return TabularData(train, val, cardinalities, table.n_classes, y_mean, y_std)
+    _read_only(*vars(train).values(), *vars(val).values(), val_raw)
+    return TabularData(
+        train,
+        val,
+        cardinalities,
+        table.n_classes,
+        y_mean,
+        y_std,
+        val_raw=val_raw,
+        feature_names=table.feature_names,
+        categories=categories,
+        classes=table.classes,
+    )
 
 
 def load_tabular(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from timm.data import Mixup, resolve_data_config
 from torch import nn
@@ -30,6 +31,7 @@ from hpsearch.train.image_model import (
 from hpsearch.train.loop import EpochResult, run_epochs
 from hpsearch.train.losses import build_loss
 from hpsearch.train.optim import build_optimizer, timm_optimizer_name
+from hpsearch.train.predict import PredictionsCallback, predictor
 from hpsearch.train.run import check_family
 from hpsearch.train.runtime import autocast, start_run
 
@@ -54,6 +56,7 @@ def fit(
     seed: int | None = None,
     device: str | None = None,
     checkpoint: Checkpoint | None = None,
+    predictions: PredictionsCallback | None = None,
 ) -> Iterator[EpochResult]:
     """Train an image classifier, yielding an :class:`EpochResult` after every epoch.
 
@@ -63,7 +66,10 @@ def fit(
     knob, the dataset or the weights) before any training for a bad config, task or device;
     :class:`~hpsearch.errors.TrainingDiverged` when the loss stops being finite. With a
     ``checkpoint`` the run saves its state after every epoch and resumes from a saved one
-    (:func:`hpsearch.train.loop.run_epochs`).
+    (:func:`hpsearch.train.loop.run_epochs`). ``predictions`` gets the final model's
+    :class:`~hpsearch.train.predictions.ValPredictions` once the last result is consumed; its
+    ``worst_images`` are the validation images as decoded (resized and cropped, not normalized
+    or augmented).
     """
     cfg = parse_image_config(config)
     check_family(task, "image_classification", "hpsearch.train.image")
@@ -94,10 +100,12 @@ def fit(
         data.val.to(dev),
         normalize=_Normalize(data_cfg["mean"], data_cfg["std"], dev),
         transform=transform,
-        n_classes=data.n_classes,
+        classes=data.classes,
         epochs=task.epochs,
         generator=generator,
         checkpoint=checkpoint,
+        predictions=predictions,
+        meta={"dataset": task.dataset, "image_size": image_size},
     )
 
 
@@ -120,11 +128,14 @@ def _epochs(
     *,
     normalize: _Normalize,
     transform: Callable | None,
-    n_classes: int,
+    classes: tuple[str, ...],
     epochs: int,
     generator: torch.Generator,
     checkpoint: Checkpoint | None,
+    predictions: PredictionsCallback | None,
+    meta: dict[str, Any],
 ) -> Iterator[EpochResult]:
+    n_classes = len(classes)
     device = val_set.y.device
     # Without per-image augmentation, the training images live on the device like the
     # validation ones; with it, they stay on the CPU where the PIL transforms run.
@@ -157,6 +168,10 @@ def _epochs(
         with autocast(device, amp_dtype):
             return evaluated(normalize(val_set.x[rows]))
 
+    def worst_images(worst: np.ndarray) -> dict[str, Any]:
+        images = val_set.x[torch.from_numpy(worst).to(device)]
+        return {"worst_images": images.permute(0, 2, 3, 1).cpu().numpy()}
+
     yield from run_epochs(
         model,
         optimizer,
@@ -172,6 +187,16 @@ def _epochs(
         amp_dtype=amp_dtype,
         on_epoch_start=lambda epoch: set_backbone_frozen(model, epoch <= freeze_epochs),
         checkpoint=checkpoint,
+        predict=predictor(
+            predictions,
+            family="image_classification",
+            val_y=val_set.y,
+            outputs=val_logits,
+            chunk=_EVAL_CHUNK,
+            worst_inputs=worst_images,
+            class_names=classes,
+            meta=meta,
+        ),
     )
 
 

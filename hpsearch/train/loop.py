@@ -57,6 +57,7 @@ def run_epochs(
     on_epoch_start: Callable[[int], None] | None = None,
     score: Evaluate | None = None,
     checkpoint: Checkpoint | None = None,
+    predict: Callable[[nn.Module], None] | None = None,
 ) -> Iterator[EpochResult]:
     """Train ``model`` for ``epochs`` epochs, yielding an :class:`EpochResult` after each.
 
@@ -75,6 +76,12 @@ def run_epochs(
     its result is yielded. When the checkpoint already holds this run's state after epoch k,
     that state is restored and the first result yielded is epoch k + 1's (none when k is the
     last epoch): the resumed run continues exactly as the uninterrupted one would have.
+
+    ``predict(model)`` (:func:`hpsearch.train.predict.predictor`) runs once with the weights
+    the last epoch was scored with (the EMA weights when ``train.ema`` is on), when the caller
+    asks for the result after the last one: a caller that stops early (a pruned trial) gets no
+    predictions. A run resumed from a checkpoint of its last epoch trains nothing and predicts
+    from the restored weights.
 
     Raises :class:`~hpsearch.errors.TrainingDiverged` when the training or validation loss
     stops being finite.
@@ -173,6 +180,9 @@ def run_epochs(
                 }
             )
         yield EpochResult(epoch=epoch, train_loss=train_loss, metrics=metrics, lr=lr)
+
+    if predict is not None:
+        predict(ema.module if ema is not None else model)
 
 
 @torch.no_grad()

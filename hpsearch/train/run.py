@@ -11,6 +11,7 @@ from typing import Any
 from hpsearch.tasks import FAMILY_METRICS, METRICS, TaskSpec
 from hpsearch.train.checkpoint import Checkpoint
 from hpsearch.train.loop import EpochResult
+from hpsearch.train.predictions import ValPredictions
 
 __all__ = ["FITTERS", "check_family", "fitter", "train"]
 
@@ -24,7 +25,8 @@ FITTERS: dict[str, str] = {
 
 
 def fitter(family: str | None) -> Callable[..., Iterator[EpochResult]]:
-    """The ``fit(config, task, *, seed, device, checkpoint)`` that trains ``family`` (tabular when None)."""
+    """The ``fit(config, task, *, seed, device, checkpoint, predictions)`` that trains
+    ``family`` (tabular when None)."""
     ref = FITTERS.get(family or "tabular_classification")
     if ref is None:
         raise ValueError(f"no trainer for task family {family!r}; trained: {', '.join(FITTERS)}")
@@ -50,6 +52,7 @@ def train(
     seed: int | None = None,
     device: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
+    predictions: Callable[[ValPredictions], None] | None = None,
 ) -> float:
     """Train the task's model with ``config`` and return the final epoch's ``metric``.
 
@@ -67,6 +70,13 @@ def train(
     first attempt reported. A file that is unreadable or from another run is ignored with a
     logged warning (training starts over and overwrites it). The file is kept after training;
     deleting it is the caller's choice.
+
+    ``predictions``, when given, is called once with the
+    :class:`~hpsearch.train.predictions.ValPredictions` of the final model on the validation
+    split (the weights the last reported metric was computed with: EMA weights when
+    ``train.ema`` is on), after the last epoch's ``report`` returned; not when ``report``
+    raised (a pruned trial) or training failed. A run resumed from a checkpoint of its last
+    epoch predicts from the restored weights. An exception it raises propagates.
 
     Raises ``ValueError`` for an unknown metric or one the family does not report, a dataset,
     device, config key or value, and
@@ -86,7 +96,10 @@ def train(
         else None
     )
     value = math.nan
-    for result in fitter(task.family)(config, task, seed=seed, device=device, checkpoint=saved):
+    epochs = fitter(task.family)(
+        config, task, seed=seed, device=device, checkpoint=saved, predictions=predictions
+    )
+    for result in epochs:
         value = result.metrics[metric]
         report(value, result.epoch)
     if math.isnan(value) and saved is not None and saved.resumed_metrics is not None:

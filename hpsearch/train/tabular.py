@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,6 +25,7 @@ from hpsearch.train.loop import EpochResult, evaluate_regression, run_epochs
 from hpsearch.train.losses import build_loss, build_regression_loss
 from hpsearch.train.models import TabularMLP, build_model
 from hpsearch.train.optim import build_optimizer, timm_optimizer_name
+from hpsearch.train.predict import PredictionsCallback, predictor
 from hpsearch.train.pretrain import pretrain_dae
 from hpsearch.train.run import check_family
 from hpsearch.train.runtime import start_run
@@ -121,6 +123,7 @@ def fit(
     seed: int | None = None,
     device: str | None = None,
     checkpoint: Checkpoint | None = None,
+    predictions: PredictionsCallback | None = None,
 ) -> Iterator[EpochResult]:
     """Train as :func:`hpsearch.train.train` does, yielding an :class:`EpochResult` after every
     epoch.
@@ -129,7 +132,10 @@ def fit(
     training itself runs as the iterator is consumed, so a caller can stop after any epoch.
     With a ``checkpoint`` the run saves its state after every epoch and resumes from a saved
     one (:func:`hpsearch.train.loop.run_epochs`); a resumed run skips the DAE pretraining,
-    whose result is in the saved weights.
+    whose result is in the saved weights. ``predictions`` gets the final model's
+    :class:`~hpsearch.train.predictions.ValPredictions` once the last result is consumed;
+    ``worst_rows`` are the validation rows as read (numeric columns unscaled, categorical ones
+    as codes, whose values are in ``meta["categories"]``).
     """
     cfg = parse_config(config)
     check_family(task, "tabular_classification", "hpsearch.train")
@@ -137,13 +143,11 @@ def fit(
     run = prepare(cfg, task, seed=seed, device=device)
     return _epochs(
         cfg,
-        run.model,
-        TabularTensors.of(run.data.train, run.device),
-        TabularTensors.of(run.data.val, run.device),
+        run,
         loss_fn=build_loss(cfg.loss, run.data.n_classes),
-        epochs=task.epochs,
-        generator=run.generator,
+        task=task,
         checkpoint=checkpoint,
+        predictions=predictions,
     )
 
 
@@ -154,10 +158,12 @@ def fit_regression(
     seed: int | None = None,
     device: str | None = None,
     checkpoint: Checkpoint | None = None,
+    predictions: PredictionsCallback | None = None,
 ) -> Iterator[EpochResult]:
     """:func:`fit` for tabular_regression: the MLP with one output, trained with ``loss.name``
     (``mse``, ``huber``, ``l1``) on the target standardized with the training split's mean and
     standard deviation; reports ``val_rmse``, ``val_mae`` and ``val_loss`` (MSE) in those units.
+    Its ``predictions`` are in the target's own units.
     """
     cfg = parse_regression_config(config)
     check_family(task, "tabular_regression", "hpsearch.train.tabular.fit_regression")
@@ -165,29 +171,28 @@ def fit_regression(
     run = prepare(cfg, task, seed=seed, device=device, regression=True)
     return _epochs(
         cfg,
-        run.model,
-        TabularTensors.of(run.data.train, run.device),
-        TabularTensors.of(run.data.val, run.device),
+        run,
         loss_fn=build_regression_loss(cfg.loss),
-        epochs=task.epochs,
-        generator=run.generator,
+        task=task,
         regression=True,
         checkpoint=checkpoint,
+        predictions=predictions,
     )
 
 
 def _epochs(
     cfg: TrainConfig,
-    model: TabularMLP,
-    train_set: TabularTensors,
-    val_set: TabularTensors,
+    run: TabularRun,
     *,
     loss_fn: nn.Module,
-    epochs: int,
-    generator: torch.Generator,
+    task: TaskSpec,
     regression: bool = False,
     checkpoint: Checkpoint | None = None,
+    predictions: PredictionsCallback | None = None,
 ) -> Iterator[EpochResult]:
+    model, generator, data = run.model, run.generator, run.data
+    train_set = TabularTensors.of(data.train, run.device)
+    val_set = TabularTensors.of(data.val, run.device)
     # Pretraining runs as the iterator starts, on the training rows only (labels unused), so
     # the supervised optimizer below sees the pretrained encoder. A resumed run skips it: the
     # checkpoint holds the weights (and the generator state) that came after it.
@@ -209,12 +214,30 @@ def _epochs(
     def val_logits(evaluated: nn.Module, rows: slice) -> torch.Tensor:
         return evaluated(val_set.x_num[rows], val_set.x_cat[rows])
 
+    def worst_rows(worst: np.ndarray) -> dict[str, Any]:
+        return {"worst_rows": data.val_raw[worst], "feature_names": list(data.feature_names)}
+
+    categorical = data.feature_names[len(data.feature_names) - len(data.categories) :]
+    predict = predictor(
+        predictions,
+        family="tabular_regression" if regression else "tabular_classification",
+        val_y=val_set.y,
+        outputs=val_logits,
+        chunk=_EVAL_CHUNK,
+        worst_inputs=worst_rows,
+        class_names=data.classes or None,
+        target_scale=(data.y_mean, data.y_std) if regression else None,
+        meta={
+            "dataset": task.dataset,
+            "categories": {name: list(v) for name, v in zip(categorical, data.categories)},
+        },
+    )
     yield from run_epochs(
         model,
         optimizer,
         loop=cfg.train,
         sched=cfg.sched.name,
-        epochs=epochs,
+        epochs=task.epochs,
         generator=generator,
         train_y=train_set.y,
         batch_loss=batch_loss,
@@ -223,4 +246,5 @@ def _epochs(
         eval_chunk=_EVAL_CHUNK,
         score=evaluate_regression if regression else None,
         checkpoint=checkpoint,
+        predict=predict,
     )
