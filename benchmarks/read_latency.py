@@ -5,9 +5,9 @@
 
 For each backend (a fresh SQLite file; PostgreSQL too when ``--postgres URL`` names an empty
 database) and each size, a study of the demo space is created with ``hpsearch.studies`` and
-filled FAST by bulk-inserting rows into Optuna's own tables with SQLAlchemy Core (80% complete,
-15% pruned, 5% failed; every active parameter of the demo space, 10 intermediate values per
-complete trial, a ``config`` and a ``seed`` user attribute). Optuna then reads the first
+filled FAST by ``fill.build_study``, which bulk-inserts rows into Optuna's own tables with
+SQLAlchemy Core (80% complete, 15% pruned, 5% failed; every active parameter of the demo
+space, 10 intermediate values per complete trial, a ``config`` and a ``seed`` user attribute). Optuna then reads the first
 trials back, to check the rows are what Optuna would have written.
 
 The reads go through the real app served by uvicorn in a subprocess over real HTTP (httpx,
@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import math
 import os
-import random
 import socket
 import statistics
 import subprocess
@@ -42,169 +39,13 @@ from typing import Any
 
 import httpx
 import optuna
-import sqlalchemy
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-    distribution_to_json,
-)
-from optuna.storages._rdb import models
-from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hpsearch import studies
-from hpsearch.spaces import Param, SearchSpace
+from fill import build_study
+
 from hpsearch.storage import open_storage, redact
-
-STATE_MIX = ((TrialState.COMPLETE, 0.80), (TrialState.PRUNED, 0.15), (TrialState.FAIL, 0.05))
-EPOCHS = 10
-FINITE_INTERMEDIATE = models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
-
-
-def _distribution(param: Param) -> BaseDistribution:
-    if param.type == "categorical":
-        return CategoricalDistribution(param.choices)
-    if param.type == "int":
-        step = 1 if param.step is None or param.log else int(param.step)
-        return IntDistribution(int(param.low), int(param.high), log=param.log, step=step)
-    return FloatDistribution(param.low, param.high, log=param.log, step=param.step)
-
-
-def _sample(param: Param, rng: random.Random) -> Any:
-    if param.type == "categorical":
-        return rng.choice(param.choices)
-    if param.log:
-        x = math.exp(rng.uniform(math.log(param.low), math.log(param.high)))
-        return round(x) if param.type == "int" else x
-    if param.type == "int":
-        return rng.randint(int(param.low), int(param.high))
-    return rng.uniform(param.low, param.high)
-
-
-def _value(config: dict[str, Any], rng: random.Random) -> float:
-    return 0.97 - 0.05 * (math.log10(config["optim.lr"]) + 2.5) ** 2 - rng.uniform(0, 0.02)
-
-
-def build_study(url: str, name: str, n_trials: int, *, seed: int = 0) -> float:
-    """Create study ``name`` with ``n_trials`` finished trials by bulk insert; returns seconds."""
-    start = time.perf_counter()
-    storage = open_storage(url)
-    spec = studies.create_study(
-        storage, {"name": name, "space": "demo", "budget": {"trials": n_trials}, "seed": seed}
-    )
-    space: SearchSpace = spec.search_space
-    dists = {n: _distribution(p) for n, p in space.params.items()}
-    dist_json = {n: distribution_to_json(d) for n, d in dists.items()}
-    study_id = storage.get_study_id_from_name(name)
-    rng = random.Random(seed)
-    engine = storage.engine
-    with engine.begin() as conn:
-        first_id = (
-            conn.execute(
-                sqlalchemy.select(sqlalchemy.func.max(models.TrialModel.trial_id))
-            ).scalar_one_or_none()
-            or 0
-        ) + 1
-    t0 = dt.datetime(2026, 1, 1)
-    trials, params, values, inters, attrs = [], [], [], [], []
-    states = [s for s, _ in STATE_MIX]
-    weights = [w for _, w in STATE_MIX]
-    for number in range(n_trials):
-        trial_id = first_id + number
-        state = rng.choices(states, weights)[0]
-        config: dict[str, Any] = {}
-        for pname in space.ordered_names():
-            if space.is_active(pname, config):
-                config[pname] = _sample(space.params[pname], rng)
-        for pname, value in config.items():
-            params.append(
-                {
-                    "trial_id": trial_id,
-                    "param_name": pname,
-                    "param_value": dists[pname].to_internal_repr(value),
-                    "distribution_json": dist_json[pname],
-                }
-            )
-        final = _value(config, rng)
-        epochs = EPOCHS if state == TrialState.COMPLETE else rng.randint(1, EPOCHS - 1)
-        if state == TrialState.FAIL:
-            epochs = rng.randint(0, 3)
-        for step in range(epochs):
-            inters.append(
-                {
-                    "trial_id": trial_id,
-                    "step": step,
-                    "intermediate_value": final - 0.3 * (EPOCHS - 1 - step) / EPOCHS,
-                    "intermediate_value_type": FINITE_INTERMEDIATE,
-                }
-            )
-        if state == TrialState.COMPLETE:
-            values.append(
-                {
-                    "trial_id": trial_id,
-                    "objective": 0,
-                    "value": final,
-                    "value_type": models.TrialValueModel.TrialValueType.FINITE,
-                }
-            )
-        attrs.append({"trial_id": trial_id, "key": "config", "value_json": json.dumps(config)})
-        attrs.append({"trial_id": trial_id, "key": "seed", "value_json": str(seed + number)})
-        begun = t0 + dt.timedelta(seconds=30 * number)
-        trials.append(
-            {
-                "trial_id": trial_id,
-                "number": number,
-                "study_id": study_id,
-                "state": state,
-                "datetime_start": begun,
-                "datetime_complete": begun + dt.timedelta(seconds=3 * max(epochs, 1)),
-            }
-        )
-    with engine.begin() as conn:
-        for table, rows in (
-            (models.TrialModel.__table__, trials),
-            (models.TrialParamModel.__table__, params),
-            (models.TrialValueModel.__table__, values),
-            (models.TrialIntermediateValueModel.__table__, inters),
-            (models.TrialUserAttributeModel.__table__, attrs),
-        ):
-            for i in range(0, len(rows), 50_000):
-                conn.execute(sqlalchemy.insert(table), rows[i : i + 50_000])
-    if engine.url.get_backend_name() == "postgresql":
-        with engine.begin() as conn:  # the inserted ids must not collide with Optuna's next ones
-            conn.exec_driver_sql(
-                "SELECT setval(pg_get_serial_sequence('trials', 'trial_id'), "
-                "(SELECT MAX(trial_id) FROM trials))"
-            )
-            conn.exec_driver_sql("ANALYZE")
-    _check(storage, name, first_id, trials, values)
-    return time.perf_counter() - start
-
-
-def _check(
-    storage: optuna.storages.RDBStorage,
-    name: str,
-    first_id: int,
-    trials: list[dict[str, Any]],
-    values: list[dict[str, Any]],
-) -> None:
-    # Optuna must read back what was inserted. Loading the whole study is slow at 100k; the
-    # first trials through Optuna's own storage API show the same.
-    if len(trials) <= 10_000:
-        read = optuna.load_study(study_name=name, storage=storage).trials[:3]
-    else:
-        read = [storage.get_trial(first_id + i) for i in range(3)]
-    value_of = {v["trial_id"]: v["value"] for v in values}
-    for frozen, row in zip(read, trials[:3], strict=True):
-        assert frozen.number == row["number"] and frozen.state == row["state"], frozen
-        assert frozen.params == frozen.user_attrs["config"], frozen
-        if frozen.state == TrialState.COMPLETE:
-            assert abs(frozen.value - value_of[row["trial_id"]]) < 1e-9, frozen
-            assert len(frozen.intermediate_values) == EPOCHS, frozen
 
 
 def _free_port() -> int:

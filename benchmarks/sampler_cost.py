@@ -1,32 +1,47 @@
-"""The sampler's own time per trial, against Optuna's TPE, as a study grows to 1,000 trials.
+"""The sampler's own time per trial, against Optuna's TPE, as a study grows to 10,000 trials.
 
-    python benchmarks/sampler_cost.py [--trials 1000] [--seed 0]
+    python benchmarks/sampler_cost.py [--sizes 100,1000,10000] [--next 20] [--trials 1000]
+                                      [--seed 0] [--out FILE.md]
 
-Each sampler runs one in-memory study on the HPOLib space of ``hpolib_impact.py`` with a cheap
-synthetic objective (no table needed), and the time of ask + suggest + tell is measured per
-trial. Prints the median milliseconds per trial in windows of 100 trials near the start,
-middle and end, and the ratio to default TPE in the same window (same run, same machine).
+Two tables, both on the HPOLib space of ``hpolib_impact.py`` with a cheap synthetic objective
+(no table needed), in-memory storage, timing ask + suggest + tell of one trial:
+
+1. **Grown study** (``--sizes``): for each size, a study already holding that many finished
+   trials (configs drawn by ``RandomSampler`` over the same space, scored by the same objective,
+   then copied into a fresh study per sampler with ``Study.add_trials``), and the time of the
+   NEXT ``--next`` trials with each sampler, built by ``hpsearch.strategy.make_sampler`` as a
+   worker builds it. The impact sampler's budget is ``size + next`` (the study's
+   ``budget.trials``, so the timed trials are its last ones); one more row gives it a budget of
+   10 x size, where only the high tier is searched by budget. Median and p95 ms per trial, the
+   first trial apart (a fresh sampler in a worker pays it once), and the ratio of medians to
+   TPE at that size.
+2. **Whole run** (``--trials``, 0 skips it): each sampler runs a study from empty to ``--trials``
+   trials, with the median ms per trial in windows of 100 trials near the start, middle and end.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hpolib_impact import hpolib_space
 
-from hpsearch.spaces import suggest_config
-from hpsearch.strategy import ImpactSampler
+from hpsearch.spaces import SearchSpace, suggest_config
+from hpsearch.strategy import ImpactSampler, make_sampler
 
 
 def objective(config: dict) -> float:
+    """A cheap smooth stand-in for HPOLib's validation loss (lower is better)."""
     return (
         (math.log10(config["init_lr"]) + 2.5) ** 2
         + 0.3 * (math.log2(config["n_units_1"]) - 8) ** 2 / 9
@@ -35,6 +50,77 @@ def objective(config: dict) -> float:
         + 0.1 * (config["lr_schedule"] == "const")
         + 0.05 * (config["activation_fn_1"] == "tanh")
         + 0.02 * math.log2(config["batch_size"])
+    )
+
+
+def history(space: SearchSpace, size: int, *, seed: int) -> list[FrozenTrial]:
+    """``size`` finished trials of ``space`` with random configs, scored by ``objective``."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for _ in range(size):
+        trial = study.ask()
+        study.tell(trial, objective(suggest_config(trial, space)))
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def time_next(
+    sampler: optuna.samplers.BaseSampler,
+    space: SearchSpace,
+    past: list[FrozenTrial],
+    n_next: int,
+) -> tuple[np.ndarray, set[tuple[str, ...]]]:
+    """Seconds per trial of the next ``n_next`` trials after ``past``, and the impact tiers
+    searched at those trials (empty for other samplers; computed outside the timed region)."""
+    study = optuna.create_study(sampler=sampler)
+    study.add_trials(past)
+    out = np.empty(n_next)
+    tiers: set[tuple[str, ...]] = set()
+    for i in range(n_next):
+        start = time.perf_counter()
+        trial = study.ask()
+        config = suggest_config(trial, space)
+        study.tell(trial, objective(config))
+        out[i] = time.perf_counter() - start
+        if isinstance(sampler, ImpactSampler):
+            tiers.add(sampler.searched_tiers(trial.number, study))
+    return out, tiers
+
+
+def growth_table(sizes: list[int], *, n_next: int, seed: int) -> str:
+    space = hpolib_space()
+    variants = {
+        "random": lambda size: make_sampler("random", space, seed=seed),
+        "tpe": lambda size: make_sampler("tpe", space, seed=seed),
+        "impact": lambda size: make_sampler("impact", space, seed=seed, n_trials=size + n_next),
+        "impact, budget 10 x size": lambda size: make_sampler(
+            "impact", space, seed=seed, n_trials=10 * size
+        ),
+    }
+    rows = []
+    for size in sizes:
+        start = time.time()
+        past = history(space, size, seed=seed)
+        print(f"  {size} trials filled in {time.time() - start:.0f}s", file=sys.stderr, flush=True)
+        results = {}
+        for name, make in variants.items():
+            start = time.time()
+            results[name] = time_next(make(size), space, past, n_next)
+            print(f"    {name}: {time.time() - start:.1f}s", file=sys.stderr, flush=True)
+        tpe_median = float(np.median(results["tpe"][0][1:]))
+        for name, (t, tiers) in results.items():
+            rest = t[1:]
+            median = float(np.median(rest))
+            tier_text = " / ".join("+".join(x) or "defaults" for x in sorted(tiers)) or "–"
+            rows.append(
+                f"| {size:,} | {name} | {t[0] * 1e3:.1f} | {median * 1e3:.1f} "
+                f"| {float(np.percentile(rest, 95)) * 1e3:.1f} | {median / tpe_median:.2f} "
+                f"| {tier_text} |"
+            )
+    return (
+        f"Sampler time per trial (ask + suggest + tell) for the next {n_next} trials of a study "
+        "that already holds N finished trials\n\n"
+        f"| N | sampler | first trial ms | median ms (trials 2-{n_next}) | p95 ms "
+        "| median / TPE | impact tiers searched |\n"
+        "|---:|---|---:|---:|---:|---:|---|\n" + "\n".join(rows) + "\n"
     )
 
 
@@ -51,17 +137,12 @@ def per_trial_seconds(sampler: optuna.samplers.BaseSampler, n_trials: int) -> np
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--trials", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    n = args.trials
+def windows_table(n: int, *, seed: int) -> str:
+    space = hpolib_space()
     samplers = {
-        "random": lambda: optuna.samplers.RandomSampler(seed=args.seed),
-        "tpe": lambda: optuna.samplers.TPESampler(seed=args.seed),
-        "impact": lambda: ImpactSampler(hpolib_space(), seed=args.seed, n_trials=n),
+        "random": lambda: make_sampler("random", space, seed=seed),
+        "tpe": lambda: make_sampler("tpe", space, seed=seed),
+        "impact": lambda: make_sampler("impact", space, seed=seed, n_trials=n),
     }
     times = {}
     for name, make in samplers.items():
@@ -70,17 +151,49 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {name}: {n} trials in {time.time() - start:.0f}s", file=sys.stderr, flush=True)
     w = min(100, n)
     windows = sorted({0, max(0, n // 2 - w), n - w})
-    print(f"Sampler time per trial (ask + suggest + tell), median ms over {w}-trial windows\n")
-    print(
+    lines = [
+        f"Whole run from an empty study to {n} trials: median ms per trial over {w}-trial windows\n",
         "| sampler | "
         + " | ".join(f"trials {a + 1}-{a + w}" for a in windows)
-        + " | ratio to TPE at the end |"
-    )
-    print("|---|" + "---:|" * (len(windows) + 1))
+        + " | ratio to TPE at the end |",
+        "|---|" + "---:|" * (len(windows) + 1),
+    ]
     for name, t in times.items():
         meds = [float(np.median(t[a : a + w])) for a in windows]
         ratio = meds[-1] / float(np.median(times["tpe"][windows[-1] : windows[-1] + w]))
-        print(f"| {name} | " + " | ".join(f"{m * 1e3:.1f}" for m in meds) + f" | {ratio:.2f} |")
+        lines.append(
+            f"| {name} | " + " | ".join(f"{m * 1e3:.1f}" for m in meds) + f" | {ratio:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100,1000,10000", help="study sizes, comma-separated")
+    parser.add_argument("--next", type=int, default=20, help="trials timed after each size")
+    parser.add_argument("--trials", type=int, default=1000, help="whole-run length; 0 skips it")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="also write the tables to this file")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if any(s < 1 for s in sizes) or args.next < 2:
+        parser.error(f"--sizes must be positive and --next >= 2, got {args.sizes=} {args.next=}")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    parts = [growth_table(sizes, n_next=args.next, seed=args.seed)] if sizes else []
+    if args.trials > 0:
+        parts.append(windows_table(args.trials, seed=args.seed))
+    result = "\n".join(parts)
+    print(result)
+    if args.out:
+        header = (
+            f"<!-- python benchmarks/sampler_cost.py --sizes {args.sizes} --next {args.next} "
+            f"--trials {args.trials} --seed {args.seed}; optuna {optuna.__version__}, "
+            f"python {platform.python_version()}, {os.cpu_count()} CPUs -->\n\n"
+        )
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(header + result)
+        print(f"written to {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

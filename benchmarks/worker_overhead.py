@@ -11,9 +11,10 @@ sampler costs the same), the same database, a no-op objective that reports 3 ste
 - hpsearch: ``run_worker`` on an hpsearch study: the budget check under the study lock, the
   stale-trial check, heartbeats, the fleet row, prune-request checks, the recorded config.
 
-Throughput (PostgreSQL only): N ``hpsearch worker`` processes on one study of no-op trials;
-trials per second between the first trial's start and the last trial's end (process start-up
-is not counted). Medians over ``--repeat`` runs. Each figure is a ratio or comparison within one
+Throughput (PostgreSQL only): N processes on one study of no-op trials, trials per second
+between the first trial's start and the last trial's end (process start-up is not counted):
+plain Optuna ``study.optimize`` processes (random sampler; the anchor), and ``hpsearch worker``
+processes with the random and with the default (impact) strategy. Medians over ``--repeat`` runs. Each figure is a ratio or comparison within one
 run, on one machine.
 """
 
@@ -49,12 +50,12 @@ def noop(config: dict, report) -> float:
     return 0.5
 
 
-def _spec(name: str, trials: int) -> dict:
+def _spec(name: str, trials: int, strategy: str = "random") -> dict:
     return {
         "name": name,
         "space": "demo",
         "budget": {"trials": trials},
-        "strategy": "random",
+        "strategy": strategy,
         "pruner": {"name": "none"},
         "seed": 0,
     }
@@ -88,15 +89,38 @@ def worker_seconds(url: str, trials: int) -> float:
     return elapsed
 
 
-def throughput(url: str, n_workers: int, trials: int) -> float:
-    name = f"tput-{n_workers}-{uuid.uuid4().hex[:8]}"
-    studies.create_study(open_storage(url), _spec(name, trials))
+_PLAIN_PROCESS = """
+import sys, optuna
+sys.path.insert(0, {here!r})
+import worker_overhead as w
+from hpsearch.spaces import load_space, suggest_config
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+space = load_space("demo")
+study = optuna.load_study(study_name={name!r}, storage={url!r},
+                          sampler=optuna.samplers.RandomSampler())
+study.optimize(lambda t: w.noop(suggest_config(t, space), t.report),
+               callbacks=[optuna.study.MaxTrialsCallback({trials})])
+"""
+
+
+def throughput(url: str, n_workers: int, trials: int, *, strategy: str = "random") -> float:
+    """Trials per second of ``n_workers`` processes on one study: hpsearch workers with
+    ``strategy``, or (``strategy="plain"``) plain Optuna ``study.optimize`` processes with the
+    random sampler and a MaxTrialsCallback, the anchor."""
+    name = f"tput-{strategy}-{n_workers}-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
     }
-    cmd = [sys.executable, "-m", "hpsearch", "worker", "--storage", url, "--study", name,
-           "--gpus", "none", "--objective", "worker_overhead:noop", "-q"]  # fmt: skip
+    if strategy == "plain":
+        url = resolve_storage_url(url)
+        optuna.create_study(study_name=name, storage=url, direction="maximize")
+        code = _PLAIN_PROCESS.format(here=str(HERE), name=name, url=url, trials=trials)
+        cmd = [sys.executable, "-c", code]
+    else:
+        studies.create_study(open_storage(url), _spec(name, trials, strategy))
+        cmd = [sys.executable, "-m", "hpsearch", "worker", "--storage", url, "--study", name,
+               "--gpus", "none", "--objective", "worker_overhead:noop", "-q"]  # fmt: skip
     procs = [subprocess.Popen(cmd, env=env) for _ in range(n_workers)]
     for p in procs:
         if p.wait(timeout=600) != 0:
@@ -146,16 +170,19 @@ def main() -> None:
                 f"## Throughput on one PostgreSQL study ({args.trials} no-op trials, median of "
                 f"{args.repeat})",
                 "",
-                "| worker processes | trials/s | vs 1 worker |",
-                "|---:|---:|---:|",
+                "| processes | plain Optuna (random) | hpsearch, random | hpsearch, impact "
+                "(default) |",
+                "|---:|---:|---:|---:|",
             ]
-            base = None
             for n in (int(x) for x in args.workers.split(",")):
-                tps = statistics.median(
-                    throughput(args.postgres, n, args.trials) for _ in range(args.repeat)
-                )
-                base = base or tps
-                lines.append(f"| {n} | {tps:.1f} | {tps / base:.2f}x |")
+                cells = [
+                    statistics.median(
+                        throughput(args.postgres, n, args.trials, strategy=strategy)
+                        for _ in range(args.repeat)
+                    )
+                    for strategy in ("plain", "random", "impact")
+                ]
+                lines.append(f"| {n} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
                 print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)

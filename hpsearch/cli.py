@@ -19,6 +19,12 @@ __all__ = ["main", "build_parser"]
 
 _STORAGE_HELP = "study database URL (default: $HPSEARCH_STORAGE, else sqlite:///hpsearch.db)"
 _SERVER_HELP = "hpsearch service URL (default: $HPSEARCH_SERVER, else http://127.0.0.1:8000)"
+_ARTIFACTS_HELP = (
+    "artifact store of the trials' kept predictions (reports): a directory or "
+    "s3://bucket/prefix, the same for every worker and reader; 'off' for none (default: "
+    "$HPSEARCH_ARTIFACTS, else the folder hpsearch-artifacts beside a SQLite study database; "
+    "for PostgreSQL reports are off unless set)"
+)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -30,11 +36,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     os.environ["HPSEARCH_STORAGE"] = (
         url  # the app's settings read it (service imports hpsearch, not back)
     )
+    if args.artifacts is not None:
+        os.environ["HPSEARCH_ARTIFACTS"] = args.artifacts  # read by the app's settings too
     if not args.no_dashboard:
+        from hpsearch.artifacts import open_artifact_store
         from hpsearch.dashboard import start_dashboard
 
         open_storage(url)  # create the tables before two servers race to
-        dashboard = start_dashboard(url, host=args.host, port=args.dashboard_port)
+        store = open_artifact_store(args.artifacts, storage_url=url)
+        dashboard = start_dashboard(
+            url, host=args.host, port=args.dashboard_port, artifact_store=store
+        )
         print(f"dashboard: {dashboard.url}", flush=True)
     shown = "127.0.0.1" if args.host == "0.0.0.0" else args.host
     print(f"API: http://{shown}:{args.port} (docs at /docs) over {redact(url)}", flush=True)
@@ -47,9 +59,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     import threading
 
+    from hpsearch.artifacts import open_artifact_store
     from hpsearch.dashboard import start_dashboard
 
-    dashboard = start_dashboard(args.storage, host=args.host, port=args.port)
+    store = open_artifact_store(args.artifacts, storage_url=args.storage)
+    dashboard = start_dashboard(args.storage, host=args.host, port=args.port, artifact_store=store)
     print(f"dashboard: {dashboard.url}", flush=True)
     try:
         threading.Event().wait()
@@ -70,7 +84,24 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         threads=args.threads,
         max_trials=args.max_trials,
         checkpoint_dir=args.checkpoint_dir,
+        artifacts=args.artifacts,
+        keep_artifacts=args.keep_artifacts,
     )
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from hpsearch.artifacts import open_artifact_store
+    from hpsearch.error_analysis import study_report, write_report
+    from hpsearch.storage import open_storage
+
+    storage = open_storage(args.storage)
+    store = open_artifact_store(args.artifacts, storage_url=args.storage)
+    report, preds = study_report(storage, store, args.name, args.trial)
+    out = args.out or f"hpsearch-report-{args.name}-trial{report.trial}"
+    document = write_report(report, preds, out, fmt=args.format)
+    print(document)
+    print("\n".join(report.headline()))
+    return 0
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
@@ -620,12 +651,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
     p.add_argument("--dashboard-port", type=int, default=8080, help="dashboard port (default 8080)")
     p.add_argument("--no-dashboard", action="store_true", help="serve the API only")
+    p.add_argument("--artifacts", help=_ARTIFACTS_HELP)
     p.set_defaults(func=_cmd_serve)
 
     p = verbs.add_parser("dashboard", help="run optuna-dashboard over the study database")
     p.add_argument("--storage", help=_STORAGE_HELP)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--artifacts", help=_ARTIFACTS_HELP + "; the trial view lists and serves them")
     p.set_defaults(func=_cmd_dashboard)
 
     p = verbs.add_parser(
@@ -648,7 +681,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--objective",
-        help="your own training function, package.module:function(config, report) -> metric",
+        help="your own training function, package.module:function(config, report) -> metric "
+        "(its trials get no error-analysis reports: only the built-in trainer hands over "
+        "predictions)",
     )
     p.add_argument(
         "--wait",
@@ -665,6 +700,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="save a checkpoint after every epoch here (a local or shared directory), so a "
         "trial retried after its worker was killed or stopped resumes from its last epoch "
         "(default: $HPSEARCH_CHECKPOINT_DIR, else no checkpoints)",
+    )
+    p.add_argument("--artifacts", help=_ARTIFACTS_HELP)
+    p.add_argument(
+        "--keep-artifacts",
+        help="whose predictions are kept for reports: best:N (the N best complete trials; "
+        "the rest are removed as better ones come) or all (default: $HPSEARCH_KEEP_ARTIFACTS, "
+        "else best:3)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     p.set_defaults(func=_cmd_worker)
@@ -720,6 +762,27 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _add_reader_args(p, json_help="print the report as JSON")
     p.set_defaults(func=_cmd_importance)
+
+    p = verbs.add_parser(
+        "report",
+        help="write the error analysis of a study's best trial (or --trial N): HTML or Markdown",
+        description=(
+            "Error analysis of a trial's final model on the validation split, from the "
+            "predictions its worker kept in the artifact store: per-class precision, recall "
+            "and F1 and the confusion matrix (or RMSE, MAE and residuals), and the "
+            "highest-loss examples, with PNG plots beside the document. Reads the study "
+            "database and the artifact store directly. Prints the document's path and a "
+            "summary. Only trials run by the built-in trainer with a store, and among the "
+            "best kept (--keep-artifacts on the workers), have a report."
+        ),
+    )
+    p.add_argument("name", help="study name")
+    p.add_argument("--trial", type=int, help="trial number (default: the study's best trial)")
+    p.add_argument("--out", help="folder to write into (default: ./hpsearch-report-STUDY-trialN)")
+    p.add_argument("--format", choices=["html", "md"], default="html", help="html (default) or md")
+    p.add_argument("--storage", help=_STORAGE_HELP)
+    p.add_argument("--artifacts", help=_ARTIFACTS_HELP)
+    p.set_defaults(func=_cmd_report)
 
     p = verbs.add_parser(
         "stop", help="stop a study: workers start no new trial of it (running ones finish)"

@@ -83,7 +83,9 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, *, text: bool = False, **kwargs: Any) -> Any:
+    def _request(
+        self, method: str, path: str, *, text: bool = False, raw: bool = False, **kwargs: Any
+    ) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as e:
@@ -93,6 +95,8 @@ class Client:
             ) from e
         if response.is_error:
             raise ApiError(response.status_code, self._auth_hint(response))
+        if raw:
+            return response.content
         return response.text if text else response.json()
 
     def _auth_hint(self, response: httpx.Response) -> str:
@@ -205,6 +209,22 @@ class Client:
         Raises :class:`ApiError` with status 409 while the study has fewer than 2 complete trials.
         """
         return self._request("GET", f"/studies/{name}/importance", params={"evaluator": evaluator})
+
+    def report(self, name: str, *, trial: int | None = None) -> dict[str, Any]:
+        """The error analysis of the study's best trial (or trial number ``trial``).
+
+        Per-class precision, recall, F1 and the confusion matrix (or RMSE, MAE, residuals),
+        and the highest-loss validation examples. Raises :class:`ApiError` 404 saying why when
+        the trial kept no predictions (pruned or failed, not among the best kept, reports off).
+        """
+        params = {} if trial is None else {"trial": trial}
+        return self._request("GET", f"/studies/{name}/report", params=params)
+
+    def report_plot(self, name: str, plot: str, *, trial: int | None = None) -> bytes:
+        """One plot of the report as PNG bytes: ``confusion``, ``residuals`` or ``worst``."""
+        params = {} if trial is None else {"trial": trial}
+        path = f"/studies/{name}/report/plots/{plot}.png"
+        return self._request("GET", path, params=params, raw=True)
 
     def prune(self, name: str, number: int) -> dict[str, Any]:
         """Ask the worker running trial ``number`` to prune it after its current epoch."""

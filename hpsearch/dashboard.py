@@ -1,4 +1,4 @@
-"""optuna-dashboard over the study database, served on its own port."""
+"""optuna-dashboard over the study database (through the trial cache), served on its own port."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
 
+from hpsearch.artifacts import ArtifactStore
 from hpsearch.storage import open_storage
+from hpsearch.trial_cache import CachedStorage
 
 __all__ = ["DashboardServer", "start_dashboard"]
 
@@ -38,13 +40,23 @@ class DashboardServer:
 
 
 def start_dashboard(
-    storage_url: str | None, *, host: str = "127.0.0.1", port: int = 8080
+    storage_url: str | None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    artifact_store: ArtifactStore | None = None,
 ) -> DashboardServer:
     """Serve optuna-dashboard over the study database in a background thread.
 
-    Raises ``OSError`` when the port is taken.
+    With ``artifact_store`` (:func:`hpsearch.artifacts.open_artifact_store`) the dashboard's
+    trial view lists and serves the trials' artifacts (the kept ``predictions.npz``). Raises
+    ``OSError`` when the port is taken.
     """
-    app = optuna_dashboard.wsgi(open_storage(storage_url))
+    # The dashboard reads whole studies on every poll: through the trial cache it reads only
+    # what changed since the last poll (hpsearch.trial_cache).
+    app = optuna_dashboard.wsgi(
+        CachedStorage(open_storage(storage_url)), artifact_store=artifact_store
+    )
     server = make_server(
         host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
     )

@@ -15,7 +15,9 @@ __all__ = [
     "StudyExists",
     "TrialNotFound",
     "TrialNotRunning",
+    "ArtifactNotFound",
     "StorageUnavailable",
+    "ArtifactStoreUnavailable",
     "TrainingDiverged",
     "NotEnoughTrials",
     "UsageError",
@@ -56,8 +58,19 @@ class TrialNotRunning(HpsearchError):
     """The trial has already finished, so it cannot be pruned or changed."""
 
 
+class ArtifactNotFound(TrialNotFound):
+    """The trial exists but kept no artifact to build its report from; the message says why.
+
+    A :class:`TrialNotFound`: what was asked for (the trial's report) is not there.
+    """
+
+
 class StorageUnavailable(HpsearchError):
     """The study database cannot be reached or is not a supported kind."""
+
+
+class ArtifactStoreUnavailable(StorageUnavailable):
+    """The artifact store (a folder or an S3 bucket) cannot be read or written."""
 
 
 class TrainingDiverged(HpsearchError, ArithmeticError):

@@ -12,15 +12,17 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import json
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
 from hpsearch.errors import StorageUnavailable, UsageError
@@ -29,13 +31,17 @@ from hpsearch.tables import create_tables
 __all__ = [
     "DEFAULT_STORAGE",
     "RETRY_OF_ATTR",
+    "TRIALS_EDITED_ATTR",
     "count_retries",
     "count_trials_by_state",
     "count_trials_by_study",
+    "load_trials",
+    "mark_trials_edited",
     "open_storage",
     "page_trial_ids",
     "redact",
     "resolve_storage_url",
+    "set_trial_user_attrs",
     "studies_with_user_attr",
     "study_lock",
 ]
@@ -50,6 +56,13 @@ HEARTBEAT_INTERVAL = 10
 RETRY_OF_ATTR = "failed_trial"
 #: How many times a trial whose worker died or was stopped is retried (``$HPSEARCH_MAX_RETRIES``).
 MAX_RETRIES = 3
+#: How many of the latest edits of finished trials the study's marker lists.
+_EDITS_KEPT = 1000
+#: Trial ids per ``IN (...)`` list when loading trials by id.
+_IN_CHUNK = 5000
+#: Study system attribute bumped whenever hpsearch edits rows of a study's FINISHED trials
+#: (Optuna itself never does): readers that cache finished trials re-read them when it changes.
+TRIALS_EDITED_ATTR = "hpsearch:trials_edited"
 
 
 def _env_int(name: str, default: int, *, minimum: int) -> int:
@@ -141,11 +154,22 @@ def _open_storage(url: str) -> optuna.storages.RDBStorage:
     return storage
 
 
+#: Indexes hpsearch adds to Optuna's ``trials`` table: pages of trials by number, and counts by
+#: state, read without visiting the rows (Optuna indexes only ``study_id``).
+_TRIAL_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ix_hpsearch_trials_study_number ON trials (study_id, number)",
+    "CREATE INDEX IF NOT EXISTS ix_hpsearch_trials_study_state ON trials (study_id, state)",
+)
+
+
 def _create_own_tables(engine: sqlalchemy.Engine) -> None:
     # Processes starting together race to create the tables: the loser finds them made.
     for attempt in range(3):
         try:
             create_tables(engine)
+            with engine.begin() as conn:
+                for statement in _TRIAL_INDEXES:
+                    conn.exec_driver_sql(statement)
             return
         except sqlalchemy.exc.SQLAlchemyError:
             if attempt == 2:
@@ -255,3 +279,87 @@ def study_lock(storage: optuna.storages.RDBStorage, study_id: int) -> Iterator[N
             yield
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def load_trials(storage: optuna.storages.RDBStorage, trial_ids: Iterable[int]) -> list[FrozenTrial]:
+    """The trials with these ids, in the order given, in six queries however many there are.
+
+    Optuna's ``get_trial`` costs several queries per trial; this reads the page's rows of
+    trials, params, values, attributes and intermediate values with ``IN (...)`` each, the way
+    Optuna's own ``get_all_trials`` does for a whole study (in chunks of a few thousand ids).
+    """
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy.orm import selectinload
+
+    ids = list(trial_ids)
+    by_id: dict[int, FrozenTrial] = {}
+    with _create_scoped_session(storage.scoped_session) as session:
+        for start in range(0, len(ids), _IN_CHUNK):  # bounded IN lists (SQLite caps variables)
+            rows = (
+                session.query(models.TrialModel)
+                .options(
+                    selectinload(models.TrialModel.params),
+                    selectinload(models.TrialModel.values),
+                    selectinload(models.TrialModel.user_attributes),
+                    selectinload(models.TrialModel.system_attributes),
+                    selectinload(models.TrialModel.intermediate_values),
+                )
+                .filter(models.TrialModel.trial_id.in_(ids[start : start + _IN_CHUNK]))
+                .all()
+            )
+            for row in rows:
+                by_id[row.trial_id] = storage._build_frozen_trial_from_trial_model(row)
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def set_trial_user_attrs(
+    storage: optuna.storages.RDBStorage, trial_id: int, attrs: dict[str, Any]
+) -> None:
+    """Set several user attributes of a running trial in one transaction.
+
+    What ``Trial.set_user_attr`` does for one key (a transaction each, with a read of the
+    trial), done once for all: the row of the trial is locked, its state checked, the keys
+    replaced. Raises Optuna's ``UpdateFinishedTrialError`` when the trial has finished.
+    """
+    from optuna.storages._rdb import models
+
+    table = models.TrialUserAttributeModel.__table__
+    state_q = sqlalchemy.select(models.TrialModel.state).where(
+        models.TrialModel.trial_id == trial_id
+    )
+    if storage.engine.dialect.name == "postgresql":
+        state_q = state_q.with_for_update()
+    with storage.engine.begin() as conn:
+        state = conn.execute(state_q).scalar_one()
+        storage.check_trial_is_updatable(trial_id, TrialState(state))
+        conn.execute(
+            table.delete().where(table.c.trial_id == trial_id, table.c.key.in_(list(attrs)))
+        )
+        conn.execute(
+            table.insert(),
+            [
+                {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                for k, v in attrs.items()
+            ],
+        )
+
+
+def mark_trials_edited(
+    storage: optuna.storages.BaseStorage, study_id: int, trial_ids: Iterable[int]
+) -> None:
+    """Tell every cache of finished trials that these finished trials' rows were edited.
+
+    Call it under :func:`study_lock`, after committing an edit of finished trials' rows with
+    SQL (Optuna's API refuses such edits). The study's marker is a sequence number and the
+    latest edits; caches (:mod:`hpsearch.trial_cache`) compare it on every read and re-read
+    exactly the trials edited since, or the whole study when they missed too many.
+    """
+    marker = storage.get_study_system_attrs(study_id).get(TRIALS_EDITED_ATTR) or {}
+    seq = int(marker.get("seq", 0))
+    recent = list(marker.get("recent", []))
+    for trial_id in trial_ids:
+        seq += 1
+        recent.append([seq, int(trial_id)])
+    del recent[:-_EDITS_KEPT]
+    storage.set_study_system_attr(study_id, TRIALS_EDITED_ATTR, {"seq": seq, "recent": recent})

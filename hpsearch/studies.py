@@ -14,7 +14,7 @@ import math
 import re
 import secrets
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,13 +44,14 @@ from hpsearch.fleet import live_workers
 from hpsearch.spaces import SearchSpace, load_space
 from hpsearch.storage import (
     RETRY_OF_ATTR,
-    count_retries,
     count_trials_by_state,
+    load_trials,
     page_trial_ids,
     study_lock,
 )
 from hpsearch.strategy import PRUNERS, STRATEGIES, make_pruner, make_sampler
 from hpsearch.tasks import FAMILY_METRICS, METRICS, TASK_FAMILIES, TaskSpec, default_metric
+from hpsearch.trial_stats import TrialStats, trial_stats
 from hpsearch.warm_start import (
     WarmStart,
     WarmStartReport,
@@ -80,7 +81,6 @@ __all__ = [
     "list_studies",
     "list_trials",
     "load_spec",
-    "load_trials",
     "open_study",
     "page_studies",
     "request_prune",
@@ -519,59 +519,6 @@ class _StudyRow:
         return "stopped" if self.stopped_at is not None else "open"
 
 
-def _mean_finished_seconds(storage: optuna.storages.RDBStorage, study_id: int) -> float | None:
-    if storage.engine.dialect.name == "postgresql":
-        seconds = "EXTRACT(EPOCH FROM (datetime_complete - datetime_start))"
-    else:
-        seconds = "(julianday(datetime_complete) - julianday(datetime_start)) * 86400.0"
-    query = sqlalchemy.text(
-        f"SELECT AVG({seconds}) FROM trials WHERE study_id = :study_id "
-        "AND state IN ('COMPLETE', 'PRUNED') AND datetime_start IS NOT NULL "
-        "AND datetime_complete IS NOT NULL"
-    )
-    with storage.engine.connect() as conn:
-        mean = conn.execute(query, {"study_id": study_id}).scalar()
-    return None if mean is None else float(mean)
-
-
-def _pruning_summary(
-    storage: optuna.storages.RDBStorage, study_id: int, *, epochs: int
-) -> PruningSummary:
-    # Epochs count from 1 in reports, so the last reported step is the epochs a trial trained.
-    query = sqlalchemy.text(
-        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN last_step IS NULL THEN :epochs "
-        "WHEN last_step < :epochs THEN :epochs - last_step ELSE 0 END), 0) FROM ("
-        "SELECT t.trial_id, MAX(iv.step) AS last_step FROM trials t "
-        "LEFT JOIN trial_intermediate_values iv ON iv.trial_id = t.trial_id "
-        "WHERE t.study_id = :study_id AND t.state = 'PRUNED' GROUP BY t.trial_id) AS pruned"
-    )
-    with storage.engine.connect() as conn:
-        pruned, saved = conn.execute(query, {"study_id": study_id, "epochs": epochs}).one()
-    return PruningSummary(pruned=pruned, epochs_saved=int(saved))
-
-
-def _best_number_value(
-    storage: optuna.storages.RDBStorage, study_id: int, direction: str
-) -> tuple[int, float | None] | None:
-    # Optuna's order: an infinite value in the good direction beats every finite one.
-    best_inf, worst_inf, order = (
-        ("INF_POS", "INF_NEG", "DESC") if direction == "maximize" else ("INF_NEG", "INF_POS", "ASC")
-    )
-    query = sqlalchemy.text(
-        "SELECT t.number, v.value, v.value_type FROM trials t "
-        "JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
-        "WHERE t.study_id = :study_id AND t.state = 'COMPLETE' "
-        f"ORDER BY CASE v.value_type WHEN '{best_inf}' THEN 0 WHEN '{worst_inf}' THEN 2 "
-        f"ELSE 1 END, v.value {order}, t.number LIMIT 1"
-    )
-    with storage.engine.connect() as conn:
-        row = conn.execute(query, {"study_id": study_id}).first()
-    if row is None:
-        return None
-    number, value, value_type = row
-    return number, (value if value_type == "FINITE" else None)
-
-
 def _eta_seconds(row: _StudyRow, mean: float | None) -> float | None:
     if row.state == "done":
         return 0.0
@@ -585,12 +532,22 @@ def _eta_seconds(row: _StudyRow, mean: float | None) -> float | None:
     return round(eta, 3)
 
 
-def _status(storage: optuna.storages.RDBStorage, row: _StudyRow, *, workers: int) -> StudyStatus:
-    """A study's full status from its row plus three queries: best, mean duration, pruning."""
+def _stats(storage: optuna.storages.RDBStorage, row: _StudyRow) -> TrialStats:
+    return trial_stats(
+        storage,
+        row.study_id,
+        direction=row.spec.direction or "maximize",
+        epochs=row.spec.task.epochs,
+    )
+
+
+def _status(
+    storage: optuna.storages.RDBStorage, row: _StudyRow, *, workers: int, stats: TrialStats
+) -> StudyStatus:
+    """A study's full status from its row and its trial statistics (:mod:`hpsearch.trial_stats`)."""
     spec = row.spec
     stopped_at = row.stopped_at
     reason = done_reason(spec, row.counts, stopped=stopped_at is not None, retries=row.retries)
-    best = _best_number_value(storage, row.study_id, spec.direction or "maximize")
     warm = row.system_attrs.get(WARM_START_ATTR)
     return StudyStatus(
         name=row.name,
@@ -604,32 +561,33 @@ def _status(storage: optuna.storages.RDBStorage, row: _StudyRow, *, workers: int
         budget_trials=spec.budget.trials,
         budget_seconds=spec.budget.seconds,
         elapsed_seconds=round(_elapsed(spec), 3),
-        best_value=best[1] if best else None,
-        best_trial=best[0] if best else None,
+        best_value=stats.best_value,
+        best_trial=stats.best_number,
         created_at=spec.created_at,
         done=reason is not None,
         done_reason=reason,
         state=row.state,
         stopped_at=stopped_at,
-        eta_seconds=_eta_seconds(row, _mean_finished_seconds(storage, row.study_id)),
-        pruning=_pruning_summary(storage, row.study_id, epochs=spec.task.epochs),
+        eta_seconds=_eta_seconds(row, stats.mean_seconds),
+        pruning=PruningSummary(pruned=stats.pruned, epochs_saved=stats.epochs_saved),
         workers=workers,
         warm_start=WarmStartReport.model_validate(warm) if warm else None,
     )
 
 
 def study_status(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
-    """One study's status, from a handful of SQL queries (no trial is loaded)."""
-    study_id, spec_json = _spec_json(storage, name)
+    """One study's status: a few small queries once the process has read the study before
+    (:mod:`hpsearch.trial_stats` reads only the trials that changed since)."""
+    study_id, spec, stats = _spec_stats(storage, name)
     row = _StudyRow(
         study_id=study_id,
         name=name,
-        spec=StudySpec.model_validate(spec_json),
-        counts=count_trials_by_state(storage, study_id),
+        spec=spec,
+        counts=stats.counts,
         system_attrs=storage.get_study_system_attrs(study_id),
-        retries=count_retries(storage, study_id),
+        retries=stats.retries,
     )
-    return _status(storage, row, workers=len(live_workers(storage, study=name)))
+    return _status(storage, row, workers=len(live_workers(storage, study=name)), stats=stats)
 
 
 def _prefix_filter(prefix: str | None) -> tuple[str, dict[str, Any]]:
@@ -714,7 +672,8 @@ def page_studies(
 
     Filters by name ``prefix`` in SQL, then by ``state``, then takes the page. Three queries
     read every matching study's spec, counts and flags; each study of the page then costs
-    three more (best, mean duration, pruning), and the live workers one for the page.
+    two small ones (its trial statistics, :mod:`hpsearch.trial_stats`), and the live workers
+    one for the page.
     """
     if state is not None and state not in ("open", "stopped", "done"):
         raise SpecError(f"unknown study state {state!r}; use open, stopped or done")
@@ -726,7 +685,10 @@ def page_studies(
     if page:
         for worker in live_workers(storage):
             per_study[worker.study] = per_study.get(worker.study, 0) + 1
-    return [_status(storage, r, workers=per_study.get(r.name, 0)) for r in page], len(rows)
+    return [
+        _status(storage, r, workers=per_study.get(r.name, 0), stats=_stats(storage, r))
+        for r in page
+    ], len(rows)
 
 
 def list_studies(
@@ -900,51 +862,28 @@ def trial_states(state: str | None) -> tuple[TrialState, ...] | None:
         ) from e
 
 
-def load_trials(storage: optuna.storages.RDBStorage, trial_ids: Iterable[int]) -> list[FrozenTrial]:
-    """The trials with these ids, in the order given, in six queries however many there are.
-
-    Optuna's ``get_trial`` costs several queries per trial; this reads the page's rows of
-    trials, params, values, attributes and intermediate values with ``IN (...)`` each, the way
-    Optuna's own ``get_all_trials`` does for a whole study.
-    """
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-    from sqlalchemy.orm import selectinload
-
-    ids = list(trial_ids)
-    if not ids:
-        return []
-    with _create_scoped_session(storage.scoped_session) as session:
-        rows = (
-            session.query(models.TrialModel)
-            .options(
-                selectinload(models.TrialModel.params),
-                selectinload(models.TrialModel.values),
-                selectinload(models.TrialModel.user_attributes),
-                selectinload(models.TrialModel.system_attributes),
-                selectinload(models.TrialModel.intermediate_values),
-            )
-            .filter(models.TrialModel.trial_id.in_(ids))
-            .all()
-        )
-        by_id = {row.trial_id: storage._build_frozen_trial_from_trial_model(row) for row in rows}
-    return [by_id[i] for i in ids if i in by_id]
-
-
-def _best(storage: optuna.storages.BaseStorage, study_id: int) -> FrozenTrial | None:
-    try:
-        return storage.get_best_trial(study_id)
-    except ValueError:  # no complete trial yet
-        return None
+def _spec_stats(
+    storage: optuna.storages.RDBStorage, name: str
+) -> tuple[int, StudySpec, TrialStats]:
+    study_id, spec_json = _spec_json(storage, name)
+    spec = StudySpec.model_validate(spec_json)
+    stats = trial_stats(
+        storage, study_id, direction=spec.direction or "maximize", epochs=spec.task.epochs
+    )
+    return study_id, spec, stats
 
 
 def best_trial(storage: optuna.storages.RDBStorage, name: str) -> TrialRecord:
-    """The best complete trial of the study, with its full resolved config."""
-    study_id = _hpsearch_study_id(storage, name)
-    best = _best(storage, study_id)
-    if best is None:
+    """The best complete trial of the study, with its full resolved config.
+
+    The best is Optuna's (an infinite value in the good direction beats every finite one),
+    ties to the lowest number; found from the study's trial statistics, then read whole.
+    """
+    study_id, _, stats = _spec_stats(storage, name)
+    if stats.best_number is None:
         raise TrialNotFound(f"study {name!r} has no complete trial yet")
-    return trial_record(best)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, stats.best_number)
+    return trial_record(storage.get_trial(trial_id))
 
 
 def get_trial(storage: optuna.storages.BaseStorage, name: str, number: int) -> TrialRecord:

@@ -15,7 +15,16 @@ from hpsearch.storage import open_storage
 from service.deps import ReadAccess
 from service.errors import install_error_handlers
 from service.metrics import install_metrics
-from service.routers import health, importance, metrics, spaces, studies, trials, workers
+from service.routers import (
+    health,
+    importance,
+    metrics,
+    reports,
+    spaces,
+    studies,
+    trials,
+    workers,
+)
 from service.settings import Settings
 
 __all__ = ["create_app"]
@@ -26,6 +35,7 @@ _GUARDED_ROUTERS = (
     studies.router,
     trials.router,
     importance.router,
+    reports.router,
     spaces.router,
     workers.router,
     metrics.router,  # scrapers send a read token (Prometheus: `authorization:`)

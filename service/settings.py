@@ -24,3 +24,6 @@ class Settings(BaseSettings):
     """Requests with larger bodies get 413 (``HPSEARCH_MAX_BODY_BYTES``)."""
     startup_retry_seconds: float = 30.0
     """How long to retry the first database connection (a database still starting up)."""
+    artifacts: str | None = None
+    """Where workers keep trial predictions for reports (``HPSEARCH_ARTIFACTS``): a directory or
+    ``s3://bucket/prefix``; ``None`` means beside a SQLite study database, else reports off."""

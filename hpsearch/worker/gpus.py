@@ -60,6 +60,8 @@ def run_workers(
     threads: int | None = None,
     max_trials: int | None = None,
     checkpoint_dir: str | None = None,
+    artifacts: str | None = None,
+    keep_artifacts: str | None = None,
 ) -> int:
     """Run workers for ``--gpus``: in this process for zero or one GPU, else one child per GPU.
 
@@ -86,6 +88,8 @@ def run_workers(
         max_trials=max_trials,
         checkpoint_dir=checkpoint_dir,
         gpu_name=gpu_name,
+        artifacts=artifacts,
+        keep_artifacts=keep_artifacts,
     )
     return 0
 

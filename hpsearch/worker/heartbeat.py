@@ -20,7 +20,8 @@ _RETRY_SECONDS = 1.0
 class Heartbeat:
     """Record ``trial_id``'s heartbeat every storage heartbeat interval while in the block.
 
-    ``also`` runs with each beat (the worker's own heartbeat in the fleet table).
+    ``also`` runs with each beat (the worker's own heartbeat in the fleet table). With
+    ``beaten`` the trial's heartbeat was just recorded: the first beat runs only ``also``.
     ``on_failure`` is told when a beat fails, so the worker knows the database was away.
     """
 
@@ -31,11 +32,13 @@ class Heartbeat:
         *,
         also: Callable[[], None] | None = None,
         on_failure: Callable[[], None] | None = None,
+        beaten: bool = False,
     ) -> None:
         self._storage = storage
         self._trial_id = trial_id
         self._also = also
         self._on_failure = on_failure
+        self._beaten = beaten
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._beat, name=f"heartbeat-{trial_id}", daemon=True
@@ -44,9 +47,12 @@ class Heartbeat:
     def _beat(self) -> None:
         interval = self._storage.get_heartbeat_interval() or 10
         failing = False
+        skip = self._beaten
         while True:
             try:
-                self._storage.record_heartbeat(self._trial_id)
+                if not skip:
+                    self._storage.record_heartbeat(self._trial_id)
+                skip = False
                 if self._also is not None:
                     self._also()
                 if failing:

@@ -33,6 +33,14 @@ from optuna.trial import TrialState
 from pydantic import ValidationError
 
 from hpsearch import fleet
+from hpsearch.artifacts import (
+    ArtifactStore,
+    KeepPolicy,
+    keep_best_predictions,
+    open_artifact_store,
+    parse_keep,
+    upload_predictions,
+)
 from hpsearch.errors import StudyNotFound, TrainingDiverged
 from hpsearch.spaces import suggest_config
 from hpsearch.storage import (
@@ -41,6 +49,7 @@ from hpsearch.storage import (
     count_trials_by_state,
     count_trials_by_study,
     open_storage,
+    set_trial_user_attrs,
     studies_with_user_attr,
     study_lock,
 )
@@ -72,6 +81,10 @@ log = logging.getLogger("hpsearch.worker")
 
 #: Trial user attribute: the batch/accumulation each CUDA out-of-memory retry ran with.
 OOM_ATTR = "oom_retries"
+#: Seconds between reads of a trial's prune request (one read per report for epochs longer).
+PRUNE_REQUEST_POLL_SECONDS = 1.0
+#: Seconds between reads of the study's pruner (a change applies to the next trial claimed).
+PRUNER_POLL_SECONDS = 1.0
 _WORKERS_ATTR = "hpsearch:workers"  # study system attribute: how many workers joined the study
 
 
@@ -86,6 +99,7 @@ class _Outcome:
     value: float | None = None
     reason: str | None = None
     stopped: bool = False  # the worker was told to stop during this trial
+    predictions: Any = None  # the final model's ValPredictions, when reports are on
 
 
 @dataclass
@@ -96,6 +110,7 @@ class _Joined:
     study_id: int
     spec: StudySpec
     run: TrialFunction
+    pruner_read_at: float = -math.inf  # time.monotonic() of the last read of the pruner
 
 
 class _Signals:
@@ -152,8 +167,12 @@ class _Worker:
         device: str | None,
         checkpoint_dir: Path | None,
         poll_seconds: float,
+        artifact_store: ArtifactStore | None = None,
+        keep: KeepPolicy | None = None,
     ) -> None:
         self.storage = storage
+        self.artifact_store = artifact_store  # None: reports off (or a user objective)
+        self.keep = keep or parse_keep()
         self.link = Reconnect()
         self.objective = objective
         self.device = device
@@ -164,6 +183,7 @@ class _Worker:
         self.joined: dict[str, _Joined] = {}
         self._specs: dict[int, StudySpec] = {}  # for picking studies; budgets never change
         self._last_idle_beat = 0.0
+        self._next_stale_check = 0.0
 
     # -- joining and picking studies -------------------------------------------------------
 
@@ -239,9 +259,18 @@ class _Worker:
         """Ask a trial if the budget has room, atomically across all workers of the study."""
         # Right after an outage every trial's heartbeat looks old: give the other workers one
         # grace period to beat again before calling their trials dead.
-        if not self.link.troubled_within(self.storage.grace_period or 30):
+        now = time.monotonic()
+        # A dead worker's trial is found stale only a grace period (3 heartbeats) after its
+        # last beat: looking once per heartbeat interval finds it as soon as every claim would.
+        interval = self.storage.get_heartbeat_interval() or 10
+        if now >= self._next_stale_check and not self.link.troubled_within(
+            self.storage.grace_period or 30
+        ):
             self.link.call("failing stale trials", _fail_stale_trials, joined.study)
-        self.link.call("reading the pruner", self._refresh_pruner, joined)
+            self._next_stale_check = now + interval
+        if now >= joined.pruner_read_at + PRUNER_POLL_SECONDS:
+            self.link.call("reading the pruner", self._refresh_pruner, joined)
+            joined.pruner_read_at = now
         return self.link.call("claiming a trial", self._claim_locked, joined)
 
     def _claim_locked(self, joined: _Joined) -> optuna.Trial | None:
@@ -292,13 +321,16 @@ class _Worker:
 
         outcome: _Outcome | None = None
         try:
-            with Heartbeat(storage, trial._trial_id, also=beat, on_failure=link.note_trouble):
+            # The claim recorded the trial's first heartbeat: the thread starts one interval on.
+            with Heartbeat(
+                storage, trial._trial_id, also=beat, on_failure=link.note_trouble, beaten=True
+            ):
                 attrs: dict[str, Any] = {WORKER_ATTR: self.worker_id, SEED_ATTR: seed}
                 if origin is not None:  # the copy inherited these from the failed trial
                     attrs.update({FAIL_REASON_ATTR: None, PRUNE_REQUEST_ATTR: False})
-                for key, value in attrs.items():
-                    link.call("writing the trial", trial.set_user_attr, key, value)
-                outcome = self._run(joined, trial, seed, checkpoint)
+                outcome = self._run(joined, trial, seed, checkpoint, attrs)
+                if outcome.predictions is not None and outcome.state == TrialState.COMPLETE:
+                    self._keep_predictions(trial, outcome.predictions)  # before the tell
                 self._finish(joined, trial, outcome)
         except WorkerStopped:
             if outcome is not None:  # stopped while writing the result: it is being retried
@@ -314,25 +346,68 @@ class _Worker:
             raise
         if checkpoint is not None and not outcome.stopped:
             checkpoint.unlink(missing_ok=True)  # the trial is over; nothing will resume it
+        if self.artifact_store is not None:
+            self._clean_up_predictions(joined)
         return outcome
 
+    def _keep_predictions(self, trial: optuna.Trial, predictions: Any) -> None:
+        """Upload the trial's predictions for reports; a failure only costs the report."""
+        assert self.artifact_store is not None
+        try:
+            upload_predictions(self.storage, self.artifact_store, trial._trial_id, predictions)
+        except Exception as e:  # noqa: BLE001 - never fail a trial over its report
+            log.warning(
+                "trial %d: could not keep its predictions in %s (no report for it): %s",
+                trial.number,
+                self.artifact_store.location,
+                e,
+            )
+
+    def _clean_up_predictions(self, joined: _Joined) -> None:
+        """Drop the predictions of trials outside the best N kept (``--keep-artifacts``)."""
+        assert self.artifact_store is not None
+        try:
+            keep_best_predictions(self.storage, self.artifact_store, joined.study_id, self.keep)
+        except Exception as e:  # noqa: BLE001 - retried after the next trial
+            log.warning(
+                "study %s: cleaning up kept predictions failed: %s", joined.study.study_name, e
+            )
+
     def _run(
-        self, joined: _Joined, trial: optuna.Trial, seed: int, checkpoint: Path | None
+        self,
+        joined: _Joined,
+        trial: optuna.Trial,
+        seed: int,
+        checkpoint: Path | None,
+        attrs: dict[str, Any],
     ) -> _Outcome:
-        """Run the objective on the trial's config and say how the trial ends."""
+        """Run the objective on the trial's config and say how the trial ends.
+
+        ``attrs`` (user attributes of the trial) are written with the sampled config, in one
+        transaction.
+        """
         storage, link, spec = self.storage, self.link, joined.spec
 
+        # Optuna's should_prune reads the whole trial back: skip it when nothing can prune.
+        pruner_prunes = not isinstance(joined.study.pruner, optuna.pruners.NopPruner)
+        next_request_check = time.monotonic() + PRUNE_REQUEST_POLL_SECONDS
+
         def report(value: float, step: int) -> None:
+            nonlocal next_request_check
             with warnings.catch_warnings():
                 # A retried trial re-reports the epochs it inherited; Optuna keeps the first.
                 warnings.simplefilter("ignore", UserWarning)
                 link.call("reporting", trial.report, value, step)
-            if link.call("reading prune requests", prune_requested, storage, trial._trial_id):
-                raise optuna.TrialPruned(f"pruned on request at step {step}")
-            if link.call("asking the pruner", trial.should_prune):
+            if time.monotonic() >= next_request_check:  # reports of quick steps share a read
+                next_request_check = time.monotonic() + PRUNE_REQUEST_POLL_SECONDS
+                if link.call("reading prune requests", prune_requested, storage, trial._trial_id):
+                    raise optuna.TrialPruned(f"pruned on request at step {step}")
+            if pruner_prunes and link.call("asking the pruner", trial.should_prune):
                 raise optuna.TrialPruned(f"pruned by the {spec.pruner.name} pruner at step {step}")
 
         adjustments: list[dict[str, int]] = []
+        kept: list[Any] = []  # the predictions of the attempt that finished (after OOM retries)
+        keep = kept.append if self.artifact_store is not None else None
 
         def record_oom_retry(adjusted: dict[str, Any]) -> None:
             keys = ("train.batch_size", "train.grad_accum")
@@ -343,11 +418,12 @@ class _Worker:
             config = link.call(
                 "sampling the config", suggest_config, trial, spec.search_space, spec.fixed
             )
-            link.call("writing the trial", trial.set_user_attr, CONFIG_ATTR, config)
+            attrs = {**attrs, CONFIG_ATTR: config}
+            link.call("writing the trial", set_trial_user_attrs, storage, trial._trial_id, attrs)
             with self.signals.interruptible():
                 value = float(
                     run_with_oom_retries(
-                        lambda c: joined.run(c, report, seed, checkpoint),
+                        lambda c: joined.run(c, report, seed, checkpoint, keep),
                         config,
                         on_retry=record_oom_retry,
                     )
@@ -361,7 +437,7 @@ class _Worker:
         except Exception as e:
             log.debug("trial %d failed", trial.number, exc_info=True)
             return _Outcome(TrialState.FAIL, reason=f"{type(e).__name__}: {e}")
-        return _Outcome(TrialState.COMPLETE, value=value)
+        return _Outcome(TrialState.COMPLETE, value=value, predictions=kept[-1] if kept else None)
 
     def _finish(
         self,
@@ -448,6 +524,8 @@ def run_worker(
     max_trials: int | None = None,
     checkpoint_dir: str | Path | None = None,
     gpu_name: str | None = None,
+    artifacts: str | None = None,
+    keep_artifacts: str | None = None,
 ) -> int:
     """Pull and run trials from the study database until there is no budget left.
 
@@ -457,14 +535,32 @@ def run_worker(
     ``checkpoint_dir`` (a local or shared directory) trials save a checkpoint after every
     epoch, and a retried trial resumes from it. The worker records itself in the fleet table
     (``hpsearch.fleet``) while it runs. Returns the number of trials this worker ran.
+
+    Reports: with the built-in trainer, each complete trial's validation predictions are kept
+    in the artifact store ``artifacts`` (:func:`hpsearch.artifacts.open_artifact_store`: a
+    directory or ``s3://bucket/prefix``; by default beside a SQLite study database, off for
+    PostgreSQL) for the best ``keep_artifacts`` trials (``best:N``, default ``best:3``, or
+    ``all``). A user ``objective`` gets no reports.
     """
     storage = open_storage(storage_url)
+    keep = parse_keep(keep_artifacts)
+    store = None
+    if objective is None:
+        store = open_artifact_store(artifacts, storage_url=storage_url, create=True)
+        if store is None:
+            log.info(
+                "reports are off: no artifact store for this study database; set "
+                "HPSEARCH_ARTIFACTS (or --artifacts) to a directory every worker and reader "
+                "can reach, or to s3://bucket/prefix, to keep the best trials' predictions"
+            )
     worker = _Worker(
         storage,
         objective=load_objective(objective) if objective else None,
         device=device,
         checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
         poll_seconds=poll_seconds,
+        artifact_store=store,
+        keep=keep,
     )
     if study is not None:  # fail now (StudyNotFound, a bad spec), not after a poll
         worker.join(study)

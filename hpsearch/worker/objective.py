@@ -11,15 +11,25 @@ from typing import Any
 from hpsearch.errors import UsageError
 from hpsearch.studies import StudySpec
 
-__all__ = ["Objective", "Report", "TrialFunction", "load_objective", "trial_function"]
+__all__ = [
+    "KeepPredictions",
+    "Objective",
+    "Report",
+    "TrialFunction",
+    "load_objective",
+    "trial_function",
+]
 
 #: ``report(value, step)``: records the metric after a step (an epoch); may raise TrialPruned.
 Report = Callable[[float, int], None]
 #: A user's objective, ``objective(config, report) -> metric`` (optionally ``checkpoint=path``).
 Objective = Callable[..., float]
-#: What the worker calls: ``run(config, report, seed, checkpoint) -> metric``; ``checkpoint``
-#: is the file a resumable trial saves to and resumes from, or None.
-TrialFunction = Callable[[dict[str, Any], Report, int, Path | None], float]
+#: Gets the final model's validation predictions (a ``ValPredictions``) once, for reports.
+KeepPredictions = Callable[[Any], None]
+#: What the worker calls: ``run(config, report, seed, checkpoint, keep) -> metric``;
+#: ``checkpoint`` is the file a resumable trial saves to and resumes from, or None; ``keep``
+#: gets the final model's validation predictions (the built-in trainer only), or is None.
+TrialFunction = Callable[[dict[str, Any], Report, int, Path | None, KeepPredictions | None], float]
 
 
 def load_objective(ref: str) -> Objective:
@@ -51,8 +61,12 @@ def trial_function(
         takes_checkpoint = _accepts(objective, "checkpoint")
 
         def run_user(
-            config: dict[str, Any], report: Report, _seed: int, checkpoint: Path | None
-        ) -> float:
+            config: dict[str, Any],
+            report: Report,
+            _seed: int,
+            checkpoint: Path | None,
+            _keep: KeepPredictions | None,
+        ) -> float:  # a user's objective hands over no predictions: no reports
             if takes_checkpoint:
                 return objective(config, report, checkpoint=checkpoint)
             return objective(config, report)
@@ -60,7 +74,14 @@ def trial_function(
         return run_user
     from hpsearch.train import train  # torch is imported only by processes that train
 
-    def run(config: dict[str, Any], report: Report, seed: int, checkpoint: Path | None) -> float:
+    def run(
+        config: dict[str, Any],
+        report: Report,
+        seed: int,
+        checkpoint: Path | None,
+        keep: KeepPredictions | None,
+    ) -> float:
+        extra = {} if keep is None else {"predictions": keep}
         return train(
             config,
             spec.task,
@@ -69,6 +90,7 @@ def trial_function(
             seed=seed,
             device=device,
             checkpoint=checkpoint,
+            **extra,
         )
 
     return run
