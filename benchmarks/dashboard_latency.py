@@ -375,6 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="trials per study")
     parser.add_argument("--postgres", metavar="URL", help="also run on this EMPTY PostgreSQL db")
+    parser.add_argument("--no-sqlite", action="store_true", help="only the --postgres database")
     parser.add_argument("--polls", type=int, default=5, help="steady polls per form (default 5)")
     parser.add_argument(
         "--slow-polls", type=int, default=2,
@@ -400,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     served: list[tuple[str, int, Dashboard]] = []
     measured: list[tuple[str, int, dict[str, dict[str, Any]]]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        backends = [("sqlite", f"sqlite:///{tmp}/bench.db")]
+        backends = [] if args.no_sqlite else [("sqlite", f"sqlite:///{tmp}/bench.db")]
         if args.postgres:
             backends.append(("postgresql", args.postgres))
         for label, url in backends:
@@ -419,7 +420,8 @@ def main(argv: list[str] | None = None) -> None:
     header = (
         "# Dashboard latency (benchmarks/dashboard_latency.py)\n\n"
         f"`python benchmarks/dashboard_latency.py --sizes {args.sizes} --polls {args.polls} "
-        f"--slow-polls {args.slow_polls}{' --postgres URL' if args.postgres else ''}`, "
+        f"--slow-polls {args.slow_polls}{' --postgres URL' if args.postgres else ''}"
+        f"{' --no-sqlite' if args.no_sqlite else ''}`, "
         f"{dt.datetime.now():%Y-%m-%d}, {(time.monotonic() - started) / 60:.0f} minutes. "
         f"Client-side seconds per `GET /api/studies/<id>`; n = polls. Both servers answered "
         f"the same trials (numbers and states) to the first load and to the poll after "

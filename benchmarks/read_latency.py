@@ -94,17 +94,23 @@ def _read_headers(url: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-def measure(call: Callable[[], Any], *, repeat: int, budget: float, warmup: int = 2) -> list[float]:
-    """Milliseconds of ``repeat`` calls after ``warmup`` ones; stops at 5+ once over ``budget`` s."""
+def measure(
+    call: Callable[[], Any], *, repeat: int, budget: float, min_samples: int = 5, warmup: int = 2
+) -> list[float]:
+    """Milliseconds of ``repeat`` calls after ``warmup`` ones (one when a call takes over a
+    fifth of ``budget``); stops at ``min_samples`` or more once over ``budget`` seconds."""
     for _ in range(warmup):
+        start = time.perf_counter()
         call()
+        if time.perf_counter() - start > budget / 5:
+            break
     samples: list[float] = []
     began = time.perf_counter()
     while len(samples) < repeat:
         start = time.perf_counter()
         call()
         samples.append(1000 * (time.perf_counter() - start))
-        if len(samples) >= 5 and time.perf_counter() - began > budget:
+        if len(samples) >= min_samples and time.perf_counter() - began > budget:
             break
     return samples
 
@@ -115,7 +121,7 @@ def _p95(samples: list[float]) -> float:
 
 
 def run_backend(
-    label: str, url: str, sizes: list[int], *, repeat: int, budget: float
+    label: str, url: str, sizes: list[int], *, repeat: int, budget: float, min_samples: int
 ) -> list[tuple[str, str, int, int, float, float]]:
     """Rows ``(backend, read, size, n, p50 ms, p95 ms)`` for one database."""
     print(f"\n## {label}: {redact(url)}", flush=True)
@@ -162,7 +168,7 @@ def run_backend(
                     ("plain Optuna: len(load_study().trials)", count_plain),
                 ]
                 for read, call in reads:
-                    samples = measure(call, repeat=repeat, budget=budget)
+                    samples = measure(call, repeat=repeat, budget=budget, min_samples=min_samples)
                     row = (
                         label,
                         read,
@@ -197,8 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=30, help="requests per read (default 30)")
     parser.add_argument(
         "--budget", type=float, default=60.0,
-        help="seconds per read and size after which it stops at 5 samples or more (default 60)",
+        help="seconds per read and size after which it stops at --min-samples (default 60)",
     )  # fmt: skip
+    parser.add_argument(
+        "--min-samples", type=int, default=5, help="samples per read at least (default 5)"
+    )
     parser.add_argument("--postgres", metavar="URL", help="also run on this EMPTY PostgreSQL db")
     parser.add_argument(
         "--out", default=str(ROOT / "benchmarks" / "results" / "read_latency.md"),
@@ -210,18 +219,23 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         sqlite_url = f"sqlite:///{tmp}/bench.db"
-        rows += run_backend("sqlite", sqlite_url, sizes, repeat=args.repeat, budget=args.budget)
+        rows += run_backend(
+            "sqlite", sqlite_url, sizes, repeat=args.repeat, budget=args.budget,
+            min_samples=args.min_samples,
+        )  # fmt: skip
     if args.postgres:
         rows += run_backend(
-            "postgresql", args.postgres, sizes, repeat=args.repeat, budget=args.budget
-        )
+            "postgresql", args.postgres, sizes, repeat=args.repeat, budget=args.budget,
+            min_samples=args.min_samples,
+        )  # fmt: skip
     result = table(rows)
     print("\n" + result)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     header = (
         "# Read latency (benchmarks/read_latency.py)\n\n"
-        f"`python benchmarks/read_latency.py --sizes {args.sizes} --repeat {args.repeat}"
+        f"`python benchmarks/read_latency.py --sizes {args.sizes} --repeat {args.repeat} "
+        f"--budget {args.budget:g} --min-samples {args.min_samples}"
         f"{' --postgres URL' if args.postgres else ''}`, "
         f"{dt.datetime.now():%Y-%m-%d}. Milliseconds per request, client side; n = samples.\n\n"
     )

@@ -218,7 +218,10 @@ def run_demo(
             f"\nAPI docs:   http://127.0.0.1:{api_port}/docs"
             f"\nstudy:      http://127.0.0.1:{api_port}/studies/{name}"
             f"\nbest:       http://127.0.0.1:{api_port}/studies/{name}/best"
+            f"\nreport:     http://127.0.0.1:{api_port}/studies/{name}/report"
             f"\ndashboard:  http://127.0.0.1:{dash_port}/dashboard"
+            f"\nerror analysis of the best trial as HTML: hpsearch report {name} "
+            f"--storage {url}"
         )
         if keep_serving:
             print("\nserving until Ctrl-C ...", flush=True)

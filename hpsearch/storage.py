@@ -22,7 +22,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from hpsearch.errors import StorageUnavailable, UsageError
@@ -35,7 +35,6 @@ __all__ = [
     "count_retries",
     "count_trials_by_state",
     "count_trials_by_study",
-    "load_trials",
     "mark_trials_edited",
     "open_storage",
     "page_trial_ids",
@@ -58,8 +57,6 @@ RETRY_OF_ATTR = "failed_trial"
 MAX_RETRIES = 3
 #: How many of the latest edits of finished trials the study's marker lists.
 _EDITS_KEPT = 1000
-#: Trial ids per ``IN (...)`` list when loading trials by id.
-_IN_CHUNK = 5000
 #: Study system attribute bumped whenever hpsearch edits rows of a study's FINISHED trials
 #: (Optuna itself never does): readers that cache finished trials re-read them when it changes.
 TRIALS_EDITED_ATTR = "hpsearch:trials_edited"
@@ -279,38 +276,6 @@ def study_lock(storage: optuna.storages.RDBStorage, study_id: int) -> Iterator[N
             yield
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
-
-
-def load_trials(storage: optuna.storages.RDBStorage, trial_ids: Iterable[int]) -> list[FrozenTrial]:
-    """The trials with these ids, in the order given, in six queries however many there are.
-
-    Optuna's ``get_trial`` costs several queries per trial; this reads the page's rows of
-    trials, params, values, attributes and intermediate values with ``IN (...)`` each, the way
-    Optuna's own ``get_all_trials`` does for a whole study (in chunks of a few thousand ids).
-    """
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-    from sqlalchemy.orm import selectinload
-
-    ids = list(trial_ids)
-    by_id: dict[int, FrozenTrial] = {}
-    with _create_scoped_session(storage.scoped_session) as session:
-        for start in range(0, len(ids), _IN_CHUNK):  # bounded IN lists (SQLite caps variables)
-            rows = (
-                session.query(models.TrialModel)
-                .options(
-                    selectinload(models.TrialModel.params),
-                    selectinload(models.TrialModel.values),
-                    selectinload(models.TrialModel.user_attributes),
-                    selectinload(models.TrialModel.system_attributes),
-                    selectinload(models.TrialModel.intermediate_values),
-                )
-                .filter(models.TrialModel.trial_id.in_(ids[start : start + _IN_CHUNK]))
-                .all()
-            )
-            for row in rows:
-                by_id[row.trial_id] = storage._build_frozen_trial_from_trial_model(row)
-    return [by_id[i] for i in ids if i in by_id]
 
 
 def set_trial_user_attrs(

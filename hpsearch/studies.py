@@ -45,12 +45,12 @@ from hpsearch.spaces import SearchSpace, load_space
 from hpsearch.storage import (
     RETRY_OF_ATTR,
     count_trials_by_state,
-    load_trials,
     page_trial_ids,
     study_lock,
 )
 from hpsearch.strategy import PRUNERS, STRATEGIES, make_pruner, make_sampler
 from hpsearch.tasks import FAMILY_METRICS, METRICS, TASK_FAMILIES, TaskSpec, default_metric
+from hpsearch.trial_reads import load_trials
 from hpsearch.trial_stats import TrialStats, trial_stats
 from hpsearch.warm_start import (
     WarmStart,

@@ -43,7 +43,8 @@ from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.storage import TRIALS_EDITED_ATTR, load_trials
+from hpsearch.storage import TRIALS_EDITED_ATTR
+from hpsearch.trial_reads import load_trials
 
 __all__ = ["DEFAULT_MAX_TRIALS", "CacheInfo", "CachedStorage"]
 
@@ -64,6 +65,7 @@ _PROBE = sqlalchemy.text(
 _NEW_IDS = sqlalchemy.text(
     "SELECT trial_id FROM trials WHERE study_id = :study_id AND trial_id > :max_id"
 )
+_ALL_IDS = sqlalchemy.text("SELECT trial_id FROM trials WHERE study_id = :study_id")
 _IDS_UP_TO = sqlalchemy.text(
     "SELECT trial_id FROM trials WHERE study_id = :study_id AND trial_id <= :max_id"
 )
@@ -260,7 +262,11 @@ class CachedStorage(optuna.storages.BaseStorage):
         study = _Study(name=name)
         with study.lock:
             study.edited_seq = self._edited_seq(study_id)
-            study.put(self._backend._get_trials(study_id, None, set(), -1))
+            with self._backend.engine.connect() as conn:
+                ids = [r[0] for r in conn.execute(_ALL_IDS, {"study_id": study_id})]
+            # In chunks (trial_reads.load_trials), not Optuna's one read of the whole study:
+            # the peak memory of a read is a chunk's rows, not the study's.
+            study.put(load_trials(self._backend, ids))
         with self._lock:
             self._full_loads += 1
             self._studies[study_id] = study
@@ -281,8 +287,7 @@ class CachedStorage(optuna.storages.BaseStorage):
             to_load.update(
                 r[0] for r in conn.execute(_NEW_IDS, {"study_id": study_id, "max_id": study.max_id})
             )
-            cached_up_to_max = sum(1 for i in study.trials if i <= study.max_id)
-            if known != cached_up_to_max:
+            if known != len(study.trials):  # every cached id is <= max_id
                 # Committed out of id order by another process, or deleted: diff the ids.
                 in_db = {
                     r[0]

@@ -11,8 +11,8 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
-from hpsearch.storage import load_trials
 from hpsearch.studies import load_spec, trial_record, trial_states
+from hpsearch.trial_reads import load_trials
 
 __all__ = ["CSV_COLUMNS", "defuse", "trials_csv"]
 

@@ -255,3 +255,51 @@ def test_two_writer_processes_while_a_reader_polls(fresh_postgres_url: str) -> N
     assert len(trials) == 120 and all(t.state.is_finished() for t in trials)
     assert cache.get_best_trial(sid).value == storage.get_best_trial(sid).value
     assert polls > 3
+
+
+def _dashboard_detail(base: str, study_id: int) -> dict[str, Any]:
+    import httpx
+
+    response = httpx.get(f"{base}/api/studies/{study_id}", timeout=30)
+    response.raise_for_status()
+    body = response.json()
+    return {
+        "trials": [(t["number"], t["state"], t["params"]) for t in body["trials"]],
+        "intersection": body["intersection_search_space"],
+        "union": body["union_search_space"],
+        "best": [t["number"] for t in body["best_trials"]],
+    }
+
+
+def test_the_dashboard_over_the_cache_answers_as_a_fresh_one(sqlite_url: str) -> None:
+    from hpsearch.dashboard import start_dashboard
+
+    storage = open_storage(sqlite_url)
+    study = optuna.create_study(storage=storage, study_name="d")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    cached = start_dashboard(sqlite_url, port=0)
+    try:
+        base = cached.url.rsplit("/dashboard", 1)[0]
+        first = _dashboard_detail(base, study._study_id)
+        assert len(first["trials"]) == 3 and first["union"]
+        # New trials with a parameter the first ones lack, and one left running.
+        study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_int("y", 1, 3), n_trials=2)
+        running = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        time.sleep(2.5)  # the dashboard keeps its own copy of a small study for 2 s
+        second = _dashboard_detail(base, study._study_id)
+        study.tell(running, -1.0)  # finishes, and is the best now
+        time.sleep(2.5)
+        third = _dashboard_detail(base, study._study_id)
+    finally:
+        cached.stop()
+    for detail in (second, third):
+        assert {p["name"] for p in detail["union"]} == {"x", "y"}
+        assert [p["name"] for p in detail["intersection"]] == ["x"]
+    assert [state for _, state, _ in second["trials"]][-1] == "Running"
+    assert [state for _, state, _ in third["trials"]][-1] == "Complete"
+    assert third["best"] == [running.number]
+    fresh = start_dashboard(sqlite_url, port=0)  # a new dashboard reads everything anew
+    try:
+        assert _dashboard_detail(fresh.url.rsplit("/dashboard", 1)[0], study._study_id) == third
+    finally:
+        fresh.stop()
