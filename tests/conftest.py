@@ -421,3 +421,18 @@ def restartable_postgres() -> Iterator[tuple[str, _PostgresCluster]]:
         yield _start_with_database(cluster, "restartable"), cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread for a test module (``pytestmark = usefixtures(...)``).
+
+    The training tests' models are tiny: one thread is faster than several, and it keeps them
+    quick when other processes compete for the cores (spinning intra-op threads slow down badly).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

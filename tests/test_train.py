@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import math
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +48,7 @@ def _model(**knobs: Any) -> nn.Module:
     return build_model(cfg.model, n_numeric=64, cardinalities=(), n_classes=10)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # These models are tiny: one thread is faster than several, and it keeps the file quick
-    # when other processes compete for the cores (spinning intra-op threads slow down badly).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +52,7 @@ def _metrics(config: dict[str, Any], epochs: int = 1, seed: int = 0) -> list[tup
     ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Tiny models: one thread is faster than several, and other processes share the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 # --- registration and learning ----------------------------------------------------------------

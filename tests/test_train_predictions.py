@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import random
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import numpy as np
 import optuna
 import pytest
 import timm
-import torch
 from sklearn.datasets import load_diabetes
 from timm.data import resolve_data_config
 
@@ -34,13 +32,7 @@ from hpsearch.train.loop import EpochResult
 COLORS = {"red": "warm", "orange": "warm", "blue": "cool", "green": "leafy"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Tiny models: one thread is faster than several, and other processes share the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def _fit(fit: Any, config: dict[str, Any], task: TaskSpec) -> tuple[EpochResult, ValPredictions]:

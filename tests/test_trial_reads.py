@@ -25,7 +25,9 @@ def _fields(trial: optuna.trial.FrozenTrial) -> dict:
 
 def test_every_kind_of_value_reads_as_optuna_reads_it(storage_url: str) -> None:
     storage = open_storage(storage_url)
-    study = optuna.create_study(storage=storage, study_name="r", directions=["maximize", "minimize"])
+    study = optuna.create_study(
+        storage=storage, study_name="r", directions=["maximize", "minimize"]
+    )
     dists = {
         "lr": FloatDistribution(1e-5, 1e-1, log=True),
         "units": IntDistribution(8, 512, step=8),
