@@ -44,6 +44,7 @@ from hpsearch.errors import (
     UsageError,
 )
 from hpsearch.storage import mark_trials_edited, resolve_storage_url, study_lock
+from hpsearch.studies import best_trial_id
 from hpsearch.train.predictions import ValPredictions  # numpy only: no torch for the service
 
 if TYPE_CHECKING:
@@ -372,19 +373,13 @@ def predictions_for(
     best N kept, run by a user objective, a store that lacks the file) and
     :class:`ArtifactStoreUnavailable` when the store cannot be read.
     """
-    try:
-        study_id = storage.get_study_id_from_name(study_name)
-    except KeyError as e:
-        raise StudyNotFound(f"no study named {study_name!r}") from e
-    if trial_number is None:
-        try:
-            best = storage.get_best_trial(study_id)
-        except ValueError as e:
-            raise TrialNotFound(
-                f"study {study_name!r} has no complete trial yet: a report needs one"
-            ) from e
-        trial_id, trial_number = best._trial_id, best.number
+    if trial_number is None:  # the same best trial as GET /studies/{name}/best
+        trial_id, trial_number = best_trial_id(storage, study_name)
     else:
+        try:
+            study_id = storage.get_study_id_from_name(study_name)
+        except KeyError as e:
+            raise StudyNotFound(f"no study named {study_name!r}") from e
         try:
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
         except KeyError as e:

@@ -72,6 +72,7 @@ __all__ = [
     "StudyStatus",
     "TrialRecord",
     "best_trial",
+    "best_trial_id",
     "create_study",
     "delete_study",
     "done_reason",
@@ -533,12 +534,7 @@ def _eta_seconds(row: _StudyRow, mean: float | None) -> float | None:
 
 
 def _stats(storage: optuna.storages.RDBStorage, row: _StudyRow) -> TrialStats:
-    return trial_stats(
-        storage,
-        row.study_id,
-        direction=row.spec.direction or "maximize",
-        epochs=row.spec.task.epochs,
-    )
+    return trial_stats(storage, row.study_id, epochs=row.spec.task.epochs)
 
 
 def _status(
@@ -867,22 +863,34 @@ def _spec_stats(
 ) -> tuple[int, StudySpec, TrialStats]:
     study_id, spec_json = _spec_json(storage, name)
     spec = StudySpec.model_validate(spec_json)
-    stats = trial_stats(
-        storage, study_id, direction=spec.direction or "maximize", epochs=spec.task.epochs
-    )
+    stats = trial_stats(storage, study_id, epochs=spec.task.epochs)
     return study_id, spec, stats
 
 
-def best_trial(storage: optuna.storages.RDBStorage, name: str) -> TrialRecord:
-    """The best complete trial of the study, with its full resolved config.
+def best_trial_id(storage: optuna.storages.RDBStorage, name: str) -> tuple[int, int]:
+    """The id and number of the best complete trial of study ``name`` (any Optuna study).
 
     The best is Optuna's (an infinite value in the good direction beats every finite one),
-    ties to the lowest number; found from the study's trial statistics, then read whole.
+    ties to the lowest number, from the study's trial statistics. Raises
+    :class:`StudyNotFound`, and :class:`TrialNotFound` when no trial is complete yet.
     """
-    study_id, _, stats = _spec_stats(storage, name)
+    return _best_trial_id(storage, _study_id(storage, name), name)
+
+
+def _best_trial_id(
+    storage: optuna.storages.RDBStorage, study_id: int, name: str
+) -> tuple[int, int]:
+    stats = trial_stats(storage, study_id, epochs=0)  # the best needs no epochs
     if stats.best_number is None:
         raise TrialNotFound(f"study {name!r} has no complete trial yet")
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, stats.best_number)
+    return trial_id, stats.best_number
+
+
+def best_trial(storage: optuna.storages.RDBStorage, name: str) -> TrialRecord:
+    """The best complete trial of the hpsearch study ``name`` (:func:`best_trial_id`), with
+    its full resolved config."""
+    trial_id, _ = _best_trial_id(storage, _hpsearch_study_id(storage, name), name)
     return trial_record(storage.get_trial(trial_id))
 
 

@@ -137,20 +137,10 @@ class _Study:
     def best(self, direction: StudyDirection) -> FrozenTrial | None:
         if self.best_stale:
             complete = [t for t in self.trials.values() if t.state == TrialState.COMPLETE]
-            if not complete:
-                self.best_id = None
-            else:
-                pick = max if direction == StudyDirection.MAXIMIZE else min
-                # Ties go to the lowest number, as hpsearch's SQL best does.
-                best = pick(
-                    complete,
-                    key=lambda t: (
-                        (t.value, -t.number)
-                        if direction == StudyDirection.MAXIMIZE
-                        else (t.value, t.number)
-                    ),
-                )
-                self.best_id = best._trial_id
+            sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+            # Ties go to the lowest number, as hpsearch's other reads of the best do.
+            best = min(complete, key=lambda t: (sign * t.value, t.number), default=None)
+            self.best_id = None if best is None else best._trial_id
             self.best_stale = False
         return None if self.best_id is None else self.trials[self.best_id]
 
@@ -232,41 +222,34 @@ class CachedStorage(optuna.storages.BaseStorage):
             study = self._studies.get(study_id)
             if study is not None:
                 self._studies.move_to_end(study_id)
-        if study is None:
-            study = self._load(study_id)
-            if study is None:
-                return None
-            return answer(study)
-        with study.lock:
-            if not self._refresh(study_id, study):
-                with self._lock:  # the study is gone or is another one now: read it anew
-                    self._studies.pop(study_id, None)
-                study = self._load(study_id)
-                if study is None:
-                    return None
-                return answer(study)
-            return answer(study)
+        if study is not None:
+            with study.lock:
+                if self._refresh(study_id, study):
+                    return answer(study)
+            with self._lock:  # the study is gone, or the id names another study now
+                self._studies.pop(study_id, None)
+        study = self._load(study_id)
+        return None if study is None else answer(study)
 
     def _load(self, study_id: int) -> _Study | None:
-        """Read the whole study (Optuna's own bulk read) and cache it when it fits."""
+        """Read the whole study and cache it, or None when it is bigger than the cache."""
         name = self._backend.get_study_name_from_id(study_id)  # KeyError when there is none
-        n_trials = self._count(study_id)
-        if n_trials > self.max_trials:
-            if study_id not in self._too_big_logged:
-                self._too_big_logged.add(study_id)
-                log.warning(
-                    "study %r has %d trials, more than the trial cache holds (%d, "
-                    "$HPSEARCH_CACHE_TRIALS): it is read from the database on every request",
-                    name,
-                    n_trials,
-                    self.max_trials,
-                )
-            return None
         study = _Study(name=name)
         with study.lock:
             study.edited_seq = self._edited_seq(study_id)
             with self._backend.engine.connect() as conn:
                 ids = [r[0] for r in conn.execute(_ALL_IDS, {"study_id": study_id})]
+            if len(ids) > self.max_trials:
+                if study_id not in self._too_big_logged:
+                    self._too_big_logged.add(study_id)
+                    log.warning(
+                        "study %r has %d trials, more than the trial cache holds (%d, "
+                        "$HPSEARCH_CACHE_TRIALS): it is read from the database on every request",
+                        name,
+                        len(ids),
+                        self.max_trials,
+                    )
+                return None
             # In chunks (trial_reads.load_trials), not Optuna's one read of the whole study:
             # the peak memory of a read is a chunk's rows, not the study's.
             study.put(load_trials(self._backend, ids))
@@ -313,12 +296,6 @@ class CachedStorage(optuna.storages.BaseStorage):
         with self._lock:
             self._hits += 1
         return True
-
-    def _count(self, study_id: int) -> int:
-        with self._backend.engine.connect() as conn:
-            return conn.execute(
-                sqlalchemy.text("SELECT COUNT(*) FROM trials WHERE study_id = :s"), {"s": study_id}
-            ).scalar_one()
 
     def _edited_seq(self, study_id: int) -> int:
         marker = self._backend.get_study_system_attrs(study_id).get(TRIALS_EDITED_ATTR) or {}

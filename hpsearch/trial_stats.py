@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import threading
 import weakref
+from collections import Counter
 from dataclasses import dataclass, field
 
 import optuna
@@ -53,7 +54,6 @@ class _Totals:
 
     name: str
     direction: str
-    epochs: int
     max_id: int = -1
     unfinished: set[int] = field(default_factory=set)
     folded: int = 0
@@ -62,7 +62,7 @@ class _Totals:
     best: tuple[float, int, float | None] | None = None  # (sort key, number, value)
     seconds_sum: float = 0.0
     seconds_n: int = 0
-    epochs_saved: int = 0
+    pruned_at: Counter[int | None] = field(default_factory=Counter)  # last step of pruned
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fold(self, number: int, state: TrialState, row: _Row) -> None:
@@ -73,8 +73,7 @@ class _Totals:
             self.seconds_sum += row.seconds
             self.seconds_n += 1
         if state == TrialState.PRUNED:
-            last = row.last_step
-            self.epochs_saved += self.epochs if last is None else max(0, self.epochs - last)
+            self.pruned_at[row.last_step] += 1
         if state == TrialState.COMPLETE and row.value is not None:
             key = -row.value if self.direction == "maximize" else row.value
             candidate = (key, number, row.value if math.isfinite(row.value) else None)
@@ -99,46 +98,45 @@ _registry: weakref.WeakKeyDictionary[optuna.storages.RDBStorage, dict[int, _Tota
 _registry_lock = threading.Lock()
 
 
-def trial_stats(
-    storage: optuna.storages.RDBStorage,
-    study_id: int,
-    *,
-    direction: str,
-    epochs: int,
-) -> TrialStats:
+def trial_stats(storage: optuna.storages.RDBStorage, study_id: int, *, epochs: int) -> TrialStats:
     """The study's :class:`TrialStats`, reading only the trials that changed since the last call.
 
-    ``direction`` (maximize or minimize) ranks the best trial; ``epochs`` (the task's) is what a
-    pruned trial would have trained.
+    The best trial follows the study's direction; ``epochs`` (the task's) is what a pruned
+    trial would have trained. Raises ``KeyError`` for an unknown study id, as Optuna does.
     """
     with _registry_lock:
         studies = _registry.setdefault(storage, {})
         totals = studies.get(study_id)
-    name = _study_name(storage, study_id)
-    if (
-        totals is None
-        or totals.name != name
-        or (totals.direction, totals.epochs) != (direction, epochs)
-    ):
-        totals = _Totals(name=name, direction=direction, epochs=epochs)
+    name, direction = _study_identity(storage, study_id)
+    if totals is None or (totals.name, totals.direction) != (name, direction):
+        totals = _Totals(name=name, direction=direction)
         with _registry_lock:
             studies[study_id] = totals
     with totals.lock:
         rows = _changed_rows(storage, study_id, totals)
         if rows is None:  # the totals no longer add up: start again from scratch
-            fresh = _Totals(name=name, direction=direction, epochs=epochs)
+            fresh = _Totals(name=name, direction=direction)
             with fresh.lock:
                 rows = _changed_rows(storage, study_id, fresh) or []
-                stats = _apply(fresh, rows)
+                stats = _apply(fresh, rows, epochs=epochs)
             with _registry_lock:
                 studies[study_id] = fresh
             return stats
-        return _apply(totals, rows)
+        return _apply(totals, rows, epochs=epochs)
 
 
-def _study_name(storage: optuna.storages.RDBStorage, study_id: int) -> str:
-    # KeyError for an unknown id, as Optuna's storage raises.
-    return storage.get_study_name_from_id(study_id)
+def _study_identity(storage: optuna.storages.RDBStorage, study_id: int) -> tuple[str, str]:
+    """The study's name and direction (``maximize``/``minimize``, of its first objective):
+    a study id reused for another study (SQLite reuses ids) shows as a change of these."""
+    query = sqlalchemy.text(
+        "SELECT s.study_name, d.direction FROM studies s LEFT JOIN study_directions d "
+        "ON d.study_id = s.study_id AND d.objective = 0 WHERE s.study_id = :study_id"
+    )
+    with storage.engine.connect() as conn:
+        row = conn.execute(query, {"study_id": study_id}).first()
+    if row is None:
+        raise KeyError(f"no study with id {study_id}")
+    return row[0], "maximize" if row[1] == "MAXIMIZE" else "minimize"
 
 
 def _seconds_sql(dialect: str) -> str:
@@ -203,7 +201,7 @@ def _changed_rows(
     return rows
 
 
-def _apply(totals: _Totals, rows: list[_Row]) -> TrialStats:
+def _apply(totals: _Totals, rows: list[_Row], *, epochs: int) -> TrialStats:
     """Fold the rows that finished into ``totals``; count the unfinished ones on top."""
     counts = dict.fromkeys(TrialState, 0)
     retries = 0
@@ -226,5 +224,9 @@ def _apply(totals: _Totals, rows: list[_Row]) -> TrialStats:
         best_value=None if best is None else best[2],
         mean_seconds=totals.seconds_sum / totals.seconds_n if totals.seconds_n else None,
         pruned=totals.counts[TrialState.PRUNED],
-        epochs_saved=totals.epochs_saved,
+        # Epochs count from 1 in reports: a trial pruned after step k skipped epochs - k.
+        epochs_saved=sum(
+            n * (epochs if step is None else max(0, epochs - step))
+            for step, n in totals.pruned_at.items()
+        ),
     )

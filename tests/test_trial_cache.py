@@ -189,9 +189,9 @@ def test_a_deleted_study_and_a_reused_id(sqlite_url: str) -> None:
         cache.get_all_trials(sid)
     second = optuna.create_study(storage=storage, study_name="second")
     second.optimize(lambda t: t.suggest_float("y", 0, 1), n_trials=1)
-    if second._study_id == sid:  # SQLite reuses the largest id after a delete
-        _assert_fresh(cache, sid)
-        assert list(cache.get_all_trials(sid)[0].params) == ["y"]
+    assert second._study_id == sid  # SQLite reuses the largest id after a delete
+    _assert_fresh(cache, sid)
+    assert list(cache.get_all_trials(sid)[0].params) == ["y"]
 
 
 def test_memory_stays_within_the_trial_budget(sqlite_url: str) -> None:

@@ -58,7 +58,7 @@ def _reference(storage: Any, study_id: int, direction: str) -> TrialStats:
 
 
 def _check(storage: Any, study: optuna.Study, direction: str = "maximize") -> TrialStats:
-    stats = trial_stats(storage, study._study_id, direction=direction, epochs=EPOCHS)
+    stats = trial_stats(storage, study._study_id, epochs=EPOCHS)
     expected = _reference(storage, study._study_id, direction)
     assert stats.mean_seconds == pytest.approx(expected.mean_seconds, abs=1e-3)
     assert {**stats.__dict__, "mean_seconds": 0} == {**expected.__dict__, "mean_seconds": 0}
@@ -135,7 +135,8 @@ def test_a_reused_study_id_starts_over(sqlite_url: str) -> None:
     _check(storage, first, "minimize")
     optuna.delete_study(study_name="first", storage=storage)
     second = optuna.create_study(storage=storage, study_name="second")
+    assert second._study_id == first._study_id  # SQLite reuses the largest id after a delete
     second.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     assert _check(storage, second, "minimize").counts[TrialState.COMPLETE] == 1
     with pytest.raises(KeyError):
-        trial_stats(storage, 10_000, direction="minimize", epochs=EPOCHS)
+        trial_stats(storage, 10_000, epochs=EPOCHS)

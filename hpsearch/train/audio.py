@@ -155,9 +155,6 @@ def _epochs(
         predict=predictor(
             predictions,
             family="audio_classification",
-            val_y=val_set.y,
-            outputs=val_logits,
-            chunk=_EVAL_CHUNK,
             worst_inputs=worst_files,
             class_names=classes,
             meta=meta,

@@ -190,9 +190,6 @@ def _epochs(
         predict=predictor(
             predictions,
             family="image_classification",
-            val_y=val_set.y,
-            outputs=val_logits,
-            chunk=_EVAL_CHUNK,
             worst_inputs=worst_images,
             class_names=classes,
             meta=meta,

@@ -22,6 +22,7 @@ from hpsearch.errors import TrainingDiverged
 from hpsearch.train.checkpoint import Checkpoint, capture_rng, restore_rng
 from hpsearch.train.config import LoopConfig
 from hpsearch.train.optim import build_schedule
+from hpsearch.train.predict import Predict
 from hpsearch.train.sampling import batches_per_epoch, class_balance_weights, epoch_batches
 
 __all__ = ["EpochResult", "evaluate", "evaluate_regression", "run_epochs"]
@@ -57,7 +58,7 @@ def run_epochs(
     on_epoch_start: Callable[[int], None] | None = None,
     score: Evaluate | None = None,
     checkpoint: Checkpoint | None = None,
-    predict: Callable[[nn.Module], None] | None = None,
+    predict: Predict | None = None,
 ) -> Iterator[EpochResult]:
     """Train ``model`` for ``epochs`` epochs, yielding an :class:`EpochResult` after each.
 
@@ -77,7 +78,8 @@ def run_epochs(
     that state is restored and the first result yielded is epoch k + 1's (none when k is the
     last epoch): the resumed run continues exactly as the uninterrupted one would have.
 
-    ``predict(model)`` (:func:`hpsearch.train.predict.predictor`) runs once with the weights
+    ``predict`` (:func:`hpsearch.train.predict.predictor`) runs once, on the validation rows
+    above (``val_y``, ``val_logits``, ``eval_chunk``), with the weights
     the last epoch was scored with (the EMA weights when ``train.ema`` is on), when the caller
     asks for the result after the last one: a caller that stops early (a pruned trial) gets no
     predictions. A run resumed from a checkpoint of its last epoch trains nothing and predicts
@@ -182,7 +184,7 @@ def run_epochs(
         yield EpochResult(epoch=epoch, train_loss=train_loss, metrics=metrics, lr=lr)
 
     if predict is not None:
-        predict(ema.module if ema is not None else model)
+        predict(ema.module if ema is not None else model, val_y, val_logits, eval_chunk)
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from torch import nn
 
 from hpsearch.train.predictions import ValPredictions
 
-__all__ = ["PredictionsCallback", "WorstInputs", "predictor"]
+__all__ = ["Predict", "PredictionsCallback", "WorstInputs", "predictor"]
 
 #: What ``train(..., predictions=...)`` takes: called once with the final model's predictions.
 PredictionsCallback = Callable[[ValPredictions], None]
@@ -28,32 +28,40 @@ PredictionsCallback = Callable[[ValPredictions], None]
 WorstInputs = Callable[[np.ndarray], dict[str, Any]]
 
 
+#: What :func:`hpsearch.train.loop.run_epochs` calls with the final weights:
+#: ``predict(model, val_y, outputs, chunk)``, the same validation rows its metric scored.
+Predict = Callable[[nn.Module, torch.Tensor, Callable[[nn.Module, slice], torch.Tensor], int], None]
+
+
 def predictor(
     callback: PredictionsCallback | None,
     *,
     family: str,
-    val_y: torch.Tensor,
-    outputs: Callable[[nn.Module, slice], torch.Tensor],
-    chunk: int,
     worst_inputs: WorstInputs,
     class_names: Sequence[str] | None = None,
     target_scale: tuple[float, float] | None = None,
     meta: dict[str, Any] | None = None,
-) -> Callable[[nn.Module], None] | None:
+) -> Predict | None:
     """The callable that scores a model on the validation split and hands ``callback`` a
     :class:`ValPredictions`; ``None`` when ``callback`` is None (nothing to compute).
 
-    ``outputs(model, rows)`` gives the model's outputs of a slice of validation rows (the
-    family's ``val_logits``, so predictions are computed exactly as the reported metric is),
-    ``chunk`` rows per forward. Classification by default: ``class_names`` are the dataset's
-    (``"0"``, ``"1"``, ... when None). With ``target_scale=(mean, std)`` it is regression:
-    ``val_y`` and the outputs are the standardized target, reported back in its own units.
-    ``meta`` goes into the predictions with ``n_val`` added.
+    The epoch loop calls it with the validation labels and ``outputs(model, rows)``, the
+    model's outputs of a slice of validation rows (the family's ``val_logits``, so predictions
+    are computed exactly as the reported metric is), ``chunk`` rows per forward.
+    Classification by default: ``class_names`` are the dataset's (``"0"``, ``"1"``, ... when
+    None). With ``target_scale=(mean, std)`` it is regression: the labels and the outputs are
+    the standardized target, reported back in its own units. ``meta`` goes into the
+    predictions with ``n_val`` added.
     """
     if callback is None:
         return None
 
-    def predict(model: nn.Module) -> None:
+    def predict(
+        model: nn.Module,
+        val_y: torch.Tensor,
+        outputs: Callable[[nn.Module, slice], torch.Tensor],
+        chunk: int,
+    ) -> None:
         out = _outputs(model, len(val_y), outputs, chunk=chunk)
         y = val_y.cpu()
         if target_scale is None:

@@ -221,9 +221,6 @@ def _epochs(
     predict = predictor(
         predictions,
         family="tabular_regression" if regression else "tabular_classification",
-        val_y=val_set.y,
-        outputs=val_logits,
-        chunk=_EVAL_CHUNK,
         worst_inputs=worst_rows,
         class_names=data.classes or None,
         target_scale=(data.y_mean, data.y_std) if regression else None,
