@@ -1,140 +1,37 @@
-"""The bundled spaces against the user's checklist: every row searched or explained, tiers agreed.
+"""The bundled spaces against the checklist they come from: every row searched or explained,
+tiers agreed.
 
-The checklist is ``shared/checklist.md`` beside the repository (``HPSEARCH_CHECKLIST`` overrides
-the path). Its rows are the Model and Training tables (``- `` marks a sub-row of the row above),
-the bullets beside those tables (links by their text, e.g. "Squeeze and Excitation", and "Batch
-is too big" remedies such as "Gradient accumulation"), and the items of "Data augmetation".
+The checklist is the copy shipped in the repository and the package,
+``search_spaces/checklist.md`` (:mod:`hpsearch.spaces.checklist` parses it), so a bare clone
+tests itself. ``HPSEARCH_CHECKLIST`` points the tests at another file instead, to check the
+spaces against an edited checklist.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from hpsearch.spaces import SearchSpace, list_spaces, load_space
+from hpsearch.spaces import ChecklistRow, SearchSpace, list_spaces, load_checklist, load_space
+from hpsearch.spaces.checklist import CHECKLIST_FILE, checklist_text, parse_checklist
 
-_LINK = re.compile(r"^\[([^\]]+)\]\([^)]*\)$")
-_BULLET = re.compile(r"^(\s*)[-*] (.+?)\s*$")
-_HEADING = re.compile(r"^#\s+(.+?)\s*$")
-_TABLE_SECTIONS = ("Model", "Training")
-_AUGMENTATION = "Data augmetation"
-
-
-@dataclass(frozen=True)
-class Row:
-    """One thing to check: its text as written, its Impact (lower-cased) and its parent row."""
-
-    name: str
-    impact: str | None
-    parent: str | None
-
-
-def find_checklist() -> Path:
-    env = os.environ.get("HPSEARCH_CHECKLIST")
-    if env:
-        if not Path(env).is_file():
-            pytest.fail(f"HPSEARCH_CHECKLIST={env!r} is not a file")
-        return Path(env)
-    repo = Path(__file__).resolve().parents[1]
-    candidates = [repo.parent / "shared" / "checklist.md", repo / "shared" / "checklist.md"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    pytest.fail(
-        "checklist.md not found; looked at "
-        + ", ".join(str(c) for c in candidates)
-        + ". Put shared/checklist.md beside the repository or set HPSEARCH_CHECKLIST."
-    )
-
-
-def _sections(text: str) -> dict[str, list[str]]:
-    sections: dict[str, list[str]] = {}
-    lines: list[str] | None = None
-    for line in text.splitlines():
-        heading = _HEADING.match(line)
-        if heading:
-            lines = sections.setdefault(heading.group(1), [])
-        elif lines is not None:
-            lines.append(line)
-    return sections
-
-
-def _item_names(text: str) -> list[str]:
-    """The items a bullet names: a link's text, or comma-separated words without trailing dots."""
-    link = _LINK.match(text)
-    if link:
-        return [link.group(1).strip()]
-    text = text.split("->")[0]  # "BackPropagation Through Time (BPTT) -> For RNNs"
-    return [part.strip().rstrip(".").strip() for part in text.split(",") if part.strip(" .")]
-
-
-def _table_rows(lines: list[str]) -> list[Row]:
-    rows: list[Row] = []
-    parent: str | None = None
-    for line in lines:
-        if not line.lstrip().startswith("|"):
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        name = cells[0]
-        if not name or set(name) <= set("-: "):
-            continue  # header or separator
-        impact = (cells[1].lower() or None) if len(cells) > 1 else None
-        if name.startswith("- "):
-            rows.append(Row(name[2:].strip(), impact, parent))
-        else:
-            rows.append(Row(name, impact, None))
-            parent = name
-    return rows
-
-
-def _bullet_rows(lines: list[str], *, top_level_items: bool) -> list[Row]:
-    rows: list[Row] = []
-    stack: list[tuple[int, str | None]] = []  # (indent, item name or None for a category)
-    for line in lines:
-        bullet = _BULLET.match(line)
-        if not bullet or line.lstrip().startswith("|"):
-            continue
-        indent, text = len(bullet.group(1)), bullet.group(2)
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        parent = stack[-1][1] if stack else None
-        if indent == 0 and not top_level_items:
-            stack.append((indent, None))  # "- Image", "- Audio": categories, not items
-            continue
-        names = _item_names(text)
-        rows.extend(Row(n, None, parent) for n in names)
-        stack.append((indent, names[0] if len(names) == 1 else None))
-    return rows
-
-
-def parse_checklist(text: str) -> dict[str, Row]:
-    """Every row and item of the checklist by name; a table row wins over a bullet of that name."""
-    sections = _sections(text)
-    missing = [s for s in (*_TABLE_SECTIONS, _AUGMENTATION) if s not in sections]
-    if missing:
-        pytest.fail(f"checklist has no section(s) {missing}; found {list(sections)}")
-    rows: dict[str, Row] = {}
-    for section in _TABLE_SECTIONS:
-        for row in _table_rows(sections[section]):
-            rows.setdefault(row.name, row)
-        for row in _bullet_rows(sections[section], top_level_items=True):
-            rows.setdefault(row.name, row)
-    for row in _bullet_rows(sections[_AUGMENTATION], top_level_items=False):
-        rows.setdefault(row.name, row)
-    return rows
+Row = ChecklistRow
+REPO = Path(__file__).resolve().parents[1]
 
 
 def uncovered(rows: dict[str, Row], named: set[str]) -> list[str]:
-    """Rows neither named nor covered through a sub-row (a parent counts when a sub-row does)."""
+    """The rows ``named`` does not name, in the checklist's order.
 
-    def covered(name: str) -> bool:
-        return name in named or any(covered(r.name) for r in rows.values() if r.parent == name)
-
-    return [name for name in rows if not covered(name)]
+    A group row ("Regularization", "Input data") is a row of its own, with its own Impact, as a
+    reader sees it: naming one of its sub-rows does not account for it.
+    """
+    return [name for name in rows if name not in named]
 
 
 def _named(space: SearchSpace) -> set[str]:
@@ -143,7 +40,10 @@ def _named(space: SearchSpace) -> set[str]:
 
 @pytest.fixture(scope="module")
 def rows() -> dict[str, Row]:
-    return parse_checklist(find_checklist().read_text(encoding="utf-8"))
+    override = os.environ.get("HPSEARCH_CHECKLIST")
+    if override and not Path(override).is_file():
+        pytest.fail(f"HPSEARCH_CHECKLIST={override!r} is not a file; unset it for the shipped copy")
+    return load_checklist(override or None)
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +70,8 @@ def test_checklist_is_parsed(rows: dict[str, Row]) -> None:
         "AugMix": Row("AugMix", None, None),
         "RandAugment": Row("RandAugment", None, None),
         "time warping": Row("time warping", None, "SpecAugment"),
+        "Regularization": Row("Regularization", "medium", None),
+        "Dropout": Row("Dropout", "medium", "Regularization"),
     }
     wrong = {n: rows.get(n) for n, r in expected.items() if rows.get(n) != r}
     assert not wrong, f"parsed differently than expected: {wrong}"
@@ -185,8 +87,57 @@ def test_uncovered_finds_missing_rows() -> None:
         "Optimizer": Row("Optimizer", "low", None),
     }
     assert uncovered(rows, set()) == ["Regularization", "Dropout", "Optimizer"]
-    assert uncovered(rows, {"Dropout"}) == ["Optimizer"]
+    # A sub-row does not stand for its group: Regularization has its own Impact (Medium).
+    assert uncovered(rows, {"Dropout", "Optimizer"}) == ["Regularization"]
     assert uncovered(rows, {"Regularization", "Optimizer"}) == ["Dropout"]
+    assert uncovered(rows, {"Regularization", "Dropout", "Optimizer"}) == []
+
+
+def test_the_checklist_is_shipped_in_the_repository() -> None:
+    shipped = REPO / "search_spaces" / CHECKLIST_FILE
+    assert shipped.is_file(), f"{shipped} is missing: the spaces' checklist must be in the repo"
+    assert checklist_text() == shipped.read_text(encoding="utf-8")
+    assert "Regularization" in load_checklist()
+
+
+def test_a_checklist_without_its_sections_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"no section\(s\) \['Training', 'Data augmetation'\]"):
+        parse_checklist("# Model\n| Layer size | High |\n")
+
+
+def test_the_installed_package_carries_the_checklist(tmp_path: Path) -> None:
+    # A wheel (what a non-editable `pip install .` installs) holds the checklist, and the
+    # installed package reads it from there, away from the repository.
+    pytest.importorskip("setuptools")
+    src = tmp_path / "src"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for part in ("hpsearch", "service", "search_spaces"):
+        shutil.copytree(REPO / part, src / part, ignore=skip)
+    for part in ("pyproject.toml", "README.md"):
+        (src / part).write_bytes((REPO / part).read_bytes())
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    wheels = tmp_path / "wheels"
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src)]
+    subprocess.run(build, check=True, capture_output=True, timeout=120)
+    (wheel,) = wheels.glob("hpsearch-*.whl")
+    assert f"search_spaces/{CHECKLIST_FILE}" in zipfile.ZipFile(wheel).namelist()
+    target = tmp_path / "installed"
+    install = [*pip, "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)]
+    subprocess.run(install, check=True, capture_output=True, timeout=120)
+    probe = (
+        "import hpsearch, pathlib; from hpsearch.spaces import load_checklist; "
+        "print(pathlib.Path(hpsearch.__file__).parent.parent); print(len(load_checklist()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "PYTHONPATH": str(target)},
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
+    assert out == [str(target), str(len(load_checklist()))]
 
 
 def test_every_row_is_searched_or_explained_somewhere(

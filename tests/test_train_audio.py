@@ -27,6 +27,7 @@ from hpsearch.train.audio import autocast_dtype, fit
 from hpsearch.train.audio_config import AUDIO_DEFAULTS, parse_audio_config
 from hpsearch.train.audio_data import load_audio, log_mel, make_tones, mel_filterbank
 from hpsearch.train.audio_model import AudioCNN, build_audio_model
+from hpsearch.train.runtime import CPU_AMP_ENV
 from hpsearch.train.specaugment import (
     SpecAugment,
     freq_mask,
@@ -372,11 +373,35 @@ def test_timm_model_by_name() -> None:
         fit({"model.name": "no_such_net"}, _task(), device="cpu")
 
 
-def test_amp_is_autocast_on_cuda_only() -> None:
+def test_amp_is_autocast_on_cuda_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CPU_AMP_ENV, raising=False)
     assert autocast_dtype(torch.device("cpu"), True) is None
+    monkeypatch.setenv(CPU_AMP_ENV, "1")  # the explicit opt-in for bf16 on a CPU
+    assert autocast_dtype(torch.device("cpu"), True) == torch.bfloat16
+    assert autocast_dtype(torch.device("cpu"), False) is None
+    monkeypatch.setenv(CPU_AMP_ENV, "sometimes")
+    with pytest.raises(ValueError, match=CPU_AMP_ENV):
+        fit({**TINY, "train.amp": True}, _task(), device="cpu")
+    monkeypatch.delenv(CPU_AMP_ENV)
     if torch.cuda.is_available():
         assert autocast_dtype(torch.device("cuda"), True) in (torch.bfloat16, torch.float16)
         assert autocast_dtype(torch.device("cuda"), False) is None
+
+
+def test_amp_trains_in_bf16_on_a_cpu_when_opted_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CPU_AMP_ENV, "1")
+    seen: set[torch.dtype] = set()
+    real = audio_trainer.build_audio_model
+
+    def capture(*args: Any, **kwargs: Any) -> torch.nn.Module:
+        model = real(*args, **kwargs)
+        model.register_forward_hook(lambda m, a, out: seen.add(out.dtype) if m.training else None)
+        return model
+
+    monkeypatch.setattr(audio_trainer, "build_audio_model", capture)
+    result = next(fit({**TINY, "train.amp": True}, _task(), seed=0, device="cpu"))
+    assert seen == {torch.bfloat16}
+    assert math.isfinite(result.train_loss) and math.isfinite(result.metrics["val_loss"])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -24,7 +24,7 @@ from hpsearch.train.losses import build_loss
 from hpsearch.train.optim import build_optimizer, timm_optimizer_name
 from hpsearch.train.predict import PredictionsCallback, predictor
 from hpsearch.train.run import check_family
-from hpsearch.train.runtime import autocast, start_run
+from hpsearch.train.runtime import autocast, cpu_amp_dtype, start_run
 from hpsearch.train.specaugment import SpecAugment
 
 __all__ = ["autocast_dtype", "fit"]
@@ -35,9 +35,12 @@ _EVAL_CHUNK = 256
 
 def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     """The autocast dtype ``train.amp`` gives on ``device``: bf16 where the GPU has it, else
-    fp16 (with loss scaling); ``None`` (full precision) without amp or off CUDA."""
-    if not amp or device.type != "cuda":
+    fp16 (with loss scaling); off CUDA ``None`` (fp32) unless ``HPSEARCH_CPU_AMP=1`` opts in
+    to bf16 (:func:`~hpsearch.train.runtime.cpu_amp_dtype`); ``None`` without amp."""
+    if not amp:
         return None
+    if device.type != "cuda":
+        return cpu_amp_dtype()
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
@@ -65,6 +68,7 @@ def fit(
     check_family(task, "audio_classification", "hpsearch.train.audio")
     timm_optimizer_name(cfg.optim.name)  # an unknown optimizer fails before the data loads
     dev, generator = start_run(device, seed)
+    autocast_dtype(dev, cfg.train.amp)  # a bad HPSEARCH_CPU_AMP fails before the data loads
     data = load_audio_data(task.dataset, n_mels=cfg.input.n_mels, val_fraction=task.val_fraction)
     _, _, n_mels, n_frames = data.train.x.shape
     model = build_audio_model(
@@ -119,15 +123,19 @@ def _epochs(
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         idx = idx.to(device, non_blocking=True)
         x, y = augment(train_set.x[idx]), train_set.y[idx]
+        if mixup is None:
+            with autocast(device, amp_dtype):
+                logits = model(x)
+            # The loss in fp32 outside autocast, as the image trainer does.
+            return loss_fn(logits.float(), y)
+        # Mixing the two losses, not the labels: equal to label mixing for CE (label
+        # smoothing included), and it works for every loss.
+        lam = mixup.sample().item()
+        perm = torch.randperm(len(y), generator=generator).to(device)
         with autocast(device, amp_dtype):
-            if mixup is None:
-                return loss_fn(model(x), y)
-            # Mixing the two losses, not the labels: equal to label mixing for CE (label
-            # smoothing included), and it works for every loss.
-            lam = mixup.sample().item()
-            perm = torch.randperm(len(y), generator=generator).to(device)
             logits = model(lam * x + (1 - lam) * x[perm])
-            return lam * loss_fn(logits, y) + (1 - lam) * loss_fn(logits, y[perm])
+        logits = logits.float()
+        return lam * loss_fn(logits, y) + (1 - lam) * loss_fn(logits, y[perm])
 
     def val_logits(evaluated: nn.Module, rows: slice) -> torch.Tensor:
         # No augmentation here: SpecAugment is applied to training batches only.

@@ -33,7 +33,7 @@ from hpsearch.train.losses import build_loss
 from hpsearch.train.optim import build_optimizer, timm_optimizer_name
 from hpsearch.train.predict import PredictionsCallback, predictor
 from hpsearch.train.run import check_family
-from hpsearch.train.runtime import autocast, start_run
+from hpsearch.train.runtime import autocast, cpu_amp_dtype, start_run
 
 __all__ = ["autocast_dtype", "fit"]
 
@@ -42,11 +42,12 @@ _EVAL_CHUNK = 256
 
 
 def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    """The autocast dtype ``train.amp`` gives: fp16 (with loss scaling) on CUDA, bf16 on CPU;
-    ``None`` (full precision) without amp."""
+    """The autocast dtype ``train.amp`` gives: fp16 (with loss scaling) on CUDA; off CUDA
+    ``None`` (fp32) unless ``HPSEARCH_CPU_AMP=1`` opts in to bf16
+    (:func:`~hpsearch.train.runtime.cpu_amp_dtype`); ``None`` without amp."""
     if not amp:
         return None
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.float16 if device.type == "cuda" else cpu_amp_dtype()
 
 
 def fit(
@@ -76,6 +77,7 @@ def fit(
     timm_optimizer_name(cfg.optim.name)  # an unknown optimizer fails before the data loads
     check_pretrained_weights(cfg.transfer, task.pretrained_weights, cfg.model.name)
     dev, generator = start_run(device, seed)
+    autocast_dtype(dev, cfg.train.amp)  # a bad HPSEARCH_CPU_AMP fails before the data loads
     source = open_image_source(task.dataset)
     model = build_image_model(
         cfg.model, cfg.transfer, n_classes=source.n_classes, weights=task.pretrained_weights
@@ -161,7 +163,10 @@ def _epochs(
         if mixup is not None:
             x, y = mixup(x, y)
         with autocast(device, amp_dtype):
-            return loss_fn(model(x), y)
+            logits = model(x)
+        # The loss (softmax, logs, its batch reduction) in fp32 outside autocast: bf16 keeps
+        # about 3 significant digits, too few for soft-F1's sums over the batch.
+        return loss_fn(logits.float(), y)
 
     def val_logits(evaluated: nn.Module, rows: slice) -> torch.Tensor:
         # No augmentation here.

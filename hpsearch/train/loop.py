@@ -23,6 +23,7 @@ from hpsearch.train.checkpoint import Checkpoint, capture_rng, restore_rng
 from hpsearch.train.config import LoopConfig
 from hpsearch.train.optim import build_schedule
 from hpsearch.train.predict import Predict
+from hpsearch.train.runtime import CPU_AMP_ENV
 from hpsearch.train.sampling import batches_per_epoch, class_balance_weights, epoch_batches
 
 __all__ = ["EpochResult", "evaluate", "evaluate_regression", "run_epochs"]
@@ -91,6 +92,10 @@ def run_epochs(
     device = train_y.device
     n_rows = len(train_y)
     n_batches = batches_per_epoch(n_rows, loop.batch_size)
+    remedy = "try a lower optim.lr or train.grad_clip > 0"
+    if amp_dtype is not None and device.type != "cuda":
+        # bf16 kernels of some CPUs return NaN weight gradients (hpsearch.train.runtime).
+        remedy = f"bf16 autocast on a CPU can give NaN gradients: unset {CPU_AMP_ENV}, or {remedy}"
     schedule = build_schedule(
         optimizer, sched, epochs=epochs, updates_per_epoch=-(-n_batches // loop.grad_accum)
     )
@@ -154,15 +159,14 @@ def run_epochs(
         train_loss = loss_sum.item() / len(batches)
         if not math.isfinite(train_loss):
             raise TrainingDiverged(
-                f"training loss is {train_loss} in epoch {epoch}; "
-                "try a lower optim.lr or train.grad_clip > 0"
+                f"training loss is {train_loss} in epoch {epoch}; {remedy}"
             )
         evaluated = ema.module if ema is not None else model
         metrics = (score or evaluate)(evaluated, val_y, val_logits, chunk=eval_chunk)
         if not math.isfinite(metrics["val_loss"]):
             raise TrainingDiverged(
                 f"validation loss is {metrics['val_loss']} after epoch {epoch} "
-                f"(training loss {train_loss}); try a lower optim.lr or train.grad_clip > 0"
+                f"(training loss {train_loss}); {remedy}"
             )
         if checkpoint is not None:
             # Saved before the result goes out: a report that stops the run (or a kill while

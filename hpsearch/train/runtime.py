@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 
 import numpy as np
 import torch
 
-__all__ = ["autocast", "make_generator", "resolve_device", "seed_everything", "start_run"]
+__all__ = [
+    "CPU_AMP_ENV",
+    "autocast",
+    "cpu_amp_dtype",
+    "make_generator",
+    "resolve_device",
+    "seed_everything",
+    "start_run",
+]
+
+#: Set to 1 to let ``train.amp`` autocast to bf16 off CUDA; unset (the default), such runs
+#: train in fp32 whatever ``train.amp`` says.
+CPU_AMP_ENV = "HPSEARCH_CPU_AMP"
+_YES = ("1", "true", "yes", "on")
+_NO = ("", "0", "false", "no", "off")
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -56,6 +71,28 @@ def start_run(device: str | None, seed: int | None) -> tuple[torch.device, torch
     if seed is not None:
         seed_everything(seed)
     return dev, make_generator(seed)
+
+
+def cpu_amp_dtype() -> torch.dtype | None:
+    """The autocast dtype ``train.amp`` gives off CUDA: ``None`` (fp32) unless this process
+    opts in with ``HPSEARCH_CPU_AMP=1``, then bf16.
+
+    Off by default because bf16 autocast on a CPU is at best no faster (AMX), and slower
+    elsewhere (1.3x with AVX-512 but no bf16, 11x on AVX2-only CPUs, whose bf16 convolutions
+    are not oneDNN's), and wrong on some: with torch 2.14's oneDNN 3.12, the bf16 weight
+    gradient of a 3x3 stride-2 convolution over a 1x1 feature map comes back with NaN or
+    garbage in the taps that only see padding (AMX, AVX512-BF16 and AVX-512 kernels alike), so
+    training diverges there. Raises ``ValueError`` for a value that is not yes or no.
+    """
+    value = os.environ.get(CPU_AMP_ENV, "").strip().lower()
+    if value in _NO:
+        return None
+    if value in _YES:
+        return torch.bfloat16
+    raise ValueError(
+        f"{CPU_AMP_ENV}={value!r} is not a yes/no value; set it to 1 to let train.amp use bf16 "
+        "autocast on the CPU, or unset it to train there in fp32"
+    )
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
