@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 
 from hpsearch import fleet, studies
@@ -230,3 +231,61 @@ def test_a_worker_records_itself_in_the_fleet_while_it_runs(storage_url):
     assert not fleet.live_workers(storage)  # it retired when it exited
     (gone,) = fleet.list_workers(storage, live_only=False)
     assert gone.trials_run == 1 and not gone.live
+
+
+def _orphans(url, name="f"):
+    """Numbers of the study's RUNNING trials that have no heartbeat row: Optuna's stale-trial
+    check never looks at those, so before issue 14 nothing ever ended them."""
+    query = sqlalchemy.text(
+        "SELECT t.number FROM trials t JOIN studies s ON s.study_id = t.study_id"
+        " LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id"
+        " WHERE s.study_name = :name AND t.state = 'RUNNING' AND h.trial_id IS NULL"
+    )
+    with open_storage(url).engine.connect() as conn:
+        return sorted(n for (n,) in conn.execute(query, {"name": name}))
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_rapid_postgres_restarts_during_claims_end_with_exactly_the_budget(restartable_postgres):
+    url, cluster = restartable_postgres
+    budget = 80
+    _create(url, trials=budget, strategy="random")
+    # An objective that takes no time: the workers spend their time claiming and telling, so
+    # the restarts land inside claims (between creating a trial and its first heartbeat).
+    args = ["--study", "f", "--objective", "instant_objectives:instant"]
+    workers = [_worker(url, *args, env=FAST_HEARTBEAT) for _ in range(2)]
+    try:
+        _wait_for(lambda: len(_trials(url)) >= 4, "claims under way")
+        open_storage(url).engine.dispose()  # this process's connections die with the server
+        for _ in range(5):
+            cluster.restart(down_seconds=0.2)
+            time.sleep(0.4)
+        # Grace (3 s) for any trial left behind by a cut claim, then the rest of the budget.
+        deadline = time.monotonic() + 40
+        outputs = []
+        for w in workers:
+            try:
+                outputs.append(w.communicate(timeout=max(1, deadline - time.monotonic()))[0])
+            except subprocess.TimeoutExpired:
+                w.kill()
+                outputs.append(w.communicate()[0])
+    finally:
+        for w in workers:
+            w.kill()
+    trials = _trials(url)
+    by_state = {s.name: sum(t.state == s for t in trials) for s in TrialState}
+    detail = f"{by_state}, orphans (RUNNING, no heartbeat row): {_orphans(url)}"
+    assert [w.returncode for w in workers] == [0, 0], (detail, [o[-3000:] for o in outputs])
+    assert any("study database unreachable" in out for out in outputs), outputs
+    assert len(_finished(trials)) == budget, detail  # exactly the budget: no more, no fewer
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)], detail
+    assert sorted(t.number for t in trials) == list(range(len(trials)))  # no number twice
+    # Every failed trial was one a restart cut, and it was run again.
+    retried = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
+    assert {t.number for t in trials if t.state == TrialState.FAIL} <= retried, detail
+    for out in outputs:
+        assert "Traceback" not in out, out
+    cut = sum(out.count("unreachable (claiming a trial)") for out in outputs)
+    recovered = sum(out.count("although the reply was lost") for out in outputs)
+    print(f"\nrestart test: {detail}; claims cut: {cut}, of which committed: {recovered}")

@@ -1,0 +1,143 @@
+"""Claiming a trial: the trial, its first heartbeat and the claim's token in one transaction.
+
+``Study.ask()`` commits the new RUNNING trial, and the worker recorded its first heartbeat in a
+second transaction. A database restart between the two left a RUNNING trial without a
+heartbeat row, which Optuna's stale-trial check never looks at: it stayed RUNNING for ever and
+held a slot of the budget (issue 14). Here both rows are written by one commit.
+
+A commit can also succeed while the client only sees the connection drop. The claim therefore
+stores a token of the caller's on the trial; the caller retries with the same token, and
+:func:`find_claimed` gives back the trial the lost reply was about instead of claiming another.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import optuna
+import sqlalchemy
+from optuna.storages._rdb import models
+from optuna.trial import TrialState
+
+__all__ = ["CLAIM_ATTR", "claim_trial", "find_claimed", "new_trial"]
+
+#: Trial system attribute: the token of the claim that last took the trial.
+CLAIM_ATTR = "hpsearch:claim"
+
+_trials = models.TrialModel.__table__
+_heartbeats = models.TrialHeartbeatModel.__table__
+_system_attrs = models.TrialSystemAttributeModel.__table__
+_studies = models.StudyModel.__table__
+
+
+def find_claimed(storage: optuna.storages.RDBStorage, study_id: int, token: str) -> int | None:
+    """The id of the study's RUNNING trial claimed with ``token``, or ``None``.
+
+    One indexed query: the study's RUNNING trials, then their attribute of that key.
+    """
+    query = (
+        sqlalchemy.select(_trials.c.trial_id)
+        .join(_system_attrs, _system_attrs.c.trial_id == _trials.c.trial_id)
+        .where(
+            _trials.c.study_id == study_id,
+            _trials.c.state == TrialState.RUNNING,
+            _system_attrs.c.key == CLAIM_ATTR,
+            _system_attrs.c.value_json == json.dumps(token),
+        )
+    )
+    with storage.engine.connect() as conn:
+        return conn.execute(query).scalar()
+
+
+def claim_trial(storage: optuna.storages.RDBStorage, study_id: int, token: str) -> int:
+    """Take a trial of the study for running, as ``Study.ask()`` would, and return its id.
+
+    The study's oldest WAITING trial (a retry, an enqueued config) is taken first, else a new
+    trial is created. In the same transaction the trial gets its first heartbeat and the claim's
+    ``token`` (a new one for every claim; see :func:`find_claimed`). The budget is the caller's
+    business: hold :func:`hpsearch.storage.study_lock` around the check and this call.
+    """
+    # As Optuna's own trial creation writes it: the local clock, naive (``datetime.now()``).
+    now = dt.datetime.now()
+    with storage.engine.begin() as conn:
+        _lock_study(conn, study_id)
+        trial_id = _take_waiting(conn, study_id, now)
+        if trial_id is None:
+            # Numbered as Optuna numbers them: the count of the study's trials, under the lock
+            # on the study's row that Optuna's own trial creation takes too.
+            number = conn.execute(
+                sqlalchemy.select(sqlalchemy.func.count())
+                .select_from(_trials)
+                .where(_trials.c.study_id == study_id)
+            ).scalar_one()
+            inserted = conn.execute(
+                _trials.insert().values(
+                    study_id=study_id, number=number, state=TrialState.RUNNING, datetime_start=now
+                )
+            )
+            trial_id = int(inserted.inserted_primary_key[0])
+        conn.execute(_heartbeats.delete().where(_heartbeats.c.trial_id == trial_id))
+        # The column's own default, as Optuna's record_heartbeat writes it: the server's clock.
+        conn.execute(
+            _heartbeats.insert().values(
+                trial_id=trial_id, heartbeat=sqlalchemy.func.current_timestamp()
+            )
+        )
+        conn.execute(
+            _system_attrs.delete().where(
+                _system_attrs.c.trial_id == trial_id, _system_attrs.c.key == CLAIM_ATTR
+            )
+        )
+        conn.execute(
+            _system_attrs.insert().values(
+                trial_id=trial_id, key=CLAIM_ATTR, value_json=json.dumps(token)
+            )
+        )
+    return trial_id
+
+
+def new_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
+    """The :class:`optuna.Trial` of a claimed trial, set up as ``Study.ask()`` sets it up."""
+    # Study.ask drops the per-trial cache of the study's trials that samplers read.
+    study._thread_local.cached_all_trials = None
+    # Study.ask reads the study's new trials before taking one (Optuna's cached storage must
+    # know a trial before it can be written to); the claim's commit was not through it.
+    study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+    return optuna.Trial(study, trial_id)
+
+
+def _lock_study(conn: sqlalchemy.Connection, study_id: int) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sqlalchemy.select(_studies.c.study_id)
+            .where(_studies.c.study_id == study_id)
+            .with_for_update()
+        )
+    else:
+        # SQLite: write first, so the transaction holds the database's write lock before it
+        # reads (a read first could find its snapshot outdated when it comes to write).
+        conn.execute(
+            _studies.update()
+            .where(_studies.c.study_id == study_id)
+            .values(study_id=_studies.c.study_id)
+        )
+
+
+def _take_waiting(conn: sqlalchemy.Connection, study_id: int, now: dt.datetime) -> int | None:
+    """Set the study's oldest WAITING trial RUNNING, started now; its id, or None."""
+    waiting = (
+        sqlalchemy.select(_trials.c.trial_id)
+        .where(_trials.c.study_id == study_id, _trials.c.state == TrialState.WAITING)
+        .order_by(_trials.c.number)
+    )
+    for trial_id in conn.execute(waiting).scalars().all():
+        # Another process (plain Optuna's ask) may pop the same trial: only one update wins.
+        taken = conn.execute(
+            _trials.update()
+            .where(_trials.c.trial_id == trial_id, _trials.c.state == TrialState.WAITING)
+            .values(state=TrialState.RUNNING, datetime_start=now)
+        )
+        if taken.rowcount == 1:
+            return int(trial_id)
+    return None
