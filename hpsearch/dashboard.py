@@ -1,9 +1,13 @@
-"""optuna-dashboard over the study database (through the trial cache), served on its own port."""
+"""optuna-dashboard over the study database (through the trial cache), served on its own port.
+
+Behind the API tokens and the allowed host names (:mod:`hpsearch.dashboard_auth`).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -11,7 +15,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 import optuna_dashboard
 
+from hpsearch import hosts
 from hpsearch.artifacts import ArtifactStore
+from hpsearch.dashboard_auth import DashboardGuard, anonymous_reads_from_env
 from hpsearch.storage import open_storage
 from hpsearch.trial_cache import CachedStorage
 
@@ -98,18 +104,30 @@ def start_dashboard(
     host: str = "127.0.0.1",
     port: int = 8080,
     artifact_store: ArtifactStore | None = None,
+    anonymous_reads: bool | None = None,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> DashboardServer:
     """Serve optuna-dashboard over the study database in a background thread.
 
-    With ``artifact_store`` (:func:`hpsearch.artifacts.open_artifact_store`) the dashboard's
-    trial view lists and serves the trials' artifacts (the kept ``predictions.npz``). Raises
-    ``OSError`` when the port is taken.
+    The dashboard answers to the API tokens of that database (:mod:`hpsearch.dashboard_auth`):
+    reads need scope read unless ``anonymous_reads`` (default ``$HPSEARCH_ANONYMOUS_READS``),
+    writes always need scope write; people log in at ``/dashboard/login``. It answers only to
+    the loopback names, ``host`` and ``allowed_hosts`` (default ``$HPSEARCH_ALLOWED_HOSTS``;
+    :mod:`hpsearch.hosts`). With ``artifact_store``
+    (:func:`hpsearch.artifacts.open_artifact_store`) the dashboard's trial view lists and serves
+    the trials' artifacts (the kept ``predictions.npz``). Raises ``OSError`` when the port is
+    taken.
     """
     # The dashboard reads whole studies on every poll: through the trial cache it reads only
     # what changed since the last poll (hpsearch.trial_cache).
     _move_search_space_cursor_on()
-    app = optuna_dashboard.wsgi(
-        CachedStorage(open_storage(storage_url)), artifact_store=artifact_store
+    storage = open_storage(storage_url)
+    dashboard = optuna_dashboard.wsgi(CachedStorage(storage), artifact_store=artifact_store)
+    app = DashboardGuard(
+        dashboard,
+        storage=storage,
+        anonymous_reads=anonymous_reads_from_env() if anonymous_reads is None else anonymous_reads,
+        allowed_hosts=hosts.allowed_hosts(allowed_hosts, bind_host=host),
     )
     server = make_server(
         host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler

@@ -219,7 +219,9 @@ def run_demo(
             f"\nstudy:      http://127.0.0.1:{api_port}/studies/{name}"
             f"\nbest:       http://127.0.0.1:{api_port}/studies/{name}/best"
             f"\nreport:     http://127.0.0.1:{api_port}/studies/{name}/report"
-            f"\ndashboard:  http://127.0.0.1:{dash_port}/dashboard"
+            f"\ndashboard:  http://127.0.0.1:{dash_port}/dashboard (read-only; to write notes "
+            f"or tell trials, log in at /dashboard/login with a token from "
+            f"`hpsearch token create NAME --scope write --storage {url}`)"
             f"\nerror analysis of the best trial as HTML: hpsearch report {name} "
             f"--storage {url}"
         )

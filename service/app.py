@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import hpsearch
 from hpsearch.errors import StorageUnavailable
+from hpsearch.hosts import allowed_hosts, host_allowed, wrong_host_message
 from hpsearch.storage import open_storage
 from service.deps import ReadAccess
 from service.errors import install_error_handlers
+from service.input_guard import refuse_unsafe_input
 from service.metrics import install_metrics
 from service.routers import (
     health,
@@ -45,6 +50,27 @@ _GUARDED_ROUTERS = (
 _OPEN_ROUTERS = (health.router,)
 
 
+class AllowedHostsMiddleware:
+    """Answer 400 to requests whose ``Host`` is not an allowed host name (:mod:`hpsearch.hosts`).
+
+    Starlette's ``TrustedHostMiddleware`` would do, but it cuts ``[::1]:8000`` at the first
+    colon and says only "Invalid host header"; this names the setting that allows a host.
+    """
+
+    def __init__(self, app: ASGIApp, *, allowed: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = list(allowed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = Headers(scope=scope).get("host")
+            if not host_allowed(host, self.allowed):
+                response = PlainTextResponse(wrong_host_message(host, self.allowed), 400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _connect_with_retry(settings: Settings) -> None:
     # In compose the API may start before PostgreSQL accepts connections.
     deadline = time.monotonic() + settings.startup_retry_seconds
@@ -65,7 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     Every route but the health probes and the docs needs an API token from that database
     (:mod:`hpsearch.tokens`): scope read for reads (unless ``settings.anonymous_reads``), scope
-    write for writes.
+    write for writes. Every request must name an allowed host (``settings.allowed_hosts``
+    besides the loopback names) in ``Host``, else it gets 400.
     """
     settings = settings or Settings()
 
@@ -84,10 +111,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         # Refuse bodies over the limit with 413 before parsing them (a spec is a few kB).
         max_body_size=settings.max_body_bytes,
+        # NUL bytes and NaN/Infinity answer 422 before any route runs (service.input_guard).
+        dependencies=[Depends(refuse_unsafe_input)],
     )
     app.state.settings = settings
     install_error_handlers(app)
     install_metrics(app, settings)
+    # Outermost: a request naming a foreign host (DNS rebinding) reaches nothing of the app.
+    app.add_middleware(AllowedHostsMiddleware, allowed=allowed_hosts(settings.allowed_hosts))
     for router in _GUARDED_ROUTERS:
         app.include_router(router, dependencies=[ReadAccess])
     for router in _OPEN_ROUTERS:

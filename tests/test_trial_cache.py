@@ -277,7 +277,7 @@ def test_the_dashboard_over_the_cache_answers_as_a_fresh_one(sqlite_url: str) ->
     storage = open_storage(sqlite_url)
     study = optuna.create_study(storage=storage, study_name="d")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
-    cached = start_dashboard(sqlite_url, port=0)
+    cached = start_dashboard(sqlite_url, port=0, anonymous_reads=True)
     try:
         base = cached.url.rsplit("/dashboard", 1)[0]
         first = _dashboard_detail(base, study._study_id)
@@ -298,7 +298,7 @@ def test_the_dashboard_over_the_cache_answers_as_a_fresh_one(sqlite_url: str) ->
     assert [state for _, state, _ in second["trials"]][-1] == "Running"
     assert [state for _, state, _ in third["trials"]][-1] == "Complete"
     assert third["best"] == [running.number]
-    fresh = start_dashboard(sqlite_url, port=0)  # a new dashboard reads everything anew
+    fresh = start_dashboard(sqlite_url, port=0, anonymous_reads=True)  # reads all anew
     try:
         assert _dashboard_detail(fresh.url.rsplit("/dashboard", 1)[0], study._study_id) == third
     finally:
