@@ -44,9 +44,47 @@ api_tokens = Table(
     Column("created_at", DateTime, nullable=False),
     Column("last_used_at", DateTime),
     Column("revoked_at", DateTime),
+    # The study-name prefix (project) the token is limited to; NULL: every study. Databases
+    # made by 0.1.0 lack it: create_tables adds it.
+    Column("project", String(128)),
 )
+
+#: Columns added to hpsearch's tables after their first release, as ``(table, column)``:
+#: :func:`create_tables` adds each to a database made before it (all are nullable).
+_ADDED_COLUMNS = ((api_tokens, api_tokens.c.project),)
 
 
 def create_tables(engine: sqlalchemy.Engine) -> None:
-    """Create hpsearch's own tables in the study database if they are missing."""
+    """Create hpsearch's own tables in the study database if they are missing.
+
+    Also upgrades the tables of a database made by an earlier release: each column added
+    since (:data:`_ADDED_COLUMNS`) is added when missing. Idempotent, and safe when several
+    processes open the same database at once.
+    """
     metadata.create_all(engine, checkfirst=True)
+    for table, column in _ADDED_COLUMNS:
+        _add_column(engine, table, column)
+
+
+def _has_column(engine: sqlalchemy.Engine, table: Table, column: Column) -> bool:
+    names = {c["name"] for c in sqlalchemy.inspect(engine).get_columns(table.name)}
+    return column.name in names
+
+
+def _add_column(engine: sqlalchemy.Engine, table: Table, column: Column) -> None:
+    if _has_column(engine, table, column):
+        return
+    preparer = engine.dialect.identifier_preparer
+    kind = column.type.compile(dialect=engine.dialect)
+    guard = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
+    statement = (
+        f"ALTER TABLE {preparer.format_table(table)} "
+        f"ADD COLUMN {guard}{preparer.format_column(column)} {kind}"
+    )
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(statement)
+    except sqlalchemy.exc.OperationalError:
+        # SQLite has no IF NOT EXISTS here: another process may have added it just now.
+        if not _has_column(engine, table, column):
+            raise

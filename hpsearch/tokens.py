@@ -5,8 +5,11 @@ so every service process over that database knows the same tokens and a revocati
 effect at the next request. Only the SHA-256 hex digest of a secret is stored: the secret itself
 (``hps_`` + 43 URL-safe characters) is returned once, by :func:`create_token`, and never again.
 
-A token has the scope ``read`` or ``write``; ``write`` implies ``read``. Times are the database's
-clock (as for the workers' heartbeats), without a time zone.
+A token has the scope ``read`` or ``write``; ``write`` implies ``read``. A token may also be
+limited to a *project*: the studies whose names start with a given prefix (``team-a`` covers
+``team-a-mlp``). A token without a project covers every study; an unlimited write token is an
+admin token (it can delete any team's study), so give teams project tokens. Times are the
+database's clock (as for the workers' heartbeats), without a time zone.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ __all__ = [
     "SCOPES",
     "SECRET_PREFIX",
     "TokenInfo",
+    "check_project",
+    "project_study_name",
     "authenticate",
     "create_token",
     "hash_secret",
@@ -46,6 +51,8 @@ SECRET_PREFIX = "hps_"
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,254}")
+#: A project is a study-name prefix: the characters of a study name (hpsearch.studies).
+_PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -59,10 +66,21 @@ class TokenInfo:
     last_used_at: dt.datetime | None
     """When a request last authenticated with it (to the minute); ``None``: never."""
     revoked_at: dt.datetime | None
+    project: str | None = None
+    """The study-name prefix the token is limited to; ``None``: every study (unlimited; with
+    scope write, an admin token)."""
 
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    def covers(self, study_name: str) -> bool:
+        """Whether the token's project includes the study ``study_name`` (always, without one).
+
+        A project ``team-a`` covers ``team-a``, ``team-a-mlp`` and ``team-a.v2``: every name
+        that starts with the prefix. Says nothing about scope or revocation: see :meth:`allows`.
+        """
+        return self.project is None or study_name.startswith(self.project)
 
     def allows(self, scope: str) -> bool:
         """Whether the token grants ``scope`` (``write`` implies ``read``); revoked ones grant none."""
@@ -86,6 +104,40 @@ def _scopes(scopes: str | Iterable[str]) -> tuple[str, ...]:
     return SCOPES[: strongest + 1]
 
 
+def check_project(project: str) -> str:
+    """``project`` if it can be a study-name prefix, else :class:`UsageError` saying why.
+
+    The rules are a study name's (hpsearch.studies): 1-128 letters, digits, ``.``, ``_`` or
+    ``-``, starting with a letter or digit.
+    """
+    if not isinstance(project, str) or not _PROJECT.fullmatch(project):
+        raise UsageError(
+            f"token project {project!r}: a project is a study-name prefix, so use 1-128 "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit (e.g. team-a)"
+        )
+    return project
+
+
+def project_study_name(project: str, *, space: str | None = None) -> str:
+    """A fresh study name inside ``project``, for a spec that names none.
+
+    ``<project>-<space>-<UTC time>-<4 hex>`` (the form hpsearch generates without a project,
+    prefixed), without the space when the name would be too long; no ``-`` is added after a
+    project that ends with ``-``, ``.`` or ``_``. Raises :class:`UsageError` when even the
+    shortest form exceeds a study name's 128 characters.
+    """
+    stamp = f"{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    start = project if project.endswith(("-", ".", "_")) else project + "-"
+    candidates = [f"{start}{space}-{stamp}"] if space else []
+    for name in [*candidates, start + stamp]:
+        if _PROJECT.fullmatch(name):
+            return name
+    raise UsageError(
+        f"project {project!r} is too long for hpsearch to generate a study name inside it: "
+        f"give the study a name that starts with {project!r}"
+    )
+
+
 def _info(row: Any) -> TokenInfo:
     return TokenInfo(
         name=row["name"],
@@ -93,6 +145,7 @@ def _info(row: Any) -> TokenInfo:
         created_at=row["created_at"],
         last_used_at=row["last_used_at"],
         revoked_at=row["revoked_at"],
+        project=row["project"],
     )
 
 
@@ -105,16 +158,24 @@ def _exists_message(name: str, revoked: bool) -> str:
 
 
 def create_token(
-    storage: optuna.storages.RDBStorage, name: str, *, scopes: str | Iterable[str]
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    *,
+    scopes: str | Iterable[str],
+    project: str | None = None,
 ) -> tuple[TokenInfo, str]:
     """Create a token; returns its info and its secret, which is shown this once only.
 
     ``scopes`` is ``"read"`` or ``"write"`` (or an iterable of them; write implies read).
-    Raises :class:`TokenExists` when the name is taken (also by a revoked token) and
-    :class:`UsageError` for an unknown scope or a name that is not 1-255 letters, digits,
-    ``.``, ``_``, ``@`` or ``-``.
+    ``project`` limits the token to the studies whose names start with it (see
+    :meth:`TokenInfo.covers`); ``None`` covers every study. Raises :class:`TokenExists` when
+    the name is taken (also by a revoked token) and :class:`UsageError` for an unknown scope,
+    a name that is not 1-255 letters, digits, ``.``, ``_``, ``@`` or ``-``, or a project that
+    could not start a study name (:func:`check_project`).
     """
     granted = _scopes(scopes)
+    if project is not None:
+        check_project(project)
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise UsageError(
             f"token name {name!r}: use 1-255 letters, digits, '.', '_', '@' or '-', "
@@ -135,6 +196,7 @@ def create_token(
                     scopes=",".join(granted),
                     token_hash=hash_secret(secret),
                     created_at=sqlalchemy.func.now(),
+                    project=project,
                 )
             )
             row = conn.execute(sqlalchemy.select(table).where(table.c.name == name)).mappings()

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from hpsearch.importance import ImportanceReport, parameter_importance
-from service.deps import StorageDep
+from service.deps import StorageDep, StudyAccess
 
-router = APIRouter(prefix="/studies/{name}", tags=["importance"])
+router = APIRouter(prefix="/studies/{name}", tags=["importance"], dependencies=[StudyAccess])
 
 
 @router.get("/importance", responses={409: {"description": "Fewer than 2 complete trials."}})

@@ -6,7 +6,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-router = APIRouter(tags=["metrics"])
+from service.deps import FleetAccess
+
+router = APIRouter(tags=["metrics"], dependencies=[FleetAccess])
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -9,10 +9,10 @@ from fastapi.responses import Response
 
 from hpsearch.artifacts import ArtifactStore, open_artifact_store
 from hpsearch.error_analysis import ErrorReport, PlotName, render_plot, study_report
-from service.deps import SettingsDep, StorageDep
+from service.deps import SettingsDep, StorageDep, StudyAccess
 from service.settings import Settings
 
-router = APIRouter(prefix="/studies/{name}/report", tags=["reports"])
+router = APIRouter(prefix="/studies/{name}/report", tags=["reports"], dependencies=[StudyAccess])
 
 _TRIAL = Query(ge=0, le=2**31 - 1, description="trial number (default: the study's best trial)")
 _NOT_FOUND = {

@@ -7,21 +7,22 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response, status
 
 from hpsearch import studies
-from service.deps import StorageDep, WriteAccess
+from service.deps import ProjectSpec, StorageDep, StudyAccess, StudyPrefix, WriteAccess
 from service.schemas import (
     EnqueuePublic,
     EnqueueRequest,
+    Offset,
     PrunerUpdate,
     StudiesPublic,
     StudyCreate,
     StudyPublic,
 )
 
-router = APIRouter(prefix="/studies", tags=["studies"])
+router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[StudyAccess])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess])
-def create_study(spec: StudyCreate, storage: StorageDep) -> StudyPublic:
+def create_study(spec: ProjectSpec, storage: StorageDep) -> StudyPublic:
     """Validate the spec against its space and create the study; workers pick it up.
 
     With ``warm_start``, the best configs of that study are enqueued first; the response's
@@ -34,10 +35,10 @@ def create_study(spec: StudyCreate, storage: StorageDep) -> StudyPublic:
 @router.get("")
 def list_studies(
     storage: StorageDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    prefix: StudyPrefix,  # the query's name prefix, narrowed to the token's project
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     state: Annotated[Literal["open", "stopped", "done"] | None, Query()] = None,
-    prefix: Annotated[str | None, Query(max_length=128, description="name prefix")] = None,
 ) -> StudiesPublic:
     """Hpsearch studies, oldest first; ``count`` is how many match the filters in all."""
     data, count = studies.page_studies(

@@ -9,17 +9,17 @@ from fastapi.responses import StreamingResponse
 
 from hpsearch import studies
 from hpsearch.trial_export import trials_csv
-from service.deps import StorageDep, WriteAccess
-from service.schemas import TrialPublic, TrialsPublic
+from service.deps import StorageDep, StudyAccess, WriteAccess
+from service.schemas import Offset, TrialNumber, TrialPublic, TrialsPublic
 
-router = APIRouter(prefix="/studies/{name}", tags=["trials"])
+router = APIRouter(prefix="/studies/{name}", tags=["trials"], dependencies=[StudyAccess])
 
 
 @router.get("/trials")
 def list_trials(
     name: str,
     storage: StorageDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     state: Annotated[
         str | None, Query(description="running, complete, pruned, fail, waiting")
@@ -58,7 +58,7 @@ def best_trial(name: str, storage: StorageDep) -> TrialPublic:
 
 
 @router.get("/trials/{number}")
-def get_trial(name: str, number: int, storage: StorageDep) -> TrialPublic:
+def get_trial(name: str, number: TrialNumber, storage: StorageDep) -> TrialPublic:
     """One trial by number."""
     return studies.get_trial(storage, name, number)
 
@@ -66,6 +66,6 @@ def get_trial(name: str, number: int, storage: StorageDep) -> TrialPublic:
 @router.post(
     "/trials/{number}/prune", status_code=status.HTTP_202_ACCEPTED, dependencies=[WriteAccess]
 )
-def prune_trial(name: str, number: int, storage: StorageDep) -> TrialPublic:
+def prune_trial(name: str, number: TrialNumber, storage: StorageDep) -> TrialPublic:
     """Ask the worker running this trial to prune it at its next report (after its epoch)."""
     return studies.request_prune(storage, name, number)

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from hpsearch import fleet
-from service.deps import StorageDep
+from service.deps import FleetAccess, StorageDep
 
-router = APIRouter(prefix="/workers", tags=["workers"])
+router = APIRouter(prefix="/workers", tags=["workers"], dependencies=[FleetAccess])
 
 
 class WorkersPublic(BaseModel):
