@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import os
+import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -76,17 +77,31 @@ DEFAULT_KEEP = "best:3"
 #: Trial system attribute left when a trial's predictions are removed: why (for messages).
 REMOVED_ATTR = "hpsearch:predictions_removed"
 _PREFIX = "artifacts:"  # Optuna's key prefix of a trial's artifact rows (optuna.artifacts)
+_ARTIFACT_ID_RE = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 _HOW_TO_TURN_ON = (
     "set HPSEARCH_ARTIFACTS (or --artifacts) to a directory every worker and reader can reach, "
     "or to s3://bucket/prefix"
 )
 
 
+def _checked_id(artifact_id: str) -> str:
+    # Ids come back from the study database, which more than hpsearch can write (the dashboard,
+    # Optuna itself): only the form Optuna and hpsearch give them (a UUID) becomes a file name.
+    if not _ARTIFACT_ID_RE.match(artifact_id):
+        raise ValueError(
+            f"artifact id {artifact_id[:80]!r} is not a UUID: the artifact store only holds "
+            "files named by the ids Optuna and hpsearch create"
+        )
+    return artifact_id
+
+
 class ArtifactStore:
     """An Optuna artifact store (directory or S3) that knows where it is, for messages.
 
     It implements Optuna's ``ArtifactStore`` protocol (``open_reader``, ``write``, ``remove``),
-    so it can be given to ``optuna.artifacts`` and to ``optuna_dashboard.wsgi``.
+    so it can be given to ``optuna.artifacts`` and to ``optuna_dashboard.wsgi``. Artifact ids
+    must be UUIDs (what Optuna and hpsearch create; never a study's name): any other id, such as
+    ``../x``, raises ``ValueError`` before the store is touched.
     """
 
     def __init__(self, inner: OptunaArtifactStore, *, location: str) -> None:
@@ -94,13 +109,13 @@ class ArtifactStore:
         self.location = location
 
     def open_reader(self, artifact_id: str) -> BinaryIO:
-        return self._inner.open_reader(artifact_id)
+        return self._inner.open_reader(_checked_id(artifact_id))
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
-        self._inner.write(artifact_id, content_body)
+        self._inner.write(_checked_id(artifact_id), content_body)
 
     def remove(self, artifact_id: str) -> None:
-        self._inner.remove(artifact_id)
+        self._inner.remove(_checked_id(artifact_id))
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.location!r})"
@@ -290,6 +305,8 @@ def keep_best_predictions(
                 store.remove(key[len(_PREFIX) :])
             except OptunaArtifactNotFound:
                 pass  # already gone: drop the row all the same
+            except ValueError:
+                pass  # not an id hpsearch or Optuna made (see _checked_id): no file to remove
             except Exception as e:  # noqa: BLE001 - the store is down: try again next time
                 log.warning("could not remove %s from %s: %s", key, store.location, e)
                 continue
@@ -445,6 +462,8 @@ def _load(store: ArtifactStore, artifact_id: str, which: str) -> ValPredictions:
             f"{store.location}: point --artifacts / HPSEARCH_ARTIFACTS at the store the workers "
             "write to"
         ) from e
+    except ValueError as e:  # an id that is no UUID (written outside hpsearch): nothing to read
+        raise ArtifactNotFound(f"no report for {which}: {e}") from e
     except Exception as e:
         raise ArtifactStoreUnavailable(
             f"cannot read the predictions of {which} from the artifact store at "

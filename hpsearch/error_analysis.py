@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from hpsearch.errors import ArtifactNotFound, UsageError
+from hpsearch.safe_names import name_slug
 
 if TYPE_CHECKING:
     import optuna
@@ -36,6 +37,7 @@ __all__ = [
     "ResidualSummary",
     "WorstExample",
     "build_report",
+    "default_report_dir",
     "render_plot",
     "study_report",
     "write_report",
@@ -363,6 +365,13 @@ def _worst_figure(report: ErrorReport, preds: ValPredictions, figure: type) -> o
 
 
 # -- documents ---------------------------------------------------------------------------------
+
+
+def default_report_dir(study_name: str, trial_number: int) -> Path:
+    """The folder ``hpsearch report`` writes into unless told: ``hpsearch-report-<slug>-trialN``
+    in the current directory, the study's name made one safe path component
+    (:func:`hpsearch.safe_names.name_slug`), so no name can put it elsewhere."""
+    return Path(f"hpsearch-report-{name_slug(study_name)}-trial{int(trial_number)}")
 
 
 def write_report(

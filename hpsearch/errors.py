@@ -20,6 +20,7 @@ __all__ = [
     "ArtifactStoreUnavailable",
     "TrainingDiverged",
     "NotEnoughTrials",
+    "DataOutsideRoots",
     "UsageError",
     "TokenExists",
     "TokenNotFound",
@@ -79,6 +80,11 @@ class TrainingDiverged(HpsearchError, ArithmeticError):
 
 class NotEnoughTrials(HpsearchError):
     """The study has too few complete trials (or only equal values) to answer the question yet."""
+
+
+class DataOutsideRoots(HpsearchError, ValueError):
+    """A spec names a file outside the data roots this worker may read (see
+    :mod:`hpsearch.data_roots`); the trial fails with this one-line reason."""
 
 
 class UsageError(HpsearchError, ValueError):

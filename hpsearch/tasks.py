@@ -65,8 +65,9 @@ class TaskSpec(BaseModel):
     dataset: str = Field(
         default="digits",
         description=(
-            "A bundled dataset name (digits, diabetes) or a path on the workers' machines "
-            "(CSV, or Parquet with pandas and pyarrow installed)."
+            "A bundled dataset name (digits, diabetes, tones) or a path under the workers' "
+            "data roots (`hpsearch worker --data-root`): a CSV, a Parquet file (with pandas "
+            "and pyarrow installed) or a folder. No '..' and no system paths."
         ),
     )
     target: str | None = Field(
@@ -83,7 +84,7 @@ class TaskSpec(BaseModel):
     pretrained_weights: str | None = Field(
         default=None,
         description=(
-            "Pretrained backbone weights for transfer learning: a local file path on the "
-            "workers' machines, or 'hub' to load timm's published weights (needs network)."
+            "Pretrained backbone weights for transfer learning: a file or folder under the "
+            "workers' data roots, or 'hub' to load timm's published weights (needs network)."
         ),
     )

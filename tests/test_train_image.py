@@ -26,8 +26,11 @@ from hpsearch.spaces import load_space
 from hpsearch.storage import open_storage
 from hpsearch.tasks import TaskSpec
 from hpsearch.train import fitter, image
+from hpsearch.train.config import LoopConfig
 from hpsearch.train.image_augment import build_mixup, build_train_transform
 from hpsearch.train.image_config import IMAGE_DEFAULTS, ImageAugmentConfig
+from hpsearch.train.loop import run_epochs
+from hpsearch.train.runtime import CPU_AMP_ENV
 from hpsearch.worker import run_worker
 
 #: A tiny, fast baseline: every knob test changes one thing against it.
@@ -146,7 +149,7 @@ def test_the_trainer_is_registered_for_the_family():
         ({}, "train.batch_size", 32),
         ({}, "train.grad_accum", 2),
         ({}, "train.balanced_sampler", True),
-        ({}, "train.amp", True),
+        # train.amp acts on CUDA only (or with HPSEARCH_CPU_AMP=1): tested further down.
         ({}, "train.grad_clip", 0.1),
         ({}, "train.ema", True),
         ({"train.ema": True}, "train.ema_decay", 0.9),
@@ -214,15 +217,85 @@ def test_no_augmentation_means_no_per_image_pipeline():
     assert build_train_transform(ImageAugmentConfig(), 32, mean=(0.5,) * 3, std=(0.5,) * 3) is None
 
 
-@pytest.mark.parametrize("amp, dtype", [(True, torch.bfloat16), (False, torch.float32)])
-def test_amp_trains_under_autocast(built, amp, dtype):
+def test_amp_on_a_cpu_trains_in_fp32_unless_opted_in(monkeypatch, baseline):
+    # bf16 autocast on CPUs with AMX/AVX512-BF16 made this very run (16 px: a 1x1 feature map
+    # before a stride-2 3x3 conv) diverge: oneDNN's bf16 weight gradients there hold NaN.
+    monkeypatch.delenv(CPU_AMP_ENV, raising=False)
+    assert _metrics({"train.amp": True}) == baseline  # baseline: train.amp false
+    assert image.autocast_dtype(torch.device("cpu"), True) is None
+    assert image.autocast_dtype(torch.device("cuda"), True) == torch.float16
+    monkeypatch.setenv(CPU_AMP_ENV, "1")
+    assert image.autocast_dtype(torch.device("cpu"), True) == torch.bfloat16
+    assert image.autocast_dtype(torch.device("cpu"), False) is None
+
+
+@pytest.mark.parametrize("opt_in, dtype", [("1", torch.bfloat16), ("0", torch.float32)])
+def test_amp_trains_under_autocast_when_opted_in(built, monkeypatch, digit_folder, opt_in, dtype):
+    # 32 px on 150 images: no 1x1 feature map, so bf16 stays finite on every oneDNN kernel
+    # path (AMX, AVX512-BF16, AVX-512) and on the slow non-oneDNN one of AVX2-only CPUs.
+    monkeypatch.setenv(CPU_AMP_ENV, opt_in)
     seen = set()
-    run = image.fit({**BASE, "train.amp": amp}, DIGITS, seed=0)
+    config = {**BASE, "input.image_size": 32, "train.amp": True}
+    run = image.fit(config, TaskSpec(dataset=str(digit_folder), epochs=1), seed=0)
     model = built[-1]
     model.fc.register_forward_hook(lambda m, args, out: seen.add(out.dtype) if m.training else None)
-    next(run)
+    result = next(run)
     assert seen == {dtype}
-    assert image.autocast_dtype(torch.device("cuda"), True) == torch.float16
+    assert math.isfinite(result.train_loss) and math.isfinite(result.metrics["val_loss"])
+
+
+def test_a_bad_cpu_amp_setting_is_refused_by_name(monkeypatch):
+    monkeypatch.setenv(CPU_AMP_ENV, "maybe")
+    with pytest.raises(ValueError, match=f"{CPU_AMP_ENV}='maybe'.*set it to 1"):
+        image.fit({**BASE, "train.amp": True}, DIGITS, device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_amp_trains_in_fp16_on_cuda(built, monkeypatch):
+    monkeypatch.delenv(CPU_AMP_ENV, raising=False)
+
+    def run(amp: bool) -> tuple[set[torch.dtype], list[float]]:
+        seen: set[torch.dtype] = set()
+        results = image.fit({**BASE, "train.amp": amp}, DIGITS, seed=0, device="cuda")
+        built[-1].fc.register_forward_hook(
+            lambda m, args, out: seen.add(out.dtype) if m.training else None
+        )
+        return seen, [r.metrics["val_loss"] for r in results]
+
+    (amp_dtypes, with_amp), (fp32_dtypes, without) = run(True), run(False)
+    assert amp_dtypes == {torch.float16} and fp32_dtypes == {torch.float32}
+    assert all(math.isfinite(v) for v in with_amp) and with_amp != without
+
+
+@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, None])
+def test_a_run_diverging_under_cpu_bf16_says_how_to_turn_it_off(amp_dtype):
+    # The real loop over a real (tiny) model; only the loss is made non-finite, as NaN weight
+    # gradients make it, since which CPUs produce those depends on their kernels.
+    model = torch.nn.Linear(4, 3)
+    x, y = torch.randn(12, 4), torch.arange(3).repeat(4)
+
+    def batch_loss(idx):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp_dtype is not None):
+            return model(x[idx]).float().sum() * float("nan")
+
+    run = run_epochs(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        loop=LoopConfig(batch_size=4),
+        sched="constant",
+        epochs=1,
+        generator=torch.Generator().manual_seed(0),
+        train_y=y,
+        batch_loss=batch_loss,
+        val_y=y,
+        val_logits=lambda m, rows: m(x[rows]),
+        eval_chunk=12,
+        amp_dtype=amp_dtype,
+    )
+    with pytest.raises(TrainingDiverged, match="training loss is nan in epoch 1") as failure:
+        next(run)
+    assert (f"unset {CPU_AMP_ENV}" in str(failure.value)) == (amp_dtype is not None)
+    assert "try a lower optim.lr" in str(failure.value)
 
 
 def test_ema_weights_are_what_is_evaluated(learned):
@@ -355,7 +428,8 @@ def test_a_study_over_the_image_space_runs_through_the_worker(tmp_path, digit_fo
             "seed": 0,
         },
     )
-    assert run_worker(url, study="images", device="cpu") == 2
+    # The folder is under the worker's data root: without one it reads bundled datasets only.
+    assert run_worker(url, study="images", device="cpu", data_roots=[str(digit_folder)]) == 2
     trials = optuna.load_study(study_name="images", storage=url).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert all(0.0 <= t.value <= 1.0 for t in trials)

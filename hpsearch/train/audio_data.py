@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hpsearch.data_roots import check_member
 from hpsearch.train.splits import SPLIT_SEED, TensorSplit, split_rows
 
 __all__ = [
@@ -143,7 +144,11 @@ def _read_wav(path: Path) -> tuple[int, np.ndarray]:
     try:
         rate, data = wavfile.read(path)
     except (ValueError, OSError) as e:
-        raise ValueError(f"cannot read WAV file {str(path)!r}: {e}") from e
+        # scipy's message quotes the file's first bytes: name the error's kind only.
+        raise ValueError(
+            f"cannot read WAV file {str(path)!r} ({type(e).__name__}: not a PCM or float WAV "
+            "file scipy can read)"
+        ) from None
     if np.issubdtype(data.dtype, np.integer):
         info = np.iinfo(data.dtype)
         # uint8 WAV is offset binary (silence at 128); the signed types are centred on 0.
@@ -178,6 +183,8 @@ def load_audio(folder: str | os.PathLike[str]) -> AudioClips:
             f"audio dataset {str(folder)!r} needs at least two class subfolders of .wav files, "
             f"found {len(classes)} subfolder(s) and {len(files)} file(s)"
         )
+    for f, _ in files:
+        check_member(f, field="task.dataset", named=str(folder))  # a symlink out of the roots
     read = [(_read_wav(f), label) for f, label in files]
     rate = Counter(r for (r, _), _ in read).most_common(1)[0][0]
     waves = []

@@ -87,8 +87,15 @@ def _is_number(text: str) -> bool:
 
 
 def _read_csv(path: str) -> tuple[list[str], list[tuple[str, ...]]]:
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (csv.Error, UnicodeDecodeError) as e:
+        # Parse errors can quote the file's bytes: the message says where, never what.
+        raise ValueError(
+            f"dataset {path!r} is not a readable CSV file ({type(e).__name__}): save it as "
+            "UTF-8 CSV with a header row"
+        ) from None
     if len(rows) < 2:
         raise ValueError(f"dataset {path!r} needs a header row and at least one data row")
     header, body = rows[0], rows[1:]
@@ -108,7 +115,12 @@ def _read_parquet(path: str) -> tuple[list[str], list[tuple[str, ...]]]:
             f"dataset {path!r} is a Parquet file, which needs pandas and pyarrow: "
             "pip install pandas pyarrow (or convert it to CSV)"
         ) from e
-    frame = pd.read_parquet(path)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as e:  # pyarrow's errors vary; some quote the file's bytes
+        raise ValueError(
+            f"dataset {path!r} is not a readable Parquet file ({type(e).__name__})"
+        ) from None
     if len(frame) < 1:
         raise ValueError(f"dataset {path!r} has no rows")
     # Cells go through text like a CSV's, so both formats are typed by the same rules;
@@ -124,14 +136,20 @@ def _file(path: str, mtime_ns: int, target: str | None, regression: bool) -> _Ta
     # mtime_ns is part of the cache key only: an edited file is read again.
     is_parquet = path.lower().endswith((".parquet", ".pq"))
     header, columns = _read_parquet(path) if is_parquet else _read_csv(path)
+    # Messages never quote the file (its header, its values): a trial's failure reason is
+    # readable with any read token. They name only what the spec itself says.
     if target is not None:
         if target not in header:
             raise ValueError(
-                f"task.target {target!r} is not a column of dataset {path!r}; columns: {header}"
+                f"task.target {target!r} is not a column of dataset {path!r} (it has "
+                f"{len(header)} columns): set task.target to the exact name in its header row"
             )
         label_col = header.index(target)
+        label = f"task.target {target!r}"
+    elif "target" in header:
+        label_col, label = header.index("target"), "the label column 'target'"
     else:
-        label_col = header.index("target") if "target" in header else len(header) - 1
+        label_col, label = len(header) - 1, "the label column (the last one)"
     n_rows = len(columns[0]) if columns else 0
     numeric, categorical, numeric_names, categorical_names = [], [], [], []
     for i, col in enumerate(columns):
@@ -153,16 +171,15 @@ def _file(path: str, mtime_ns: int, target: str | None, regression: bool) -> _Ta
     if regression:
         if not all(_is_number(v) for v in labels):
             raise ValueError(
-                f"dataset {path!r}: the regression target {header[label_col]!r} must be a "
-                "number in every row"
+                f"dataset {path!r}: {label} must be a number in every row for regression"
             )
         y = np.array([float(v) for v in labels], dtype=np.float64)
         if not np.isfinite(y).all():
-            raise ValueError(f"dataset {path!r}: the target {header[label_col]!r} is not finite")
+            raise ValueError(f"dataset {path!r}: {label} has a value that is not finite")
         return _Table(x_num, x_cat, y, 0, feature_names=names)
     classes, y = np.unique(np.array(labels), return_inverse=True)
     if len(classes) < 2:
-        raise ValueError(f"dataset {path!r}: the label column {header[label_col]!r} has one class")
+        raise ValueError(f"dataset {path!r}: {label} has one class; it needs at least two")
     return _Table(
         x_num,
         x_cat,

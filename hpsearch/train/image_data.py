@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from timm.data import create_transform
 
+from hpsearch.data_roots import check_member
 from hpsearch.train.splits import TensorSplit, split_rows
 
 __all__ = ["ImageData", "ImageSource", "ImageSplit", "load_images", "open_image_source"]
@@ -79,13 +80,15 @@ def open_image_source(dataset: str) -> ImageSource:
         )
     try:
         folder = ImageFolder(str(root))
-    except (FileNotFoundError, OSError) as e:
+    except (FileNotFoundError, OSError):
+        # torchvision's message lists the folder's entries: say what is wrong without them.
         raise ValueError(
-            f"task.dataset {dataset!r} is not an image folder (one subfolder of images per "
-            f"class): {e}"
-        ) from e
+            f"task.dataset {dataset!r} is not an image folder: it needs one subfolder of "
+            "images (.png, .jpg, ...) per class"
+        ) from None
     paths = []
     for path, _ in folder.samples:
+        check_member(path, field="task.dataset", named=dataset)  # a symlink out of the roots
         stat = os.stat(path)
         paths.append((path, stat.st_mtime_ns, stat.st_size))
     return ImageSource(
@@ -114,9 +117,9 @@ def _load_images(
     y = np.asarray(source.targets, dtype=np.int64)
     counts = np.bincount(y, minlength=source.n_classes)
     if counts.min() < 2:
-        thin = [source.classes[i] for i in np.flatnonzero(counts < 2)]
+        thin = len(np.flatnonzero(counts < 2))
         raise ValueError(
-            f"task.dataset {source.dataset!r}: class(es) {thin} have fewer than 2 images; "
+            f"task.dataset {source.dataset!r}: {thin} class folder(s) have fewer than 2 images; "
             "a stratified train/validation split needs at least 2 per class"
         )
     # timm's eval transform without normalization gives uint8 tensors: resize the shorter
@@ -154,11 +157,13 @@ def _images(source: ImageSource):
         for image in pixels:
             yield Image.fromarray(image).convert("RGB")
         return
-    for path, _, _ in source.paths:
+    for i, (path, _, _) in enumerate(source.paths):
         try:
             with Image.open(path) as image:
                 yield image.convert("RGB")
         except OSError as e:
+            where = os.path.relpath(path, Path(source.dataset).expanduser())
             raise ValueError(
-                f"task.dataset {source.dataset!r}: cannot read image {path}: {e}"
+                f"task.dataset {source.dataset!r}: cannot read image {where!r} (file {i + 1} of "
+                f"{len(source.paths)}; {type(e).__name__}): replace or remove it"
             ) from e

@@ -15,6 +15,7 @@ import timm
 import torch
 from torch import nn
 
+from hpsearch.data_roots import check_member
 from hpsearch.train.image_config import ImageModelConfig, TransferConfig
 
 __all__ = [
@@ -51,7 +52,9 @@ def weights_file(weights: str, model_name: str) -> Path:
     if path.is_dir():
         for suffix in _WEIGHT_SUFFIXES:
             if (path / f"{model_name}{suffix}").is_file():
-                return path / f"{model_name}{suffix}"
+                found = path / f"{model_name}{suffix}"
+                check_member(found, field="task.pretrained_weights", named=weights)
+                return found
         raise ValueError(
             f"task.pretrained_weights folder {weights!r} has no weights for `model.name` "
             f"{model_name!r} (looked for {model_name}.safetensors, .pth and .bin)"
@@ -118,10 +121,13 @@ def build_image_model(
                 f"hub (no network, or none published): {e}. Download them where there is "
                 "network and set task.pretrained_weights to the local file"
             ) from e
+        # The loader's message can quote the file's bytes ("invalid load key, 'x'"): only its
+        # kind goes into the trial's failure reason.
         raise ValueError(
             f"task.pretrained_weights {weights!r} cannot be loaded into `model.name` "
-            f"{cfg.name!r}: {e}"
-        ) from e
+            f"{cfg.name!r} ({type(e).__name__}): give a state dict of that timm model "
+            "(.pth, .bin or .safetensors)"
+        ) from None
 
 
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:

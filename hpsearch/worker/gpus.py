@@ -62,6 +62,7 @@ def run_workers(
     checkpoint_dir: str | None = None,
     artifacts: str | None = None,
     keep_artifacts: str | None = None,
+    data_roots: list[str] | None = None,
 ) -> int:
     """Run workers for ``--gpus``: in this process for zero or one GPU, else one child per GPU.
 
@@ -90,6 +91,7 @@ def run_workers(
         gpu_name=gpu_name,
         artifacts=artifacts,
         keep_artifacts=keep_artifacts,
+        data_roots=data_roots,
     )
     return 0
 

@@ -3,8 +3,11 @@
 Faults a worker survives, and how:
 
 - killed (SIGKILL, power loss, preemption): its trials stop beating; the next worker to claim a
-  trial of the study fails them (``optuna.storages.fail_stale_trials``) and the storage's retry
-  callback queues a copy with the same params to run again (``hpsearch.storage``);
+  trial of the study, or to find the study's budget held by running trials, fails them
+  (``worker.stale``) and the storage's retry callback queues a copy with the same params to run
+  again (``hpsearch.storage``);
+- a database restart during a claim: the trial and its first heartbeat are one commit, and a
+  retried claim finds the trial a lost reply was about (``worker.claim``);
 - stopped (SIGTERM/SIGINT): the objective is interrupted at once, the trial is failed with the
   reason and queued again the same way, and the worker exits;
 - CUDA out of memory: the same config runs again with half the batch (``worker.oom``);
@@ -22,7 +25,7 @@ import secrets
 import signal
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -41,7 +44,9 @@ from hpsearch.artifacts import (
     parse_keep,
     upload_predictions,
 )
+from hpsearch.data_roots import DataRoots
 from hpsearch.errors import StudyNotFound, TrainingDiverged
+from hpsearch.safe_names import study_folder
 from hpsearch.spaces import suggest_config
 from hpsearch.storage import (
     RETRY_OF_ATTR,
@@ -70,10 +75,12 @@ from hpsearch.studies import (
     open_study,
     prune_requested,
 )
+from hpsearch.worker.claim import claim_trial, find_claimed, new_trial
 from hpsearch.worker.heartbeat import Heartbeat
 from hpsearch.worker.objective import Objective, TrialFunction, load_objective, trial_function
 from hpsearch.worker.oom import run_with_oom_retries
 from hpsearch.worker.reconnect import Reconnect
+from hpsearch.worker.stale import fail_stale_trials, grace_seconds
 
 __all__ = ["OOM_ATTR", "WorkerStopped", "run_worker"]
 
@@ -111,6 +118,7 @@ class _Joined:
     spec: StudySpec
     run: TrialFunction
     pruner_read_at: float = -math.inf  # time.monotonic() of the last read of the pruner
+    stale_checked_at: float = -math.inf  # time.monotonic() of the last check for stale trials
 
 
 class _Signals:
@@ -169,8 +177,11 @@ class _Worker:
         poll_seconds: float,
         artifact_store: ArtifactStore | None = None,
         keep: KeepPolicy | None = None,
+        data_roots: DataRoots | None = None,
     ) -> None:
         self.storage = storage
+        # What the built-in trainer may read; by default bundled datasets only.
+        self.data_roots = data_roots if data_roots is not None else DataRoots()
         self.artifact_store = artifact_store  # None: reports off (or a user objective)
         self.keep = keep or parse_keep()
         self.link = Reconnect()
@@ -183,7 +194,6 @@ class _Worker:
         self.joined: dict[str, _Joined] = {}
         self._specs: dict[int, StudySpec] = {}  # for picking studies; budgets never change
         self._last_idle_beat = 0.0
-        self._next_stale_check = 0.0
 
     # -- joining and picking studies -------------------------------------------------------
 
@@ -205,7 +215,9 @@ class _Worker:
             ordinal = storage.get_study_system_attrs(study_id).get(_WORKERS_ATTR, 0)
             storage.set_study_system_attr(study_id, _WORKERS_ATTR, ordinal + 1)
         study, spec = open_study(storage, name, seed_offset=ordinal)
-        run = trial_function(spec, objective=self.objective, device=self.device)
+        run = trial_function(
+            spec, objective=self.objective, device=self.device, data_roots=self.data_roots
+        )
         return _Joined(study, study_id, spec, run)
 
     def pick_study(self) -> str | None:
@@ -226,13 +238,34 @@ class _Worker:
                     continue  # deleted meanwhile, or a spec this version cannot read
             by_state = counts.get(study_id) or {s: 0 for s in TrialState}
             if self._takes_no_trial(study_id, spec, by_state):
-                continue
+                if not self._check_held_budget(study_id, name, spec, by_state):
+                    continue
+                by_state = count_trials_by_state(storage, study_id)  # stale ones were failed
+                if self._takes_no_trial(study_id, spec, by_state):
+                    continue
             running = by_state[TrialState.RUNNING]
             finished = by_state[TrialState.COMPLETE] + by_state[TrialState.PRUNED]
             key = (running, running + finished, study_id)
             if best is None or key < best[0]:
                 best = (key, name)
         return None if best is None else best[1]
+
+    def _check_held_budget(
+        self, study_id: int, name: str, spec: StudySpec, counts: dict[TrialState, int]
+    ) -> bool:
+        """Check a study whose budget left is all held by running trials for stale ones; whether
+        the check ran (so the counts may have changed).
+
+        Should their workers be gone, only a stale check frees the budget, and no worker would
+        claim a trial of this study (and check it) until then.
+        """
+        if not counts[TrialState.RUNNING] or self._done(study_id, spec, counts) is not None:
+            return False
+        try:
+            return self.check_stale(self.join(name))
+        except (StudyNotFound, KeyError, ValidationError):
+            self.joined.pop(name, None)  # deleted meanwhile
+            return False
 
     def _takes_no_trial(
         self, study_id: int, spec: StudySpec, counts: dict[TrialState, int]
@@ -256,38 +289,63 @@ class _Worker:
     # -- claiming, running and ending a trial ----------------------------------------------
 
     def claim(self, joined: _Joined) -> optuna.Trial | None:
-        """Ask a trial if the budget has room, atomically across all workers of the study."""
-        # Right after an outage every trial's heartbeat looks old: give the other workers one
-        # grace period to beat again before calling their trials dead.
+        """Ask a trial if the budget has room, atomically across all workers of the study.
+
+        The trial and its first heartbeat are written by one commit (``worker.claim``), so a
+        database restart during the claim cannot leave a RUNNING trial nothing ever fails.
+        """
         now = time.monotonic()
-        # A dead worker's trial is found stale only a grace period (3 heartbeats) after its
-        # last beat: looking once per heartbeat interval instead of at every claim adds at most
-        # one interval to that, and spares a query per trial.
-        interval = self.storage.get_heartbeat_interval() or 10
-        if now >= self._next_stale_check and not self.link.troubled_within(
-            self.storage.grace_period or 30
-        ):
-            self.link.call("failing stale trials", _fail_stale_trials, joined.study)
-            self._next_stale_check = now + interval
+        self.check_stale(joined)
         if now >= joined.pruner_read_at + PRUNER_POLL_SECONDS:
             self.link.call("reading the pruner", self._refresh_pruner, joined)
             joined.pruner_read_at = now
-        return self.link.call("claiming a trial", self._claim_locked, joined)
+        # One token for all attempts: an attempt whose commit landed although its reply was
+        # lost is found again by the next attempt, instead of a second trial being claimed.
+        token = f"{self.worker_id}:{secrets.token_hex(8)}"
+        attempts = 0
 
-    def _claim_locked(self, joined: _Joined) -> optuna.Trial | None:
+        def claim_once() -> int | None:
+            nonlocal attempts
+            attempts += 1
+            return self._claim_locked(joined, token, retried=attempts > 1)
+
+        trial_id = self.link.call("claiming a trial", claim_once)
+        if trial_id is None:
+            return None
+        return self.link.call("reading the trial", new_trial, joined.study, trial_id)
+
+    def check_stale(self, joined: _Joined) -> bool:
+        """Fail the study's trials whose worker is gone (their retries are queued), at most
+        once per heartbeat interval; whether it looked this time.
+
+        A dead worker's trial is found stale only a grace period (3 heartbeats) after its last
+        beat, or after its start if it never beat: looking once per interval instead of at every
+        claim adds at most one interval to that, and spares queries per trial.
+        """
+        now = time.monotonic()
+        interval = self.storage.get_heartbeat_interval() or 10
+        # Right after an outage every trial's heartbeat looks old: give the other workers one
+        # grace period to beat again before calling their trials dead.
+        if now < joined.stale_checked_at + interval or self.link.troubled_within(
+            grace_seconds(self.storage)
+        ):
+            return False
+        self.link.call("failing stale trials", fail_stale_trials, self.storage, joined.study)
+        joined.stale_checked_at = now
+        return True
+
+    def _claim_locked(self, joined: _Joined, token: str, *, retried: bool) -> int | None:
         storage = self.storage
         with study_lock(storage, joined.study_id):
+            # An earlier attempt of this claim may have committed before the connection broke.
+            claimed = find_claimed(storage, joined.study_id, token) if retried else None
+            if claimed is not None:
+                log.info("claimed trial id %d although the reply was lost; running it", claimed)
+                return claimed
             counts = count_trials_by_state(storage, joined.study_id)
             if self._takes_no_trial(joined.study_id, joined.spec, counts):
                 return None
-            with warnings.catch_warnings():
-                # hpsearch records heartbeats itself (worker.heartbeat), outside Study.optimize.
-                warnings.simplefilter("ignore", UserWarning)
-                trial = joined.study.ask()
-            # A first heartbeat before the lock is let go: should this worker die before its
-            # heartbeat thread starts, the trial is still found stale, not RUNNING forever.
-            storage.record_heartbeat(trial._trial_id)
-            return trial
+            return claim_trial(storage, joined.study_id, token)
 
     def _refresh_pruner(self, joined: _Joined) -> None:
         """Use the pruner the study has now: it can be changed while the study runs."""
@@ -461,7 +519,9 @@ class _Worker:
     def _checkpoint_path(self, joined: _Joined, origin: int) -> Path | None:
         if self.checkpoint_dir is None:
             return None
-        return self.checkpoint_dir / joined.study.study_name / f"trial-{origin}.pt"
+        # The study's id, never its name: a name can be changed outside hpsearch (the dashboard,
+        # Optuna itself) to anything, '../..' included, and must not become a path.
+        return self.checkpoint_dir / study_folder(joined.study_id) / f"trial-{origin}.pt"
 
     def _grace(self) -> float:
         return float(self.storage.grace_period or 30)
@@ -477,12 +537,6 @@ class _Worker:
                 fleet.worker_beat(self.storage, self.worker_id)
         with self.signals.interruptible():
             time.sleep(self.poll_seconds)
-
-
-def _fail_stale_trials(study: optuna.Study) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # trials of workers that died; retried
 
 
 def _finish_trial(study: optuna.Study, trial: optuna.Trial, outcome: _Outcome) -> bool:
@@ -527,6 +581,7 @@ def run_worker(
     gpu_name: str | None = None,
     artifacts: str | None = None,
     keep_artifacts: str | None = None,
+    data_roots: Sequence[str] | None = None,
 ) -> int:
     """Pull and run trials from the study database until there is no budget left.
 
@@ -542,7 +597,12 @@ def run_worker(
     directory or ``s3://bucket/prefix``; by default beside a SQLite study database, off for
     PostgreSQL) for the best ``keep_artifacts`` trials (``best:N``, default ``best:3``, or
     ``all``). A user ``objective`` gets no reports.
+
+    The built-in trainer reads bundled datasets, and files only under ``data_roots`` (folders;
+    default ``$HPSEARCH_DATA_ROOTS``, else none): see :mod:`hpsearch.data_roots`. Checkpoints
+    go to ``checkpoint_dir/study-<id>/``, named by the study's id, never its name.
     """
+    roots = DataRoots.from_options(data_roots)
     storage = open_storage(storage_url)
     keep = parse_keep(keep_artifacts)
     store = None
@@ -562,6 +622,7 @@ def run_worker(
         poll_seconds=poll_seconds,
         artifact_store=store,
         keep=keep,
+        data_roots=roots,
     )
     if study is not None:  # fail now (StudyNotFound, a bad spec), not after a poll
         worker.join(study)
@@ -576,6 +637,8 @@ def run_worker(
     worker.signals.install()
     ran = 0
     log.info("worker %s serving %s", worker.worker_id, study or "every open study")
+    if objective is None:
+        log.info("worker %s reads data under: %s", worker.worker_id, roots.describe())
     try:
         while max_trials is None or ran < max_trials:
             worker.signals.check()

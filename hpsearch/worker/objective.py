@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hpsearch.data_roots import DataRoots, reading_under
 from hpsearch.errors import UsageError
 from hpsearch.studies import StudySpec
 
@@ -48,7 +49,11 @@ def load_objective(ref: str) -> Objective:
 
 
 def trial_function(
-    spec: StudySpec, *, objective: Objective | None = None, device: str | None = None
+    spec: StudySpec,
+    *,
+    objective: Objective | None = None,
+    device: str | None = None,
+    data_roots: DataRoots | None = None,
 ) -> TrialFunction:
     """The function a worker runs for each trial of the study.
 
@@ -56,7 +61,13 @@ def trial_function(
     checkpoint path as ``checkpoint=`` if it takes a parameter of that name), else the trainer
     of the spec's task, seeded per trial on this worker's device, resuming from the checkpoint
     when there is one. Imports the trainer (and torch) now, before any trial is claimed.
+
+    The trainer reads only bundled datasets and files under ``data_roots`` (default: none,
+    bundled datasets only): a path the task names outside them fails the trial with
+    :class:`~hpsearch.errors.DataOutsideRoots` before anything is read. A user's ``objective``
+    reads what its own code reads; the task's paths are not checked for it.
     """
+    roots = data_roots if data_roots is not None else DataRoots()
     if objective is not None:
         takes_checkpoint = _accepts(objective, "checkpoint")
 
@@ -82,16 +93,18 @@ def trial_function(
         keep: KeepPredictions | None,
     ) -> float:
         extra = {} if keep is None else {"predictions": keep}
-        return train(
-            config,
-            spec.task,
-            report,
-            metric=spec.metric,
-            seed=seed,
-            device=device,
-            checkpoint=checkpoint,
-            **extra,
-        )
+        roots.check_task(spec.task)
+        with reading_under(roots):  # files inside a named folder are checked as they are found
+            return train(
+                config,
+                spec.task,
+                report,
+                metric=spec.metric,
+                seed=seed,
+                device=device,
+                checkpoint=checkpoint,
+                **extra,
+            )
 
     return run
 
