@@ -19,12 +19,26 @@ __all__ = ["main", "build_parser"]
 
 _STORAGE_HELP = "study database URL (default: $HPSEARCH_STORAGE, else sqlite:///hpsearch.db)"
 _SERVER_HELP = "hpsearch service URL (default: $HPSEARCH_SERVER, else http://127.0.0.1:8000)"
+_ALLOWED_HOST_HELP = (
+    "a host name clients use to reach this server (its Host header), repeatable or "
+    "comma-separated; requests naming another host get 400, against DNS rebinding. Always "
+    "allowed: localhost, 127.0.0.1, ::1 and --host unless 0.0.0.0; '*.example.com' allows "
+    "subdomains, '*' any (default: also $HPSEARCH_ALLOWED_HOSTS)"
+)
 _ARTIFACTS_HELP = (
     "artifact store of the trials' kept predictions (reports): a directory or "
     "s3://bucket/prefix, the same for every worker and reader; 'off' for none (default: "
     "$HPSEARCH_ARTIFACTS, else the folder hpsearch-artifacts beside a SQLite study database; "
     "for PostgreSQL reports are off unless set)"
 )
+
+
+def _allowed_hosts(args: argparse.Namespace) -> list[str]:
+    """The host names `serve` and `dashboard` answer to: loopback, --host, env, --allowed-host."""
+    from hpsearch.hosts import ALLOWED_HOSTS_ENV, allowed_hosts
+
+    extra = [os.environ.get(ALLOWED_HOSTS_ENV, ""), *args.allowed_host]
+    return allowed_hosts(extra, bind_host=args.host)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -38,6 +52,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     if args.artifacts is not None:
         os.environ["HPSEARCH_ARTIFACTS"] = args.artifacts  # read by the app's settings too
+    allowed = _allowed_hosts(args)
+    os.environ["HPSEARCH_ALLOWED_HOSTS"] = ",".join(allowed)  # the app's settings read it too
     if not args.no_dashboard:
         from hpsearch.artifacts import open_artifact_store
         from hpsearch.dashboard import start_dashboard
@@ -45,9 +61,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         open_storage(url)  # create the tables before two servers race to
         store = open_artifact_store(args.artifacts, storage_url=url)
         dashboard = start_dashboard(
-            url, host=args.host, port=args.dashboard_port, artifact_store=store
+            url,
+            host=args.host,
+            port=args.dashboard_port,
+            artifact_store=store,
+            allowed_hosts=allowed,
         )
-        print(f"dashboard: {dashboard.url}", flush=True)
+        print(f"dashboard: {dashboard.url} (log in at {dashboard.url}/login)", flush=True)
     shown = "127.0.0.1" if args.host == "0.0.0.0" else args.host
     print(f"API: http://{shown}:{args.port} (docs at /docs) over {redact(url)}", flush=True)
     uvicorn.run(
@@ -63,8 +83,14 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     from hpsearch.dashboard import start_dashboard
 
     store = open_artifact_store(args.artifacts, storage_url=args.storage)
-    dashboard = start_dashboard(args.storage, host=args.host, port=args.port, artifact_store=store)
-    print(f"dashboard: {dashboard.url}", flush=True)
+    dashboard = start_dashboard(
+        args.storage,
+        host=args.host,
+        port=args.port,
+        artifact_store=store,
+        allowed_hosts=_allowed_hosts(args),
+    )
+    print(f"dashboard: {dashboard.url} (log in at {dashboard.url}/login)", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -86,18 +112,19 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         checkpoint_dir=args.checkpoint_dir,
         artifacts=args.artifacts,
         keep_artifacts=args.keep_artifacts,
+        data_roots=args.data_root,
     )
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from hpsearch.artifacts import open_artifact_store
-    from hpsearch.error_analysis import study_report, write_report
+    from hpsearch.error_analysis import default_report_dir, study_report, write_report
     from hpsearch.storage import open_storage
 
     storage = open_storage(args.storage)
     store = open_artifact_store(args.artifacts, storage_url=args.storage)
     report, preds = study_report(storage, store, args.name, args.trial)
-    out = args.out or f"hpsearch-report-{args.name}-trial{report.trial}"
+    out = args.out or default_report_dir(args.name, report.trial)  # never the raw name
     document = write_report(report, preds, out, fmt=args.format)
     print(document)
     print("\n".join(report.headline()))
@@ -403,11 +430,23 @@ def _cmd_token(args: argparse.Namespace) -> int:
     from hpsearch import tokens
     from hpsearch.storage import open_storage, redact, resolve_storage_url
 
+    if args.token_verb == "create" and args.project is not None:
+        tokens.check_project(args.project)  # before the database is opened (or created)
     url = resolve_storage_url(args.storage)
     storage = open_storage(url)
     if args.token_verb == "create":
-        info, secret = tokens.create_token(storage, args.name, scopes=args.scope)
-        print(f"created API token {info.name!r} (scope {','.join(info.scopes)}) in {redact(url)}")
+        info, secret = tokens.create_token(
+            storage, args.name, scopes=args.scope, project=args.project
+        )
+        limit = (
+            f"project {info.project!r}: studies named {info.project}*"
+            if info.project is not None
+            else "every study"
+        )
+        print(
+            f"created API token {info.name!r} (scope {','.join(info.scopes)}, {limit}) "
+            f"in {redact(url)}"
+        )
         print("its secret, shown only this once:")
         print(secret)
         print(f"use it with: export HPSEARCH_API_TOKEN={secret}")
@@ -422,11 +461,16 @@ def _cmd_token(args: argparse.Namespace) -> int:
         print("no API tokens yet: create one with `hpsearch token create NAME --scope write`")
         return 0
     width = max(4, *(len(t.name) for t in found))
-    print(f"{'name':<{width}}  {'scopes':<10}  {'created':<16}  {'last used':<16}  revoked")
-    for t in found:
+    projects = [t.project or "(all)" for t in found]  # "(all)": no project, every study
+    pwidth = max(7, *(len(p) for p in projects))
+    print(
+        f"{'name':<{width}}  {'scopes':<10}  {'project':<{pwidth}}  {'created':<16}  "
+        f"{'last used':<16}  revoked"
+    )
+    for t, project in zip(found, projects, strict=True):
         print(
-            f"{t.name:<{width}}  {','.join(t.scopes):<10}  {_when(t.created_at):<16}  "
-            f"{_when(t.last_used_at):<16}  {_when(t.revoked_at)}"
+            f"{t.name:<{width}}  {','.join(t.scopes):<10}  {project:<{pwidth}}  "
+            f"{_when(t.created_at):<16}  {_when(t.last_used_at):<16}  {_when(t.revoked_at)}"
         )
     return 0
 
@@ -557,12 +601,14 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
 
     import yaml
 
+    from hpsearch.yaml_input import load_user_yaml, yaml_error_line
+
     try:
-        configs = yaml.safe_load(Path(args.configs).read_text())
+        configs = load_user_yaml(Path(args.configs).read_text())
     except OSError as e:
         raise UsageError(f"cannot read {args.configs!r}: {e.strerror}") from e
     except yaml.YAMLError as e:
-        raise UsageError(f"{args.configs}: not valid YAML: {e}") from e
+        raise UsageError(yaml_error_line(e, args.configs)) from e
     if isinstance(configs, dict):
         configs = [configs]
     if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
@@ -578,12 +624,17 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
 def _cmd_pruner(args: argparse.Namespace) -> int:
     import yaml
 
+    from hpsearch.yaml_input import load_user_yaml, yaml_error_line
+
     pruner_args: dict[str, Any] = {}
     for item in args.arg:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--arg must look like KEY=VALUE, got {item!r}")
-        pruner_args[key] = yaml.safe_load(value)
+        try:
+            pruner_args[key] = load_user_yaml(value)
+        except yaml.YAMLError as e:
+            raise UsageError(yaml_error_line(e, f"--arg {key}")) from e
     with _client(args) as client:
         spec = client.set_pruner(args.name, args.pruner, pruner_args)
     print(f"study {args.name} now prunes with {json.dumps(spec['pruner'])}")
@@ -639,7 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the REST service (and the dashboard on its own port)",
         description=(
             "Serve the REST API (OpenAPI docs at /docs) and optuna-dashboard over the study "
-            "database."
+            "database. Both answer to the API tokens of that database (`hpsearch token "
+            "create`): reads need scope read unless HPSEARCH_ANONYMOUS_READS=true, changes "
+            "scope write; in a browser, log in to the dashboard at /dashboard/login."
         ),
     )
     p.add_argument("--storage", help=_STORAGE_HELP)
@@ -652,13 +705,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dashboard-port", type=int, default=8080, help="dashboard port (default 8080)")
     p.add_argument("--no-dashboard", action="store_true", help="serve the API only")
     p.add_argument("--artifacts", help=_ARTIFACTS_HELP)
+    p.add_argument(
+        "--allowed-host", action="append", default=[], metavar="HOST", help=_ALLOWED_HOST_HELP
+    )
     p.set_defaults(func=_cmd_serve)
 
-    p = verbs.add_parser("dashboard", help="run optuna-dashboard over the study database")
+    p = verbs.add_parser(
+        "dashboard",
+        help="run optuna-dashboard over the study database",
+        description=(
+            "Serve optuna-dashboard over the study database, behind its API tokens: reads need "
+            "a token of scope read (unless HPSEARCH_ANONYMOUS_READS=true), changes (notes, "
+            "tell, rename, delete, artifacts) one of scope write. In a browser, log in at "
+            "/dashboard/login with a token and log out at /dashboard/logout; scripts send "
+            "'Authorization: Bearer <token>'."
+        ),
+    )
     p.add_argument("--storage", help=_STORAGE_HELP)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.add_argument("--artifacts", help=_ARTIFACTS_HELP + "; the trial view lists and serves them")
+    p.add_argument(
+        "--allowed-host", action="append", default=[], metavar="HOST", help=_ALLOWED_HOST_HELP
+    )
     p.set_defaults(func=_cmd_dashboard)
 
     p = verbs.add_parser(
@@ -666,7 +735,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="pull trials from the study database and run them until no budget is left",
         description=(
             "Run trials of hpsearch studies from the shared study database. Needs only the "
-            "database URL, never the service. Without --study, serves every open study."
+            "database URL, never the service. Without --study, serves every open study. "
+            "Whoever holds a write token writes the specs, so the built-in trainer reads only "
+            "bundled datasets (digits, diabetes, tones) and files under the folders given with "
+            "--data-root (or $HPSEARCH_DATA_ROOTS); with none, bundled datasets only. A path "
+            "outside them (symlinks followed) fails its trial with a one-line reason. "
+            "`hpsearch try` and `lr-find` are not confined: they read the path you name on "
+            "your own command line."
         ),
     )
     p.add_argument("--storage", help=_STORAGE_HELP)
@@ -695,11 +770,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-trials", type=int, help="exit after running this many trials")
     p.add_argument(
+        "--data-root", action="append", metavar="DIR",
+        help="a folder whose files (datasets, pretrained weights) studies may name; repeat for "
+        "more (default: $HPSEARCH_DATA_ROOTS, folders separated by "
+        f"'{os.pathsep}'; with neither, bundled datasets only)",
+    )  # fmt: skip
+    p.add_argument(
         "--checkpoint-dir",
         default=os.environ.get("HPSEARCH_CHECKPOINT_DIR") or None,
         help="save a checkpoint after every epoch here (a local or shared directory), so a "
-        "trial retried after its worker was killed or stopped resumes from its last epoch "
-        "(default: $HPSEARCH_CHECKPOINT_DIR, else no checkpoints)",
+        "trial retried after its worker was killed or stopped resumes from its last epoch; "
+        "one folder per study, study-<id> (default: $HPSEARCH_CHECKPOINT_DIR, else no "
+        "checkpoints)",
     )
     p.add_argument("--artifacts", help=_ARTIFACTS_HELP)
     p.add_argument(
@@ -951,7 +1033,10 @@ def build_parser() -> argparse.ArgumentParser:
             "API tokens of the REST service live in the study database, hashed: whoever holds "
             "the database URL manages them here, no service needed. Scope read allows the "
             "GET routes, write (implies read) also allows every change: submitting, pruning, "
-            "stopping or deleting studies. "
+            "stopping or deleting studies. --project PREFIX limits a token to the studies whose "
+            "names start with PREFIX (one team's studies); a token without a project covers "
+            "every study, so an unlimited write token is an admin token: give teams project "
+            "tokens. "
             "Clients send a token as 'Authorization: Bearer <secret>'; the hpsearch CLI and "
             "client send $HPSEARCH_API_TOKEN."
         ),
@@ -965,10 +1050,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope", choices=["read", "write"], default="read",
         help="read (default): the GET routes; write: also every change (submit, prune, ...)",
     )  # fmt: skip
+    t.add_argument(
+        "--project", metavar="PREFIX",
+        help="limit the token to the studies whose names start with PREFIX, e.g. team-a "
+        "(reads, writes and listings; study names it creates get the prefix); default: "
+        "every study",
+    )  # fmt: skip
     t.add_argument("--storage", help=_STORAGE_HELP)
     t.set_defaults(func=_cmd_token)
     t = token_verbs.add_parser(
-        "list", help="list tokens: name, scopes, created, last used, revoked"
+        "list", help="list tokens: name, scopes, project, created, last used, revoked"
     )
     t.add_argument("--storage", help=_STORAGE_HELP)
     t.set_defaults(func=_cmd_token)

@@ -10,6 +10,7 @@ import httpx
 import yaml
 
 from hpsearch.errors import HpsearchError
+from hpsearch.yaml_input import load_user_yaml, yaml_error_line
 
 __all__ = ["Client", "ApiError", "ServiceUnreachable", "DEFAULT_SERVER", "read_spec_file"]
 
@@ -32,11 +33,11 @@ def read_spec_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a study spec from a YAML (or JSON) file; raises :class:`HpsearchError` if unreadable."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_user_yaml(path.read_text())
     except OSError as e:
         raise HpsearchError(f"cannot read study spec {str(path)!r}: {e.strerror}") from e
     except yaml.YAMLError as e:
-        raise HpsearchError(f"{path}: not valid YAML: {e}") from e
+        raise HpsearchError(yaml_error_line(e, str(path))) from e
     if not isinstance(data, dict):
         raise HpsearchError(f"{path}: a study spec is a mapping (name:, space:, task: ...)")
     return data

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 import hpsearch
 from hpsearch.tables import workers
+from hpsearch.timestamps import UtcDatetime
 
 __all__ = [
     "WorkerRecord",
@@ -41,8 +42,8 @@ class WorkerRecord(BaseModel):
     device: str
     gpu_name: str | None
     version: str
-    started_at: dt.datetime
-    last_seen: dt.datetime
+    started_at: UtcDatetime
+    last_seen: UtcDatetime
     seconds_since_seen: float
     study: str | None
     trial_number: int | None

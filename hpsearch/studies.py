@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from hpsearch.data_roots import check_spec_paths
 from hpsearch.errors import (
     HpsearchError,
     SpaceError,
@@ -41,6 +42,13 @@ from hpsearch.errors import (
     TrialNotRunning,
 )
 from hpsearch.fleet import live_workers
+from hpsearch.limits import (
+    MAX_BUDGET_SECONDS,
+    MAX_BUDGET_TRIALS,
+    MAX_FAILURES,
+    MAX_SEED,
+    check_space_knobs,
+)
 from hpsearch.spaces import SearchSpace, load_space
 from hpsearch.storage import (
     RETRY_OF_ATTR,
@@ -50,6 +58,7 @@ from hpsearch.storage import (
 )
 from hpsearch.strategy import PRUNERS, STRATEGIES, make_pruner, make_sampler
 from hpsearch.tasks import FAMILY_METRICS, METRICS, TASK_FAMILIES, TaskSpec, default_metric
+from hpsearch.timestamps import UtcDatetime
 from hpsearch.trial_reads import load_trials
 from hpsearch.trial_stats import TrialStats, trial_stats
 from hpsearch.warm_start import (
@@ -124,10 +133,19 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    trials: int | None = Field(default=None, ge=1, le=1_000_000)
-    seconds: float | None = Field(default=None, gt=0)
+    trials: int | None = Field(default=None, ge=1, le=MAX_BUDGET_TRIALS)
+    seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_BUDGET_SECONDS,
+        allow_inf_nan=False,
+        description="Wall-clock seconds; finite, at most 30 days (2592000).",
+    )
     max_failures: int = Field(
-        default=10, ge=0, description="Failed trials tolerated before the study stops."
+        default=10,
+        ge=0,
+        le=MAX_FAILURES,
+        description="Failed trials tolerated before the study stops.",
     )
 
     @model_validator(mode="after")
@@ -189,7 +207,12 @@ class StudySpec(BaseModel):
     strategy: str = "impact"
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     fixed: dict[str, Any] = Field(default_factory=dict)
-    seed: int | None = None
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SEED,
+        description="Seeds the sampler; trial n trains with seed + n. 0 to 2**32 - 1.",
+    )
     warm_start: WarmStart | None = Field(
         default=None,
         description="Run the best complete trials of another study first (their params that "
@@ -236,7 +259,9 @@ def _validation_message(e: ValidationError) -> str:
     parts = []
     for err in e.errors():
         where = ".".join(str(x) for x in err["loc"]) or "spec"
-        parts.append(f"{where}: {err['msg']}")
+        value = err.get("input")
+        got = f", got {value!r}" if isinstance(value, int | float | str) else ""
+        parts.append(f"{where}: {err['msg']}{got[:200]}")
     return "; ".join(parts)
 
 
@@ -268,6 +293,7 @@ def resolve_spec(spec: StudySpec | dict[str, Any], *, allow_space_paths: bool = 
             f"task.family {family!r} does not match space {space.name!r}, "
             f"which is for {space.task!r}"
         )
+    check_spec_paths(spec.task)  # the workers check their data roots again
     if family not in TASK_FAMILIES:
         raise SpecError(f"unknown task family {family!r}; known: {', '.join(TASK_FAMILIES)}")
     if not TASK_FAMILIES[family]:
@@ -275,6 +301,7 @@ def resolve_spec(spec: StudySpec | dict[str, Any], *, allow_space_paths: bool = 
             f"space {space.name!r} is for {family!r}, which this version's trainer cannot train "
             f"yet; trainable families: {', '.join(f for f, ok in TASK_FAMILIES.items() if ok)}"
         )
+    check_space_knobs(space, family, fixed)  # the knobs its trainer realizes, within caps
     if (
         "transfer.pretrained" in space.params
         and spec.task.pretrained_weights is None
@@ -433,11 +460,11 @@ class StudyStatus(BaseModel):
     elapsed_seconds: float
     best_value: float | None
     best_trial: int | None
-    created_at: dt.datetime | None
+    created_at: UtcDatetime | None
     done: bool
     done_reason: str | None
     state: StudyState = "open"
-    stopped_at: dt.datetime | None = None
+    stopped_at: UtcDatetime | None = None
     eta_seconds: float | None = Field(
         default=None,
         description="Remaining trials x mean duration of finished trials / max(1, running); "
@@ -792,8 +819,8 @@ class TrialRecord(BaseModel):
     config: dict[str, Any]
     params: dict[str, Any]
     intermediate_values: dict[int, float]
-    datetime_start: dt.datetime | None
-    datetime_complete: dt.datetime | None
+    datetime_start: UtcDatetime | None
+    datetime_complete: UtcDatetime | None
     duration_seconds: float | None
     fail_reason: str | None
     prune_reason: str | None

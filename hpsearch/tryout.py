@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from hpsearch.errors import HpsearchError, SpaceError, UsageError
 from hpsearch.spaces import SearchSpace, default_config, suggest_config
 from hpsearch.tasks import METRICS, TaskSpec
+from hpsearch.yaml_input import load_user_yaml
 
 if TYPE_CHECKING:
     from hpsearch.train.loop import EpochResult
@@ -87,7 +88,7 @@ def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
         if key in out:
             raise UsageError(f"--set {key} is given twice; keep one")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = load_user_yaml(text) if text.strip() else ""
         except yaml.YAMLError as e:
             raise UsageError(f"--set {key}: cannot read {text!r} as a value: {e}") from None
         if isinstance(value, (dict, list)):

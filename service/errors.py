@@ -6,7 +6,7 @@ import logging
 
 import sqlalchemy
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from hpsearch.errors import (
     HpsearchError,
@@ -23,6 +23,7 @@ from hpsearch.errors import (
     TrialNotRunning,
 )
 from hpsearch.studies import StudyBusy
+from service.metrics import METRICS_PATH, outage_metrics
 
 __all__ = ["install_error_handlers"]
 
@@ -52,12 +53,33 @@ def install_error_handlers(app: FastAPI) -> None:
     """Answer every :class:`HpsearchError` with its status and ``{"detail": message}``."""
 
     @app.exception_handler(HpsearchError)
-    async def _hpsearch_error(_request: Request, error: HpsearchError) -> JSONResponse:
+    async def _hpsearch_error(request: Request, error: HpsearchError) -> Response:
+        if isinstance(error, StorageUnavailable) and _is_scrape(request):
+            return outage_metrics()
         return JSONResponse(status_code=_status_of(error), content={"detail": str(error)})
 
     @app.exception_handler(sqlalchemy.exc.DBAPIError)
-    async def _database_error(_request: Request, error: sqlalchemy.exc.DBAPIError) -> JSONResponse:
+    async def _database_error(request: Request, error: sqlalchemy.exc.DBAPIError) -> Response:
         # Connection lost, server restarting, lock timeout: the request may succeed on retry.
         log.warning("study database error: %s", error)
+        if _is_scrape(request):
+            return outage_metrics()
         detail = "the study database is not answering right now; retry in a moment"
         return JSONResponse(status_code=503, content={"detail": detail})
+
+    @app.exception_handler(sqlalchemy.exc.DataError)
+    async def _bad_value(_request: Request, error: sqlalchemy.exc.DataError) -> JSONResponse:
+        # The database refused a value (out of its integer range, a NUL byte): the request's
+        # fault, and retrying cannot help. Inputs are bounded before this; this is the net.
+        log.warning("study database refused a value: %s", error)
+        detail = (
+            "a value in the request is out of the study database's range or holds a NUL byte; "
+            f"send integers from 0 to {2**31 - 1} and text without NUL bytes"
+        )
+        return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def _is_scrape(request: Request) -> bool:
+    # /metrics promises `hpsearch_database_up 0` in an outage, not a failed scrape: its token
+    # check needs the database too, and the outage itself is no secret (see /readyz).
+    return request.url.path == METRICS_PATH and request.method in ("GET", "HEAD")

@@ -32,9 +32,9 @@ from collections.abc import Iterator
 
 import optuna
 import sqlalchemy
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from optuna.trial import TrialState
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,6 +46,7 @@ from hpsearch.studies import SPEC_ATTR, study_states
 from service.settings import Settings
 
 __all__ = [
+    "METRICS_PATH",
     "UNMATCHED_ROUTE",
     "LatencyMiddleware",
     "StudyDatabaseCollector",
@@ -56,6 +57,8 @@ log = logging.getLogger("service")
 
 #: The ``route`` label of requests that matched no route (404s for unknown paths).
 UNMATCHED_ROUTE = "<unmatched>"
+#: Where ``service.routers.metrics`` serves the registry.
+METRICS_PATH = "/metrics"
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -105,8 +108,7 @@ class StudyDatabaseCollector(Collector):
             families = self._families(open_storage(self._settings.storage))
         except (sqlalchemy.exc.SQLAlchemyError, HpsearchError) as e:
             log.warning("metrics: the study database did not answer: %s", e)
-            up.add_metric([], 0)
-            yield up
+            yield from _database_down()
             return
         up.add_metric([], 1)
         yield up
@@ -174,6 +176,31 @@ class StudyDatabaseCollector(Collector):
         for device, n in sorted(devices.items()):
             by_device.add_metric([device], n)
         return [trials, studies, durations, longest, workers, by_device]
+
+
+def _database_down() -> Iterator[Metric]:
+    up = GaugeMetricFamily(
+        "hpsearch_database_up", "1 when the study database answered this scrape's queries."
+    )
+    up.add_metric([], 0)
+    yield up
+
+
+class _OutageCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        return _database_down()
+
+
+def outage_metrics() -> Response:
+    """The scrape's answer while the study database is down: 200, ``hpsearch_database_up 0``.
+
+    The error handlers answer ``/metrics`` with it when the database fails before the route
+    runs (its token check reads the database); nothing else is reported, since the token could
+    not be checked.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_OutageCollector())
+    return Response(content=generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 class LatencyMiddleware:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path, Query
 from pydantic import BaseModel, Field
 
 from hpsearch.spaces import SearchSpace
 from hpsearch.studies import PrunerSpec, StudySpec, StudyStatus, TrialRecord
 
 __all__ = [
+    "MAX_DB_INT",
+    "Offset",
+    "TrialNumber",
     "EnqueuePublic",
     "EnqueueRequest",
     "Health",
@@ -22,6 +26,15 @@ __all__ = [
     "TrialPublic",
     "TrialsPublic",
 ]
+
+#: The largest integer every study database stores (PostgreSQL's INTEGER): trial numbers and
+#: offsets above it answer 422 before they reach a query.
+MAX_DB_INT = 2**31 - 1
+
+#: A trial number in a path (``/studies/{name}/trials/{number}``).
+TrialNumber = Annotated[int, Path(ge=0, le=MAX_DB_INT, description="the trial's number")]
+#: How many items a page skips.
+Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT, description="items to skip")]
 
 StudyCreate = StudySpec
 StudyPublic = StudyStatus

@@ -119,11 +119,11 @@ def test_serve_starts_the_dashboard_over_the_same_database(
         text=True,
     )
     try:
-        listing = _wait_json(f"http://127.0.0.1:{dash_port}/api/studies", proc)
+        token = make_api_token(sqlite_url, "read")
+        listing = _wait_json(f"http://127.0.0.1:{dash_port}/api/studies", proc, token=token)
         assert [s["study_name"] for s in listing["study_summaries"]] == ["dash"]
         with urllib.request.urlopen(f"http://127.0.0.1:{dash_port}/dashboard", timeout=5) as r:
-            assert r.status == 200
-        token = make_api_token(sqlite_url, "read")
+            assert r.status == 200 and r.url.endswith("/dashboard/login?next=%2Fdashboard")
         study = _wait_json(f"http://127.0.0.1:{free_port}/studies/dash", proc, token=token)
         assert study["name"] == "dash"
     finally:

@@ -308,7 +308,10 @@ def test_demo_study_report_matches_a_direct_computation(tmp_path, free_port, cap
 
     # optuna-dashboard lists the kept trial's artifact and serves its file.
     dashboard = start_dashboard(
-        url, port=free_port, artifact_store=open_artifact_store(storage_url=url)
+        url,
+        port=free_port,
+        artifact_store=open_artifact_store(storage_url=url),
+        anonymous_reads=True,
     )
     try:
         base = f"http://127.0.0.1:{free_port}"

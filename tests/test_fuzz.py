@@ -1,25 +1,30 @@
 """A property-based fuzz of the API's OpenAPI schema, and explicit bad-input cases.
 
 The fuzz runs every operation of the real app (schemathesis 4: examples, coverage and fuzzing
-phases, valid and invalid inputs) over a SQLite database holding a real study with finished
-trials, with a write token so that it reaches the write routes too. Half the time the path's
-``name`` is the real study and ``number`` one of its trials, so requests get past the 404s.
-Checks: no response is a server error, and every response's status, content type and body are
-what the schema says (FastAPI documents only the success status and 422, so a status hpsearch's
-error mapping answers with (400, 401, 403, 404, 409, 413) is accepted; bodies are checked for
-2xx answers only, since hpsearch's own 422s carry ``{"detail": "message"}``, not FastAPI's list).
+phases, valid and invalid inputs) over a SQLite database and over a real PostgreSQL database,
+each holding a real study with finished trials and one running trial. Every case carries a
+valid write token (also the cases schemathesis made by removing the header: the token is put
+back, so that the fuzz reaches past authentication; test_auth.py covers missing and bad
+tokens). Half the time the path's ``name`` is the real study and ``number`` one of its trials,
+so requests get past the 404s. Checks: no response is a server error, and every response's
+status, content type and body are what the schema says (FastAPI documents only the success
+status and 422, so a status hpsearch's error mapping answers with (400, 401, 403, 404, 409,
+413) is accepted; bodies are checked for 2xx answers only, since hpsearch's own 422s carry
+``{"detail": "message"}``, not FastAPI's list).
 
-Run with ``-s`` to see how many cases ran and their statuses.
+Run with ``-s`` to see how many cases ran and their statuses on each database.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import json
-import re
+import uuid
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 import schemathesis
 import sqlalchemy
@@ -28,14 +33,14 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState
+from psycopg import sql
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
     response_schema_conformance,
     status_code_conformance,
 )
-from schemathesis.core.failures import FailureGroup
-from schemathesis.openapi.checks import JsonSchemaError
+from sqlalchemy.engine import make_url
 
 from hpsearch import fleet, studies
 from hpsearch.storage import open_storage
@@ -46,10 +51,10 @@ STUDY = "fuzz"
 SPEC = {"name": STUDY, "space": "demo", "task": {"epochs": 2}, "budget": {"trials": 6}}
 #: What hpsearch's error mapping and auth answer with besides FastAPI's documented statuses.
 ERROR_STATUSES = {400, 401, 403, 404, 405, 409, 413, 422}
-_NAIVE_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?")
+BACKENDS = ("sqlite", "postgres")
 
-#: (operation, status) -> how many fuzz cases got that answer; printed at the end of the module.
-STATS: collections.Counter[tuple[str, int]] = collections.Counter()
+#: (backend, operation, status) -> how many fuzz cases got that answer; printed at the end.
+STATS: collections.Counter[tuple[str, str, int]] = collections.Counter()
 
 
 def _make_db(url: str) -> str:
@@ -66,24 +71,62 @@ def _make_db(url: str) -> str:
     return secret
 
 
-@pytest.fixture(scope="module")
-def fuzz_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """``(url, secret)`` of the module's database; prints the fuzz's statistics at the end."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz')}/study.db"
-    yield url, _make_db(url)
-    if STATS:
-        by_status = collections.Counter()
-        for (_op, status), n in STATS.items():
-            by_status[status] += n
-        print(f"\nfuzz: {sum(STATS.values())} cases; by status: {dict(sorted(by_status.items()))}")
-        for (op, status), n in sorted(STATS.items()):
-            print(f"  {op:<48} {status}  {n}")
+@contextlib.contextmanager
+def _postgres_database(server_url: str) -> Iterator[str]:
+    """A database of this module's own on the session's PostgreSQL server, dropped after."""
+    admin = make_url(server_url).set(drivername="postgresql")
+    name = f"hpsearch_fuzz_{uuid.uuid4().hex[:12]}"
+    connect = {"host": admin.host, "port": admin.port, "user": admin.username,
+               "dbname": admin.database, "autocommit": True}  # fmt: skip
+    with psycopg.connect(**connect) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(**connect) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))  # fmt: skip
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(b, id=b, marks=[pytest.mark.postgres] if b == "postgres" else [])
+            for b in BACKENDS],  # fmt: skip
+)
+def fuzz_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, str]]:
+    """``(backend, url, secret)`` of the module's database on each backend; prints the fuzz's
+    statistics for it at the end."""
+    backend = request.param
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('fuzz')}/study.db"
+        else:
+            url = stack.enter_context(_postgres_database(request.getfixturevalue("postgres_url")))
+        yield backend, url, _make_db(url)
+        mine = {(op, status): n for (b, op, status), n in STATS.items() if b == backend}
+        if mine:
+            by_status: collections.Counter[int] = collections.Counter()
+            for (_op, status), n in mine.items():
+                by_status[status] += n
+            server_errors = sum(n for status, n in by_status.items() if status >= 500)
+            print(
+                f"\nfuzz on {backend}: {sum(mine.values())} cases, {server_errors} server errors "
+                f"(5xx); by status: {dict(sorted(by_status.items()))}"
+            )
+            for (op, status), n in sorted(mine.items()):
+                print(f"  {op:<48} {status}  {n}")
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(fuzz_db: tuple[str, str]) -> FastAPI:
+def fuzz_app(fuzz_db: tuple[str, str, str]) -> FastAPI:
     """The app over the module's database, which every fuzz case calls."""
-    url, _secret = fuzz_db
+    _backend, url, _secret = fuzz_db
     return create_app(Settings(storage=url))
 
 
@@ -101,12 +144,6 @@ def _documented_or_error_status(
     return status_code_conformance(ctx, response, case)
 
 
-def _naive_datetime(failure: BaseException) -> bool:
-    return isinstance(failure, JsonSchemaError) and bool(
-        isinstance(failure.instance, str) and _NAIVE_DATETIME.fullmatch(failure.instance)
-    )
-
-
 def _success_body_conforms(
     ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
 ) -> bool | None:
@@ -114,38 +151,48 @@ def _success_body_conforms(
     # with {"detail": "message"}, not FastAPI's documented list of validation errors.
     if not 200 <= response.status_code < 300:
         return None
-    try:
-        return response_schema_conformance(ctx, response, case)
-    except (JsonSchemaError, FailureGroup) as e:
-        # Known defect, tolerated here and pinned by test_datetimes_carry_a_timezone: trial
-        # and worker times are naive, which `format: date-time` (RFC 3339) does not allow.
-        if all(map(_naive_datetime, getattr(e, "exceptions", [e]))):
-            return None
-        raise
+    return response_schema_conformance(ctx, response, case)
+
+
+#: The write token of the database the fuzz case runs against.
+_TOKEN: dict[str, str] = {}
+
+
+@schemathesis.hook
+def before_call(
+    _context: schemathesis.HookContext, case: schemathesis.Case, _kwargs: dict[str, object]
+) -> None:
+    """Send the valid write token with every case, also those schemathesis made by removing
+    the header: set here, schemathesis then sends it (and counts the case as positive)."""
+    if "secret" in _TOKEN:
+        case.headers["Authorization"] = f"Bearer {_TOKEN['secret']}"
 
 
 @schema.parametrize()
 @schema.given(data=st.data())
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     derandomize=True,
     suppress_health_check=list(HealthCheck),
 )
 def test_api_fuzz(
-    case: schemathesis.Case, data: st.DataObject, fuzz_db: tuple[str, str], fuzz_app: FastAPI
+    case: schemathesis.Case,
+    data: st.DataObject,
+    fuzz_db: tuple[str, str, str],
+    fuzz_app: FastAPI,
 ) -> None:
-    url, secret = fuzz_db
+    backend, url, secret = fuzz_db
     path = case.path_parameters
     if path and data.draw(st.booleans(), label="use a real study"):
         if "name" in path:
             # Deletes hit a study of their own, so that the others keep finding "fuzz".
             path["name"] = STUDY if case.method.upper() != "DELETE" else _victim(url)
-        if "number" in path:
-            path["number"] = data.draw(st.integers(0, 5), label="trial number")
-    # Cases that test missing or bad credentials come without this header (schemathesis).
-    response = case.call(app=fuzz_app, headers={"Authorization": f"Bearer {secret}"})
-    STATS[(case.operation.label, response.status_code)] += 1
+        if "number" in path:  # 4 is the running trial, which a prune request can reach
+            path["number"] = data.draw(st.sampled_from([4, 4, 0, 1, 5]), label="trial number")
+    _TOKEN["secret"] = secret  # put on every case by the before_call hook below
+    response = case.call(app=fuzz_app)
+    STATS[(backend, case.operation.label, response.status_code)] += 1
     case.validate_response(
         response,
         checks=[
@@ -165,19 +212,31 @@ def _victim(url: str) -> str:
 
 
 def test_the_fuzz_reached_the_real_study() -> None:
-    """Run after the fuzz: without hits on the real study it only fuzzed the 404 path."""
+    """Run after the fuzz: without hits on the real study it only fuzzed the 404 path; without
+    the token it only fuzzed the 401 path."""
     if not STATS:
         pytest.skip("the fuzz did not run in this session (deselected)")
-    ran = {op for op, _status in STATS}
-    reached = {op for op, status in STATS if 200 <= status < 300}
-    for op in ("GET /studies/{name}", "GET /studies/{name}/trials", "GET /studies/{name}/best"):
-        assert op not in ran or op in reached, f"{op} never answered 2xx: {sorted(reached)}"
-    assert all(status < 500 for (_op, status) in STATS)
+    for backend in {b for b, _op, _status in STATS}:
+        ran = {op for b, op, _status in STATS if b == backend}
+        reached = {op for b, op, status in STATS if b == backend and 200 <= status < 300}
+        for op in (
+            "GET /studies/{name}",
+            "GET /studies/{name}/trials",
+            "GET /studies/{name}/best",
+            "GET /studies/{name}/trials/{number}",
+            "POST /studies/{name}/trials/{number}/prune",
+            "POST /studies",
+            "PUT /studies/{name}/pruner",
+        ):
+            assert op not in ran or op in reached, f"{backend}: {op} never answered 2xx"
+        unauthorized = sum(n for (b, _op, s), n in STATS.items() if b == backend and s == 401)
+        assert unauthorized == 0, f"{backend}: {unauthorized} cases got 401 despite the token"
+    assert all(status < 500 for (_b, _op, status) in STATS)
 
 
 @pytest.fixture
-def api(fuzz_db: tuple[str, str], fuzz_app: FastAPI) -> Iterator[TestClient]:
-    _url, secret = fuzz_db
+def api(fuzz_db: tuple[str, str, str], fuzz_app: FastAPI) -> Iterator[TestClient]:
+    _backend, _url, secret = fuzz_db
     with TestClient(fuzz_app, headers={"Authorization": f"Bearer {secret}"}) as client:
         yield client
 
@@ -217,18 +276,27 @@ def test_unknown_study_is_404_naming_it(api: TestClient) -> None:
         assert response.status_code == 404 and "ghost" in response.json()["detail"], path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trial and worker times are naive (no UTC offset): RFC 3339 date-time needs one; "
-    "when fixed, drop this mark and the tolerance in _success_body_conforms",
-)
-def test_datetimes_carry_a_timezone(api: TestClient, fuzz_db: tuple[str, str]) -> None:
-    url, _secret = fuzz_db
+def test_datetimes_carry_a_timezone(api: TestClient, fuzz_db: tuple[str, str, str]) -> None:
+    """RFC 3339 date-times (the schema's `format: date-time`) need an offset: every time the
+    API answers with is UTC, and the same instant as the naive time the database holds."""
+    _backend, url, _secret = fuzz_db
     fleet.register_worker(open_storage(url), "tz:1", device="cpu")
     trial = api.get(f"/studies/{STUDY}/trials/0").json()
     worker = api.get("/workers").json()["data"][0]
-    for moment in (trial["datetime_start"], worker["last_seen"]):
-        assert dt.datetime.fromisoformat(moment).tzinfo is not None, moment
+    status = api.get(f"/studies/{STUDY}").json()
+    for moment in (
+        trial["datetime_start"],
+        trial["datetime_complete"],
+        worker["last_seen"],
+        worker["started_at"],
+        status["created_at"],
+    ):
+        assert dt.datetime.fromisoformat(moment).utcoffset() == dt.timedelta(0), moment
+    stored = open_storage(url).get_all_trials(
+        open_storage(url).get_study_id_from_name(STUDY)
+    )[0].datetime_start
+    answered = dt.datetime.fromisoformat(trial["datetime_start"])
+    assert answered == stored.astimezone(dt.UTC)  # Optuna's naive time is local time
 
 
 def _row_counts(url: str) -> tuple[int, int]:
@@ -239,8 +307,10 @@ def _row_counts(url: str) -> tuple[int, int]:
         )
 
 
-def test_sql_looking_names_change_nothing(api: TestClient, fuzz_db: tuple[str, str]) -> None:
-    url, _secret = fuzz_db
+def test_sql_looking_names_change_nothing(
+    api: TestClient, fuzz_db: tuple[str, str, str]
+) -> None:
+    _backend, url, _secret = fuzz_db
     before = _row_counts(url)
     evil = "x'; DROP TABLE trials;--"
     answers = [

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from hpsearch.errors import SpaceError, SpaceNotFound
 from hpsearch.spaces.schema import NotSearched, Param, SearchSpace
+from hpsearch.yaml_input import UserYamlLoader
 
 __all__ = ["load_space", "list_spaces"]
 
@@ -21,8 +22,9 @@ _BUNDLE = "search_spaces"
 _SUFFIXES = (".yaml", ".yml")
 
 
-class _SpaceLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, with two fixes for hand-written spaces.
+class _SpaceLoader(UserYamlLoader):
+    """PyYAML's safe loader without aliases (:mod:`hpsearch.yaml_input`), with two fixes for
+    hand-written spaces.
 
     It reads ``1e-5`` as a float (PyYAML follows YAML 1.1, where a float needs a dot, and
     would return the string "1e-5"), and it rejects a key given twice in one mapping, which

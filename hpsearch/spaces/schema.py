@@ -24,7 +24,25 @@ from pydantic_core import PydanticCustomError
 
 from hpsearch.errors import SpaceError
 
-__all__ = ["Choice", "Param", "NotSearched", "SearchSpace"]
+__all__ = [
+    "MAX_CHOICES",
+    "MAX_NAME_LENGTH",
+    "MAX_PARAMS",
+    "MAX_TEXT_LENGTH",
+    "Choice",
+    "NotSearched",
+    "Param",
+    "SearchSpace",
+]
+
+#: Caps on the size of a space, so that an inline space in a study spec stays a space: the
+#: bundled ones have at most 32 parameters and 6 choices a parameter.
+MAX_PARAMS = 256
+MAX_CHOICES = 256
+#: Longest name (of the space, its task, a parameter, a string choice, a checklist row).
+MAX_NAME_LENGTH = 256
+#: Longest free text (a description, a reason).
+MAX_TEXT_LENGTH = 4000
 
 #: A value a categorical parameter can take (and a value a condition can test).
 Choice: TypeAlias = str | int | float | bool
@@ -54,7 +72,14 @@ def _check_checklist(value: str | list[str]) -> str | list[str]:
     rows = _rows(value)
     if not rows:
         raise ValueError("`checklist` is an empty list; name at least one checklist row")
+    if len(rows) > MAX_CHOICES:
+        raise ValueError(f"`checklist` names {len(rows)} rows; at most {MAX_CHOICES}")
     for row in rows:
+        if len(row) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"`checklist` row {row[:40]!r}... is {len(row)} characters long; at most "
+                f"{MAX_NAME_LENGTH}"
+            )
         if not row.strip():
             raise ValueError("`checklist` has an empty row name; write the row as in checklist.md")
         if row != row.strip() or row.startswith("- "):
@@ -101,12 +126,23 @@ class Param(BaseModel):
     high: int | float | None = None
     log: bool = False
     step: int | float | None = None
-    choices: list[Choice] | None = None
+    choices: list[Choice] | None = Field(default=None, max_length=MAX_CHOICES)
     default: Choice
     impact: Literal["high", "medium", "low"]
     checklist: str | list[str]
-    when: dict[str, list[Choice]] | None = None
-    description: str = ""
+    when: dict[str, list[Choice]] | None = Field(default=None, max_length=MAX_PARAMS)
+    description: str = Field(default="", max_length=MAX_TEXT_LENGTH)
+
+    @field_validator("choices", "default", mode="after")
+    @classmethod
+    def _short_strings(cls, value: Any) -> Any:
+        for choice in value if isinstance(value, list) else [value]:
+            if isinstance(choice, str) and len(choice) > MAX_NAME_LENGTH:
+                raise ValueError(
+                    f"the choice {choice[:40]!r}... is {len(choice)} characters long; at most "
+                    f"{MAX_NAME_LENGTH}"
+                )
+        return value
 
     @field_validator("low", "high", "step", mode="before")
     @classmethod
@@ -321,7 +357,7 @@ class NotSearched(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     checklist: str | list[str]
-    reason: str = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=MAX_TEXT_LENGTH)
 
     @field_validator("checklist")
     @classmethod
@@ -350,11 +386,11 @@ class SearchSpace(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
-    task: str = Field(min_length=1)
-    description: str = ""
-    params: dict[str, Param]
-    not_searched: list[NotSearched] = Field(default_factory=list)
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    task: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    description: str = Field(default="", max_length=MAX_TEXT_LENGTH)
+    params: dict[str, Param] = Field(max_length=MAX_PARAMS)
+    not_searched: list[NotSearched] = Field(default_factory=list, max_length=MAX_PARAMS)
 
     @field_validator("params")
     @classmethod
@@ -364,6 +400,11 @@ class SearchSpace(BaseModel):
         for name in value:
             if not name or name != name.strip():
                 raise ValueError(f"parameter name {name!r} is empty or has extra whitespace")
+            if len(name) > MAX_NAME_LENGTH:
+                raise ValueError(
+                    f"parameter name {name[:40]!r}... is {len(name)} characters long; at most "
+                    f"{MAX_NAME_LENGTH}"
+                )
         return value
 
     @model_validator(mode="after")

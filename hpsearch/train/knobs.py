@@ -11,6 +11,8 @@ import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
+from hpsearch.train.caps import check_cap
+
 __all__ = [
     "check_at_least",
     "check_choice",
@@ -102,8 +104,8 @@ def parse_sections(
     """Build ``config_cls`` from a resolved config, every knob it lacks at its default.
 
     Raises ``ValueError`` for a key not in ``known`` (so a typo in a search space fails the
-    first trial instead of being silently ignored), naming ``trainer`` (and ``family``), and
-    for a bad value.
+    first trial instead of being silently ignored), naming ``trainer`` (and ``family``), for a
+    bad value, and for a number past its hard cap (:mod:`hpsearch.train.caps`).
     """
     unknown = sorted(set(config) - set(known))
     if unknown:
@@ -118,5 +120,6 @@ def parse_sections(
             key = f"{section.name}.{f.name}"
             if key in config:
                 kwargs[f.name] = coerce(key, config[key], str(f.type))
+                check_cap(key, kwargs[f.name], family)
         sections[section.name] = dataclasses.replace(defaults, **kwargs)
     return config_cls(**sections)
