@@ -100,5 +100,6 @@ def _unknown(name: str, family: str, knobs: Mapping[str, str]) -> str:
     hint = f"did you mean {close[0]!r}?" if close else f"its knobs: {', '.join(sorted(knobs))}"
     return (
         f"parameter {name!r} is not a knob of the {family} trainer, which would refuse it; "
-        f"{hint}"
+        f"{hint} (a space for your own `hpsearch worker --objective` function says "
+        "`task: custom`)"
     )

@@ -57,7 +57,14 @@ from hpsearch.storage import (
     study_lock,
 )
 from hpsearch.strategy import PRUNERS, STRATEGIES, make_pruner, make_sampler
-from hpsearch.tasks import FAMILY_METRICS, METRICS, TASK_FAMILIES, TaskSpec, default_metric
+from hpsearch.tasks import (
+    FAMILY_METRICS,
+    METRICS,
+    TASK_FAMILIES,
+    USER_OBJECTIVE_FAMILY,
+    TaskSpec,
+    default_metric,
+)
 from hpsearch.timestamps import UtcDatetime
 from hpsearch.trial_reads import load_trials
 from hpsearch.trial_stats import TrialStats, trial_stats
@@ -294,14 +301,18 @@ def resolve_spec(spec: StudySpec | dict[str, Any], *, allow_space_paths: bool = 
             f"which is for {space.task!r}"
         )
     check_spec_paths(spec.task)  # the workers check their data roots again
-    if family not in TASK_FAMILIES:
-        raise SpecError(f"unknown task family {family!r}; known: {', '.join(TASK_FAMILIES)}")
-    if not TASK_FAMILIES[family]:
+    if family == USER_OBJECTIVE_FAMILY:
+        pass  # the workers' own function (--objective) takes whatever parameters it names
+    elif family not in TASK_FAMILIES:
+        known = ", ".join([*TASK_FAMILIES, USER_OBJECTIVE_FAMILY])
+        raise SpecError(f"unknown task family {family!r}; known: {known}")
+    elif not TASK_FAMILIES[family]:
         raise SpecError(
             f"space {space.name!r} is for {family!r}, which this version's trainer cannot train "
             f"yet; trainable families: {', '.join(f for f, ok in TASK_FAMILIES.items() if ok)}"
         )
-    check_space_knobs(space, family, fixed)  # the knobs its trainer realizes, within caps
+    else:
+        check_space_knobs(space, family, fixed)  # the knobs its trainer realizes, within caps
     if (
         "transfer.pretrained" in space.params
         and spec.task.pretrained_weights is None

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "TaskSpec",
     "TASK_FAMILIES",
+    "USER_OBJECTIVE_FAMILY",
     "BUNDLED_DATASETS",
     "METRICS",
     "FAMILY_METRICS",
@@ -26,6 +27,11 @@ TASK_FAMILIES: dict[str, bool] = {
     "image_classification": True,
     "audio_classification": True,
 }
+
+#: The family of a study that a worker's own function trains (``hpsearch worker --objective``):
+#: its space may name any parameters (bounded by the space's own caps), and the built-in trainer
+#: never runs it.
+USER_OBJECTIVE_FAMILY = "custom"
 
 #: Datasets that ship with a package and need no download.
 BUNDLED_DATASETS: tuple[str, ...] = ("digits", "diabetes", "tones")

@@ -82,3 +82,10 @@ def never_fits(config: dict, report) -> float:
     import torch
 
     raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+
+def own_knobs(config: dict, report) -> float:
+    """A user's function over parameters no built-in trainer has (space ``task: custom``)."""
+    value = -((config["my.x"] - 0.3) ** 2) - (0.0 if config["my.kind"] == "b" else 0.1)
+    report(value, 1)
+    return value

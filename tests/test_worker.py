@@ -14,6 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hpsearch import studies
+from hpsearch.errors import SpecError, UsageError
 from hpsearch.storage import open_storage
 from hpsearch.worker import run_worker
 
@@ -126,6 +127,38 @@ def test_without_a_study_name_a_worker_serves_every_open_study(storage_url):
     _create(storage_url, name="b", trials=3)
     assert run_worker(storage_url, objective="objectives:quadratic") == 5
     assert len(_trials(storage_url, "a")) == 2 and len(_trials(storage_url, "b")) == 3
+
+
+_OWN_SPACE = {
+    "name": "own",
+    "task": "custom",
+    "params": {
+        "my.x": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.5, "impact": "high",
+                 "checklist": "Learning Rate (LR)"},
+        "my.kind": {"type": "categorical", "choices": ["a", "b"], "default": "a",
+                    "impact": "medium", "checklist": "Loss function"},
+    },
+}  # fmt: skip
+
+
+def test_a_study_for_your_own_function_runs_only_on_workers_that_have_it(storage_url):
+    _create(storage_url, name="own", trials=3, space=_OWN_SPACE, metric="val_loss")
+    _create(storage_url, name="demo", trials=1)
+    # A worker of the built-in trainer serves the other study and leaves this one alone...
+    assert run_worker(storage_url, device="cpu") == 1
+    assert _trials(storage_url, "own") == []
+    # ...and, named to it, says what it needs instead of failing trials.
+    with pytest.raises(UsageError, match="--objective"):
+        run_worker(storage_url, study="own", device="cpu")
+    assert run_worker(storage_url, study="own", objective="objectives:own_knobs") == 3
+    assert {t.state for t in _trials(storage_url, "own")} == {TrialState.COMPLETE}
+
+
+def test_unknown_knobs_of_a_trainer_family_are_refused_at_submit(storage_url):
+    space = {**_OWN_SPACE, "task": "tabular_classification"}
+    with pytest.raises(SpecError, match="not a knob of the tabular_classification trainer.*custom"):
+        _create(storage_url, name="own", space=space)
+    assert optuna.get_all_study_names(storage_url) == []
 
 
 def test_two_worker_processes_share_one_study_exactly(storage_url):

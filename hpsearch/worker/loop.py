@@ -45,7 +45,7 @@ from hpsearch.artifacts import (
     upload_predictions,
 )
 from hpsearch.data_roots import DataRoots
-from hpsearch.errors import StudyNotFound, TrainingDiverged
+from hpsearch.errors import StudyNotFound, TrainingDiverged, UsageError
 from hpsearch.safe_names import study_folder
 from hpsearch.spaces import suggest_config
 from hpsearch.storage import (
@@ -75,6 +75,7 @@ from hpsearch.studies import (
     open_study,
     prune_requested,
 )
+from hpsearch.tasks import USER_OBJECTIVE_FAMILY
 from hpsearch.worker.claim import claim_trial, find_claimed, new_trial
 from hpsearch.worker.heartbeat import Heartbeat
 from hpsearch.worker.objective import Objective, TrialFunction, load_objective, trial_function
@@ -215,6 +216,12 @@ class _Worker:
             ordinal = storage.get_study_system_attrs(study_id).get(_WORKERS_ATTR, 0)
             storage.set_study_system_attr(study_id, _WORKERS_ATTR, ordinal + 1)
         study, spec = open_study(storage, name, seed_offset=ordinal)
+        if spec.task.family == USER_OBJECTIVE_FAMILY and self.objective is None:
+            raise UsageError(
+                f"study {name!r} is for your own training function (task family "
+                f"{USER_OBJECTIVE_FAMILY!r}): start the worker with --objective "
+                "package.module:function"
+            )
         run = trial_function(
             spec, objective=self.objective, device=self.device, data_roots=self.data_roots
         )
@@ -236,6 +243,8 @@ class _Worker:
                     spec = self._specs[study_id] = load_spec(storage, name)
                 except (StudyNotFound, ValidationError):
                     continue  # deleted meanwhile, or a spec this version cannot read
+            if spec.task.family == USER_OBJECTIVE_FAMILY and self.objective is None:
+                continue  # only a worker with the study's own function (--objective) can run it
             by_state = counts.get(study_id) or {s: 0 for s in TrialState}
             if self._takes_no_trial(study_id, spec, by_state):
                 if not self._check_held_budget(study_id, name, spec, by_state):
