@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 import hpsearch
 from hpsearch.tables import workers
-from hpsearch.timestamps import UtcDatetime
+from hpsearch.timestamps import DbUtcDatetime, utc_now
 
 __all__ = [
     "WorkerRecord",
@@ -42,8 +42,8 @@ class WorkerRecord(BaseModel):
     device: str
     gpu_name: str | None
     version: str
-    started_at: UtcDatetime
-    last_seen: UtcDatetime
+    started_at: DbUtcDatetime
+    last_seen: DbUtcDatetime
     seconds_since_seen: float
     study: str | None
     trial_number: int | None
@@ -62,7 +62,7 @@ def _grace_seconds(storage: optuna.storages.RDBStorage) -> float:
 
 
 def _now(conn: sqlalchemy.Connection) -> dt.datetime:
-    return conn.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar_one().replace(tzinfo=None)
+    return conn.execute(sqlalchemy.select(utc_now())).scalar_one().replace(tzinfo=None)
 
 
 def register_worker(
@@ -101,7 +101,7 @@ def worker_beat(
 ) -> None:
     """Refresh the worker's ``last_seen`` and say what it runs now (``None``: idle)."""
     values: dict = {
-        "last_seen": sqlalchemy.func.now(),
+        "last_seen": utc_now(),
         "study": study,
         "trial_number": trial_number,
     }
@@ -117,7 +117,7 @@ def retire_worker(storage: optuna.storages.RDBStorage, worker_id: str) -> None:
         conn.execute(
             workers.update()
             .where(workers.c.worker_id == worker_id)
-            .values(stopped_at=sqlalchemy.func.now(), study=None, trial_number=None)
+            .values(stopped_at=utc_now(), study=None, trial_number=None)
         )
 
 

@@ -9,7 +9,7 @@ A token has the scope ``read`` or ``write``; ``write`` implies ``read``. A token
 limited to a *project*: the studies whose names start with a given prefix (``team-a`` covers
 ``team-a-mlp``). A token without a project covers every study; an unlimited write token is an
 admin token (it can delete any team's study), so give teams project tokens. Times are the
-database's clock (as for the workers' heartbeats), without a time zone.
+database's clock in UTC (:func:`hpsearch.timestamps.utc_now`), naive.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import sqlalchemy
 
 from hpsearch.errors import TokenExists, TokenNotFound, UsageError
 from hpsearch.tables import api_tokens
+from hpsearch.timestamps import utc_now
 
 __all__ = [
     "SCOPES",
@@ -195,7 +196,7 @@ def create_token(
                     name=name,
                     scopes=",".join(granted),
                     token_hash=hash_secret(secret),
-                    created_at=sqlalchemy.func.now(),
+                    created_at=utc_now(),
                     project=project,
                 )
             )
@@ -224,7 +225,7 @@ def revoke_token(storage: optuna.storages.RDBStorage, name: str) -> TokenInfo:
         conn.execute(
             table.update()
             .where(table.c.name == name, table.c.revoked_at.is_(None))
-            .values(revoked_at=sqlalchemy.func.now())
+            .values(revoked_at=utc_now())
         )
         row = conn.execute(sqlalchemy.select(table).where(table.c.name == name)).mappings()
         found = row.one_or_none()
@@ -245,7 +246,7 @@ def authenticate(storage: optuna.storages.RDBStorage, secret: str) -> TokenInfo 
     if not secret:
         return None
     table = api_tokens
-    query = sqlalchemy.select(table, sqlalchemy.func.now().label("db_now")).where(
+    query = sqlalchemy.select(table, utc_now().label("db_now")).where(
         table.c.token_hash == hash_secret(secret)
     )
     with storage.engine.connect() as conn:
@@ -263,7 +264,7 @@ def authenticate(storage: optuna.storages.RDBStorage, secret: str) -> TokenInfo 
                     table.c.token_id == row["token_id"],
                     sqlalchemy.or_(table.c.last_used_at.is_(None), table.c.last_used_at <= cutoff),
                 )
-                .values(last_used_at=sqlalchemy.func.now())
+                .values(last_used_at=utc_now())
             )
             conn.commit()
     return info

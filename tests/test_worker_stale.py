@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 import signal
 
 import optuna
@@ -75,6 +76,18 @@ def test_an_old_unbeaten_trial_is_failed_and_retried_and_a_fresh_one_left_alone(
     (retry,) = study.get_trials(states=(TrialState.WAITING,))
     assert retry.system_attrs["failed_trial"] == failed.number  # queued again, as for a crash
     assert fail_stale_trials(storage, study) == []  # found once, retried once
+
+
+def test_an_unbeaten_trial_from_a_clock_ahead_of_ours_is_failed_once_seen_for_the_grace(
+    storage_url,
+):
+    # A claimer whose clock (or time zone) is ahead wrote a start time in our future.
+    storage = open_storage(storage_url)
+    study = _study(storage_url)
+    ahead = _unbeaten_trial(storage, study, started=dt.datetime.now() + dt.timedelta(hours=5))
+    assert unbeaten_trial_ids(storage, study._study_id, older_than=0.5) == []
+    time.sleep(0.6)
+    assert unbeaten_trial_ids(storage, study._study_id, older_than=0.5) == [ahead]
 
 
 def test_a_claim_writes_the_trial_and_its_heartbeat_together(storage_url):

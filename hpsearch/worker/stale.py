@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
+import time
 import warnings
 
 import optuna
@@ -43,20 +44,25 @@ def grace_seconds(storage: optuna.storages.RDBStorage) -> float:
     return float(storage.grace_period or 2 * interval)
 
 
+#: (database URL, study id) -> {trial id: when this process first saw it RUNNING unbeaten}.
+_FIRST_SEEN: dict[tuple[str, int], dict[int, float]] = {}
+
+
 def unbeaten_trial_ids(
     storage: optuna.storages.RDBStorage, study_id: int, *, older_than: float
 ) -> list[int]:
-    """Ids of the study's RUNNING trials that have no heartbeat row and started more than
-    ``older_than`` seconds ago.
+    """Ids of the study's RUNNING trials that have had no heartbeat row for ``older_than``
+    seconds.
 
+    A trial qualifies when its start time (the claiming process's local clock, as Optuna writes
+    it) is more than ``older_than`` seconds behind this process's clock, or when this process
+    has seen it unbeaten for that long (its own monotonic clock): the second holds whatever the
+    two machines' clocks and time zones say, the first finds an old orphan without waiting.
     One query over the (study_id, state) index and the heartbeat table's unique trial_id: its
-    cost follows the study's RUNNING trials, not its size. Start times are written by the
-    claiming machine's clock and compared with this one's (naive local time, as Optuna writes
-    them): machines whose clocks differ by more than the grace period would need NTP.
+    cost follows the study's RUNNING trials, not its size.
     """
-    cutoff = dt.datetime.now() - dt.timedelta(seconds=older_than)
     query = (
-        sqlalchemy.select(_trials.c.trial_id)
+        sqlalchemy.select(_trials.c.trial_id, _trials.c.datetime_start)
         .select_from(
             _trials.outerjoin(_heartbeats, _heartbeats.c.trial_id == _trials.c.trial_id)
         )
@@ -64,12 +70,21 @@ def unbeaten_trial_ids(
             _trials.c.study_id == study_id,
             _trials.c.state == TrialState.RUNNING,
             _heartbeats.c.trial_id.is_(None),
-            _trials.c.datetime_start < cutoff,
         )
         .order_by(_trials.c.trial_id)
     )
     with storage.engine.connect() as conn:
-        return [int(trial_id) for trial_id in conn.execute(query).scalars()]
+        rows = conn.execute(query).all()
+    cutoff = dt.datetime.now() - dt.timedelta(seconds=older_than)
+    now = time.monotonic()
+    seen_before = _FIRST_SEEN.get((str(storage.url), study_id), {})
+    seen = {int(trial_id): seen_before.get(int(trial_id), now) for trial_id, _ in rows}
+    _FIRST_SEEN[(str(storage.url), study_id)] = seen  # only the ones still unbeaten
+    return [
+        int(trial_id)
+        for trial_id, started in rows
+        if (started is not None and started < cutoff) or now - seen[int(trial_id)] >= older_than
+    ]
 
 
 def fail_stale_trials(storage: optuna.storages.RDBStorage, study: optuna.Study) -> list[int]:
