@@ -204,6 +204,7 @@ def _load_table(dataset: str, target: str | None, regression: bool) -> _Table:
         if regression and table.n_classes:
             return dataclasses.replace(table, y=table.y.astype(np.float64), n_classes=0, classes=())
         return table
+    dataset = os.path.expanduser(dataset)  # as the workers' data-root check reads it
     if not os.path.isfile(dataset):
         raise ValueError(
             f"unknown dataset {dataset!r}: use 'digits', 'diabetes' or the path of a CSV or "
