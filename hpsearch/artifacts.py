@@ -59,6 +59,7 @@ __all__ = [
     "ArtifactStore",
     "KeepPolicy",
     "default_location",
+    "is_artifact_id",
     "keep_best_predictions",
     "open_artifact_store",
     "parse_keep",
@@ -77,17 +78,22 @@ DEFAULT_KEEP = "best:3"
 #: Trial system attribute left when a trial's predictions are removed: why (for messages).
 REMOVED_ATTR = "hpsearch:predictions_removed"
 _PREFIX = "artifacts:"  # Optuna's key prefix of a trial's artifact rows (optuna.artifacts)
-_ARTIFACT_ID_RE = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+_ARTIFACT_ID_RE = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _HOW_TO_TURN_ON = (
     "set HPSEARCH_ARTIFACTS (or --artifacts) to a directory every worker and reader can reach, "
     "or to s3://bucket/prefix"
 )
 
 
+def is_artifact_id(artifact_id: str) -> bool:
+    """Whether ``artifact_id`` has the form Optuna and hpsearch give artifact ids (a UUID)."""
+    return _ARTIFACT_ID_RE.fullmatch(artifact_id) is not None
+
+
 def _checked_id(artifact_id: str) -> str:
     # Ids come back from the study database, which more than hpsearch can write (the dashboard,
     # Optuna itself): only the form Optuna and hpsearch give them (a UUID) becomes a file name.
-    if not _ARTIFACT_ID_RE.match(artifact_id):
+    if not is_artifact_id(artifact_id):
         raise ValueError(
             f"artifact id {artifact_id[:80]!r} is not a UUID: the artifact store only holds "
             "files named by the ids Optuna and hpsearch create"

@@ -9,7 +9,9 @@ service's policy to every request before the dashboard sees it:
 - reads need a token of scope read, unless anonymous reads are on; writes (any method but
   GET, HEAD and OPTIONS) always need scope write, and are refused before the dashboard reads
   the request (so a refused upload writes no file);
-- a token limited to a project sees and changes only the studies whose names it covers;
+- a token limited to a project sees and changes only the studies whose names it covers (and
+  their artifacts); what the guard cannot route it does not pass on. A path that is not UTF-8
+  gets 400: Bottle would drop its bad bytes and route what is left;
 - a token comes as ``Authorization: Bearer <secret>`` (scripts) or as the HttpOnly,
   SameSite=Strict cookie that ``/dashboard/login`` sets (people in a browser);
   ``/dashboard/logout`` clears it.
@@ -38,6 +40,7 @@ import optuna
 import sqlalchemy
 
 from hpsearch import tokens
+from hpsearch.artifacts import is_artifact_id
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.hosts import host_allowed, wrong_host_message
 
@@ -73,6 +76,10 @@ _MAX_ID = 2**31 - 1
 _MAX_FORM_BYTES = 4096
 #: A study-creating body (name and directions) is small; larger ones are refused unread.
 _MAX_JSON_BYTES = 64 * 1024
+#: Optuna's key prefix of an artifact's metadata among a study's or trial's system attributes.
+_ARTIFACT_ATTR = "artifacts:"
+#: What a login's ``next`` keeps unquoted in ``Location``: a URL's reserved characters and ``%``.
+_URL_SAFE = "/?#[]@!$&'()*+,;=:%~"
 
 _StartResponse = Callable[..., Any]
 _Environ = dict[str, Any]
@@ -135,12 +142,19 @@ class DashboardGuard:
         if not host_allowed(host, self.allowed_hosts):
             message = wrong_host_message(host, self.allowed_hosts)
             return _text(start_response, "400 Bad Request", message)
-        path = environ.get("PATH_INFO", "").rstrip("/") or "/"
+        path = _routed_path(environ)
+        if path is None:
+            return _text(
+                start_response,
+                "400 Bad Request",
+                "the request's path is not valid UTF-8: percent-encode each character of it "
+                "as UTF-8 (as browsers do)",
+            )
         method = environ.get("REQUEST_METHOD", "GET").upper()
         try:
-            if path == LOGIN_PATH:
+            if path.rstrip("/") == LOGIN_PATH:
                 return self._login(environ, start_response, method)
-            if path == LOGOUT_PATH:
+            if path.rstrip("/") == LOGOUT_PATH:
                 return self._logout(environ, start_response, method)
             return self._guarded(environ, start_response, path, method)
         except _Refusal as refusal:
@@ -159,6 +173,12 @@ class DashboardGuard:
         self, environ: _Environ, start_response: _StartResponse, path: str, method: str
     ) -> Iterable[bytes]:
         route, args = self._match(environ, path)
+        if "artifact_id" in args and not is_artifact_id(args["artifact_id"]):
+            # The store names files by UUIDs only: any other id names nothing (not a 500).
+            raise _Refusal(
+                "404 Not Found",
+                f"artifact id {args['artifact_id'][:80]!r} is not a UUID: no artifact has it",
+            )
         if route is not None and route.rule in _PAGE_RULES:
             start_response = _uncached(start_response)
         if route is not None and route.rule in _OPEN_RULES and method in _SAFE_METHODS:
@@ -188,12 +208,18 @@ class DashboardGuard:
             )
         if scope == "write" and via_cookie:
             _same_origin_or_refuse(environ, "a change made with the dashboard's login")
+        if scope == "write" and "artifact_id" in args:
+            self._artifact_of_route_or_refuse(args)
         if token.project is None:
             return self.app(environ, start_response)
         return self._in_project(environ, start_response, token, route, args, method)
 
     def _match(self, environ: _Environ, path: str) -> tuple[Any, dict[str, Any]]:
-        """The dashboard's route for this request (as the dashboard will route it), or None."""
+        """The dashboard's route for this request, or None.
+
+        ``path`` is exactly the one the dashboard routes on (:func:`_routed_path`), so both
+        find the same route.
+        """
         probe = {**environ, "PATH_INFO": path}
         try:
             route, args = self.app.router.match(probe)
@@ -243,9 +269,14 @@ class DashboardGuard:
         method: str,
     ) -> Iterable[bytes]:
         """Let a project token's request through only where it touches its own studies."""
-        if route is None:
-            return self.app(environ, start_response)  # the dashboard's own 404/405
         project = token.project
+        if route is None:
+            # What the guard cannot route it cannot check: never pass it on to the dashboard.
+            raise _Refusal(
+                "404 Not Found",
+                f"{method} {environ.get('PATH_INFO', '')[:200]!r} is no route of the dashboard "
+                f"(the API token {token.name!r} is limited to project {project!r})",
+            )
         hidden = _Refusal(
             "404 Not Found",
             f"no such study or trial among those of project {project!r} "
@@ -285,6 +316,41 @@ class DashboardGuard:
             return self.storage.get_study_name_from_id(study_id)
         except KeyError:
             return None
+
+    def _artifact_of_route_or_refuse(self, args: dict[str, Any]) -> None:
+        """404 unless the route's artifact belongs to its study (or its trial).
+
+        optuna-dashboard removes ``artifact_id`` from the store without asking whose it is;
+        Optuna keeps each artifact's metadata as the system attribute ``artifacts:<id>`` of its
+        study or trial (the dashboard's older uploads: ``dashboard:artifacts:<trial>:<id>`` of
+        the study), set to JSON null once removed.
+        """
+        artifact_id, study_id = args["artifact_id"], args.get("study_id")
+        trial_id = args.get("trial_id")
+        found = False
+        if study_id is not None and 0 <= study_id <= _MAX_ID:
+            key = (
+                f"{_ARTIFACT_ATTR}{artifact_id}"
+                if trial_id is None
+                else f"dashboard:{_ARTIFACT_ATTR}{trial_id}:{artifact_id}"
+            )
+            try:
+                found = _present(self.storage.get_study_system_attrs(study_id).get(key))
+            except KeyError:
+                found = False
+        if not found and trial_id is not None and 0 <= trial_id <= _MAX_ID:
+            try:
+                attrs = self.storage.get_trial_system_attrs(trial_id)
+            except KeyError:
+                attrs = {}
+            found = _present(attrs.get(f"{_ARTIFACT_ATTR}{artifact_id}"))
+        if not found:
+            where = f"trial {trial_id}" if trial_id is not None else f"study {study_id}"
+            raise _Refusal(
+                "404 Not Found",
+                f"{where} has no artifact {artifact_id!r}: list its artifacts in the dashboard "
+                "and use one of their ids",
+            )
 
     def _study_of_trial(self, trial_id: int) -> int | None:
         if not 0 <= trial_id <= _MAX_ID:
@@ -403,6 +469,30 @@ class DashboardGuard:
 # -- helpers -----------------------------------------------------------------------------------
 
 
+def _routed_path(environ: _Environ) -> str | None:
+    """PATH_INFO as Bottle routes it (the latin-1 bytes read as UTF-8); None if not UTF-8.
+
+    Bottle drops the bytes that are not UTF-8 (``/api/studies/1%FF`` becomes
+    ``/api/studies/1``); refusing such paths makes the guard and the dashboard see one path.
+    """
+    try:
+        return environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return None
+
+
+def _present(value: Any) -> bool:
+    """Whether a stored attribute value is there and not JSON null (Optuna's removed mark)."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        try:
+            return json.loads(value) is not None
+        except ValueError:
+            return True
+    return True
+
+
 def _cookie(environ: _Environ) -> str | None:
     try:
         jar = SimpleCookie(environ.get("HTTP_COOKIE", ""))
@@ -451,9 +541,14 @@ def _read_body(environ: _Environ, limit: int) -> bytes:
 def _next_path(params: dict[str, list[str]]) -> str:
     """Where to go after the login: a path of this dashboard only (never another site)."""
     target = (params.get("next") or ["/dashboard"])[0]
-    if not target.startswith("/dashboard") or target.startswith(LOGIN_PATH) or "\\" in target:
+    if (
+        not target.startswith("/dashboard")
+        or target.startswith(LOGIN_PATH)
+        or "\\" in target
+        or not all("\x21" <= c <= "\x7e" for c in target)  # no CR/LF: no header injection
+    ):
         return "/dashboard"
-    return target
+    return urllib.parse.quote(target, safe=_URL_SAFE)
 
 
 def _refuse(start_response: _StartResponse, refusal: _Refusal) -> Iterable[bytes]:

@@ -310,6 +310,100 @@ def test_a_project_token_sees_and_changes_only_its_studies(
     assert names == {"team-a-y", "team-b-mlp"}
 
 
+def _project_token(world: World, project: str) -> dict[str, str]:
+    _info, secret = tokens.create_token(
+        open_storage(world.url), f"{project}-writer", scopes="write", project=project
+    )
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_a_project_token_reaches_no_other_study_through_bytes_the_dashboard_drops(
+    world: World, dashboard: DashboardServer
+) -> None:
+    # Bottle drops the bytes of a path that are not UTF-8: /api/studies/1%FF is its study 1.
+    base = base_of(dashboard)
+    world.victim("team-a-mlp")
+    theirs = world.victim("team-b-x")
+    auth = _project_token(world, "team-a")
+    app = optuna_dashboard.wsgi(optuna.storages.InMemoryStorage())
+    routes = sorted(
+        {(r.method, r.rule) for r in app.routes if re.search(r"<(study|trial|artifact)_id", r.rule)}
+    )
+    assert ("DELETE", "/api/studies/<study_id:int>") in routes
+    before = world.snapshot()
+    for method, rule in routes:
+        path = fill(rule, theirs)
+        for variant, expected in [(path + "%FF", 400), (path + "%C0", 400), (path + "/", 404)]:
+            r = send(base, method, variant, headers=auth)
+            assert r.status_code == expected, (method, variant, r.status_code, r.text[:300])
+            assert "team-b-x" not in r.text, (method, variant)
+    assert world.snapshot() == before
+    assert "UTF-8" in send(base, "GET", f"/csv/{theirs.study_id}%FF", headers=auth).text
+
+
+def test_a_project_token_deletes_only_its_studies_artifacts(
+    world: World, dashboard: DashboardServer
+) -> None:
+    base = base_of(dashboard)
+    mine, theirs = world.victim("team-a-mlp"), world.victim("team-b-mlp")
+    auth = _project_token(world, "team-a")
+    before = world.snapshot()
+    for path in [
+        f"/api/artifacts/{mine.study_id}/{theirs.study_artifact}",
+        f"/api/artifacts/{mine.study_id}/{mine.trial_id}/{theirs.trial_artifact}",
+        f"/api/artifacts/{mine.study_id}/{mine.trial_artifact}",  # my trial's, not my study's
+        f"/api/artifacts/{mine.study_id}/{mine.trial_id}/{mine.study_artifact}",
+    ]:
+        r = httpx.delete(base + path, headers=auth, timeout=30)
+        assert r.status_code == 404 and "has no artifact" in r.json()["reason"], (path, r.text)
+    assert world.snapshot() == before
+    for path in [
+        f"/api/artifacts/{mine.study_id}/{mine.study_artifact}",
+        f"/api/artifacts/{mine.study_id}/{mine.trial_id}/{mine.trial_artifact}",
+    ]:
+        assert httpx.delete(base + path, headers=auth).status_code == 204, path
+        assert httpx.delete(base + path, headers=auth).status_code == 404, f"again: {path}"
+    files = {p.name for p in world.artifacts.rglob("*")}
+    assert {theirs.study_artifact, theirs.trial_artifact} <= files
+    assert not {mine.study_artifact, mine.trial_artifact} & files
+
+
+def test_an_artifact_id_that_is_no_uuid_is_not_found(
+    world: World, dashboard: DashboardServer
+) -> None:
+    base = base_of(dashboard)
+    victim = world.victim("ids")
+    write = {"Authorization": f"Bearer {world.write}"}
+    for method, path in [
+        ("DELETE", f"/api/artifacts/{victim.study_id}/abc"),
+        ("DELETE", f"/api/artifacts/{victim.study_id}/{victim.trial_id}/----"),
+        ("GET", f"/artifacts/{victim.study_id}/abc"),
+    ]:
+        r = httpx.request(method, base + path, headers=write, timeout=30)
+        assert r.status_code == 404 and "not a UUID" in r.json()["reason"], (path, r.text)
+    with pytest.raises(ValueError, match="not a UUID"):
+        world.store.remove(victim.study_artifact + "\n")
+
+
+def test_a_login_next_cannot_add_headers(world: World, dashboard: DashboardServer) -> None:
+    base = base_of(dashboard)
+    own = {"Origin": base}
+    for target, location in [
+        ("/dashboard\r\nSet-Cookie: evil=1\r\nX-A: b", "/dashboard"),
+        ("/dashboard/studies/1\nX-A: b", "/dashboard"),
+        ("/dashboard/studies/1 x", "/dashboard"),
+        ("/dashboard/\u00e9", "/dashboard"),
+        ('/dashboard/studies/1?q="<b>"', "/dashboard/studies/1?q=%22%3Cb%3E%22"),
+        ("/dashboard/studies/1?a=1&b=%2F", "/dashboard/studies/1?a=1&b=%2F"),
+    ]:
+        r = httpx.post(
+            base + "/dashboard/login", data={"token": world.write, "next": target}, headers=own
+        )
+        assert r.status_code == 303 and r.headers["location"] == location, (target, r.headers)
+        assert "x-a" not in r.headers and len(r.headers.get_list("set-cookie")) == 1, target
+        assert "evil" not in r.headers["set-cookie"], target
+
+
 def test_the_login_sets_a_strict_httponly_cookie_that_logs_out(
     world: World, dashboard: DashboardServer
 ) -> None:

@@ -32,6 +32,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 _FLAGS = [
     "--headless",
     "--no-sandbox",
+    "--disable-dev-shm-usage",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
