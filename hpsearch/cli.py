@@ -597,14 +597,12 @@ def _cmd_trials(args: argparse.Namespace) -> int:
 
 
 def _cmd_enqueue(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import yaml
 
-    from hpsearch.yaml_input import load_user_yaml, yaml_error_line
+    from hpsearch.yaml_input import load_user_yaml, read_user_yaml_file, yaml_error_line
 
     try:
-        configs = load_user_yaml(Path(args.configs).read_text())
+        configs = load_user_yaml(read_user_yaml_file(args.configs))
     except OSError as e:
         raise UsageError(f"cannot read {args.configs!r}: {e.strerror}") from e
     except yaml.YAMLError as e:

@@ -10,7 +10,7 @@ import httpx
 import yaml
 
 from hpsearch.errors import HpsearchError
-from hpsearch.yaml_input import load_user_yaml, yaml_error_line
+from hpsearch.yaml_input import load_user_yaml, read_user_yaml_file, yaml_error_line
 
 __all__ = ["Client", "ApiError", "ServiceUnreachable", "DEFAULT_SERVER", "read_spec_file"]
 
@@ -33,7 +33,7 @@ def read_spec_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a study spec from a YAML (or JSON) file; raises :class:`HpsearchError` if unreadable."""
     path = Path(path)
     try:
-        data = load_user_yaml(path.read_text())
+        data = load_user_yaml(read_user_yaml_file(path))
     except OSError as e:
         raise HpsearchError(f"cannot read study spec {str(path)!r}: {e.strerror}") from e
     except yaml.YAMLError as e:

@@ -78,6 +78,17 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return JSONResponse(status_code=422, content={"detail": detail})
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(_request: Request, error: OverflowError) -> JSONResponse:
+        # An integer of hundreds of digits where a float is needed ("int too large to convert
+        # to float"): the request's fault. Inputs are bounded before this; this is the net.
+        log.warning("a number in the request overflowed: %s", error)
+        detail = (
+            "a number in the request is too large to compute with; send numbers within "
+            "+-2**63 (about 9.2e18)"
+        )
+        return JSONResponse(status_code=422, content={"detail": detail})
+
 
 def _is_scrape(request: Request) -> bool:
     # /metrics promises `hpsearch_database_up 0` in an outage, not a failed scrape: its token

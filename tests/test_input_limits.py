@@ -202,6 +202,62 @@ def test_bad_literals_nul_bytes_and_huge_integers_are_422_never_5xx(
     assert studies.load_spec(open_storage(url), "s").pruner.name == "median"
 
 
+#: A 401-digit integer: ``float()`` of it raises OverflowError.
+HUGE = 10**400
+
+#: Specs holding HUGE where a number goes, and the field the answer must name.
+HUGE_CASES = [
+        ({"fixed": {"model.width": HUGE}}, "model.width"),
+        ({"fixed": {"optim.lr": HUGE}}, "optim.lr"),
+        ({"fixed": {"optim.lr": -HUGE}}, "optim.lr"),
+        ({"space": _inline({"model.width": _param(type="int", low=16, high=HUGE, default=64)})},
+         "high"),
+        ({"space": _inline({"model.width": _param(type="int", low=-HUGE, high=64, default=32)})},
+         "low"),
+        ({"space": _inline({"model.width": _param(type="int", low=16, high=64, default=HUGE)})},
+         "default"),
+        ({"space": _inline({"optim.lr": _param(type="float", low=0.1, high=HUGE, default=0.5)})},
+         "high"),
+        ({"space": _inline({"model.width": _param(type="int", low=16, high=64, step=HUGE,
+                                                   default=16)})}, "step"),
+        ({"space": _inline({"model.width": _param(type="categorical", choices=[16, HUGE],
+                                                   default=16)})}, "choices"),
+        ({"pruner": {"name": "median", "args": {"n_warmup_steps": HUGE}}}, "n_warmup_steps"),
+        ({"pruner": {"name": "patient",
+                     "args": {"wraps": {"name": "median", "n_startup_trials": 2**31}}}},
+         "n_startup_trials"),
+]  # fmt: skip
+
+
+def test_huge_integers_in_a_spec_are_422_naming_the_field(api: tuple[TestClient, str]) -> None:
+    client, _url = api
+    for spec, field in HUGE_CASES:
+        answer = client.post("/studies", json={**SPEC, "name": "bad", **spec})
+        assert answer.status_code == 422, (field, answer.text)
+        assert field in answer.text, (field, answer.text)
+        if "space" in spec:  # an inline space's errors come as pydantic's list, input included
+            assert "too large" in answer.text and "2**63" in answer.text, answer.text
+        else:  # one line, the number abbreviated
+            detail = answer.json()["detail"]
+            assert isinstance(detail, str) and "\n" not in detail, detail
+            assert str(HUGE) not in detail, detail
+        assert client.get("/studies/bad").status_code == 404
+
+
+def test_pruner_arguments_are_bounded(api: tuple[TestClient, str]) -> None:
+    client, url = api
+    for args in ({"n_warmup_steps": HUGE}, {"n_startup_trials": 2**31}, {"n_warmup_steps": -HUGE}):
+        answer = client.put("/studies/s/pruner", json={"name": "median", "args": args})
+        assert answer.status_code == 422, (args, answer.text)
+        detail = answer.json()["detail"]
+        assert isinstance(detail, str) and "\n" not in detail and str(HUGE) not in detail
+        assert next(iter(args)) in detail and "2147483647" in detail, detail
+    assert studies.load_spec(open_storage(url), "s").pruner.args == {}  # nothing was stored
+    ok = client.put("/studies/s/pruner", json={"name": "median", "args": {"n_warmup_steps": 3}})
+    assert ok.status_code == 200, ok.text
+    assert studies.load_spec(open_storage(url), "s").pruner.args == {"n_warmup_steps": 3}
+
+
 # -- sizes of an inline space --------------------------------------------------------------
 
 
@@ -249,6 +305,25 @@ def test_submit_refuses_a_yaml_alias_bomb_quickly_in_bounded_memory(tmp_path: Pa
     assert "alias" in message and "bomb.yaml" in message, message
     assert len(message.splitlines()) == 1, message
     assert "Traceback" not in message and "MemoryError" not in message
+
+
+def test_submit_refuses_deeply_nested_and_oversized_yaml_in_one_line(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 20000)
+    big = tmp_path / "big.yaml"
+    big.write_text("name: big\ndescription: " + "x" * (1 << 20) + "\n")
+    for path, words in ((deep, "nested too deeply"), (big, "larger than 1 MiB")):
+        done = subprocess.run(
+            [sys.executable, "-m", "hpsearch", "submit", str(path),
+             "--server", "http://127.0.0.1:9"],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        message = done.stderr.strip()
+        assert done.returncode != 0, message
+        assert words in message and path.name in message, message
+        assert len(message.splitlines()) == 1 and "Traceback" not in message, message
+    with pytest.raises(SpaceError, match="nested too deeply"):
+        load_space(str(deep))
 
 
 def test_space_files_and_enqueue_files_refuse_aliases(tmp_path: Path) -> None:

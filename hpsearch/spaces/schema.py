@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 from hpsearch.errors import SpaceError
 
 __all__ = [
+    "MAX_ABS_INT",
     "MAX_CHOICES",
     "MAX_NAME_LENGTH",
     "MAX_PARAMS",
@@ -50,6 +51,10 @@ Choice: TypeAlias = str | int | float | bool
 _MISSING = object()
 # Relative tolerance when checking that a float lies on a `step` grid.
 _GRID_TOL = 1e-9
+#: The largest integer a bound, a step, a default, a choice or a fixed value may be: Optuna and
+#: the study database hold numbers as 64-bit floats and integers; a 400-digit integer is input
+#: no parameter means (and one that ``float()`` cannot even convert).
+MAX_ABS_INT = 2**63
 
 
 def _field_error(field: str, message: str, *, param: str | None = None) -> PydanticCustomError:
@@ -96,6 +101,25 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _too_large(value: object) -> bool:
+    """Whether ``value`` is an integer past :data:`MAX_ABS_INT` (in either direction)."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ABS_INT
+
+
+def _show(value: object) -> str:
+    """``repr(value)``, or the size of an integer too long to print in a one-line message."""
+    if isinstance(value, int) and abs(value) >= 10**40:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return repr(value)
+
+
+def _large_message(value: object) -> str:
+    return (
+        f"{_show(value)} is too large: numbers here must lie within +-2**63 "
+        "(about 9.2e18); write a smaller number (or a float such as 1e20)"
+    )
+
+
 def _same_value(a: object, b: object) -> bool:
     """Equality that keeps booleans, strings and numbers apart (``True != 1`` here)."""
     if isinstance(a, bool) or isinstance(b, bool):
@@ -137,6 +161,8 @@ class Param(BaseModel):
     @classmethod
     def _short_strings(cls, value: Any) -> Any:
         for choice in value if isinstance(value, list) else [value]:
+            if _too_large(choice):
+                raise ValueError(_large_message(choice))
             if isinstance(choice, str) and len(choice) > MAX_NAME_LENGTH:
                 raise ValueError(
                     f"the choice {choice[:40]!r}... is {len(choice)} characters long; at most "
@@ -149,6 +175,8 @@ class Param(BaseModel):
     def _no_bool_bounds(cls, value: Any) -> Any:
         if isinstance(value, bool):
             raise ValueError(f"must be a number, got the boolean {value!r}")
+        if _too_large(value):
+            raise ValueError(_large_message(value))
         return value
 
     @field_validator("checklist")
@@ -314,6 +342,11 @@ class Param(BaseModel):
             raise SpaceError(f"{value!r} is not one of the choices {self.choices}")
         assert self.low is not None and self.high is not None
         number = value
+        if _too_large(value):
+            raise SpaceError(
+                f"{_large_message(value)}; this {self.type} parameter takes values in "
+                f"[{_fmt(self.low)}, {_fmt(self.high)}]"
+            )
         if isinstance(value, str):
             try:
                 number = float(value)

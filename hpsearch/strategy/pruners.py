@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, NamedTuple
 
 import optuna
 
-__all__ = ["PRUNERS", "make_pruner"]
+__all__ = ["MAX_PRUNER_INT", "PRUNERS", "make_pruner"]
+
+#: The largest integer a pruner argument may be (steps, trials, resources, patience): the
+#: database's int32, far past any epoch count, and a bound that keeps a 400-digit number out of
+#: the stored spec.
+MAX_PRUNER_INT = 2**31 - 1
 
 
 class _Pruner(NamedTuple):
@@ -93,6 +99,21 @@ def _check_hyperband(kwargs: dict[str, Any]) -> None:
         )
 
 
+def _check_bounds(name: str, kwargs: dict[str, Any]) -> None:
+    # Optuna checks little of this itself, and only when a trial is pruned: too late.
+    for key, value in kwargs.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue  # names ("auto"), `wraps` (checked as a pruner of its own), None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"pruner {name!r}: `{key}` must be a finite number, got {value!r}")
+        if abs(value) > MAX_PRUNER_INT:
+            shown = repr(value) if abs(value) < 10**40 else "a number of more than 40 digits"
+            raise ValueError(
+                f"pruner {name!r}: `{key}` = {shown} is out of range; pruner arguments lie "
+                f"within +-{MAX_PRUNER_INT} (2**31 - 1)"
+            )
+
+
 def make_pruner(name: str, *, epochs: int, **kwargs: Any) -> optuna.pruners.BasePruner:
     """The pruner ``name`` with hpsearch's defaults for an ``epochs``-long trial, then ``kwargs``.
 
@@ -101,6 +122,7 @@ def make_pruner(name: str, *, epochs: int, **kwargs: Any) -> optuna.pruners.Base
     if name not in _TABLE:
         raise ValueError(f"unknown pruner {name!r}; choose one of {', '.join(_TABLE)}")
     given = sorted(kwargs)
+    _check_bounds(name, kwargs)
     kwargs = {**_defaults(name, epochs), **kwargs}
     if name == "hyperband":
         _check_hyperband(kwargs)

@@ -66,7 +66,13 @@ def coerce(key: str, value: Any, kind: str) -> Any:
     # Python, so they are refused explicitly where a number is expected.
     if kind == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                raise ValueError(
+                    f"`{key}` = an integer of {len(str(abs(value)))} digits is too large for a "
+                    "float; write a number below 1.8e308"
+                ) from None
     elif kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
