@@ -15,6 +15,7 @@ on that server. Environment:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import pwd
 import re
@@ -23,6 +24,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,6 +33,7 @@ from typing import NoReturn
 
 import psycopg
 import pytest
+import uvicorn
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
@@ -442,3 +445,30 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def serve_app(app: object, port: int) -> Iterator[str]:
+    """Serve an ASGI app over real HTTP with uvicorn on a thread; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_service(sqlite_url: str, free_port: int) -> Iterator[str]:
+    """The hpsearch app over ``sqlite_url``, served over real HTTP; yields its base URL."""
+    from service.app import create_app
+    from service.settings import Settings
+
+    with serve_app(create_app(Settings(storage=sqlite_url)), free_port) as url:
+        yield url

@@ -9,14 +9,11 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-import threading
-import time
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import sqlalchemy
-import uvicorn
 from fastapi.testclient import TestClient
 
 try:  # FastAPI >= 0.165 includes routers lazily: app.routes holds the included routers
@@ -302,23 +299,6 @@ def test_token_cli_round_trip(storage_url):
     assert bad_scope.returncode == 2 and "read" in bad_scope.stderr
 
 
-@pytest.fixture
-def live_service(sqlite_url, free_port):
-    """The app served over real HTTP by uvicorn in a thread."""
-    config = uvicorn.Config(
-        create_app(Settings(storage=sqlite_url)), host="127.0.0.1", port=free_port,
-        log_level="warning",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{free_port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_the_client_says_how_to_get_a_token(live_service, sqlite_url, make_api_token, monkeypatch):

@@ -11,15 +11,12 @@ import csv
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import optuna
 import pytest
-import uvicorn
 from optuna.trial import TrialState
 
 from hpsearch import studies
@@ -28,7 +25,6 @@ from hpsearch.errors import DataOutsideRoots, SpecError, UsageError
 from hpsearch.storage import open_storage
 from hpsearch.tasks import TaskSpec
 from hpsearch.worker import run_worker
-from service import Settings, create_app
 
 SECRET = "root:*:20228:0:99999:7:::"  # what /etc/shadow's first line looks like
 
@@ -264,23 +260,6 @@ def test_the_spec_check_lets_data_paths_through(dataset):
     check_spec_paths(TaskSpec(dataset=dataset, pretrained_weights="hub"))
 
 
-@pytest.fixture
-def live_service(sqlite_url, free_port):
-    """The app served over real HTTP by uvicorn in a thread."""
-    config = uvicorn.Config(
-        create_app(Settings(storage=sqlite_url)), host="127.0.0.1", port=free_port,
-        log_level="warning",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{free_port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_the_service_refuses_system_paths_and_dot_dot_at_submit(

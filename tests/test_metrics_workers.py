@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
-import uvicorn
+from conftest import serve_app
 from fastapi.testclient import TestClient
 from optuna.trial import TrialState
 from prometheus_client.parser import text_string_to_metric_families
@@ -149,18 +147,8 @@ def test_study_that_spent_its_budget_is_done(sqlite_url, make_api_token):
 def served(fleet_db, free_port):
     """A real uvicorn server over the fleet database, on a thread; yields its URL."""
     url, headers = fleet_db
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(Settings(storage=url)), port=free_port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{free_port}", headers["Authorization"].removeprefix("Bearer ")
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(Settings(storage=url)), free_port) as base_url:
+        yield base_url, headers["Authorization"].removeprefix("Bearer ")
 
 
 def test_client_and_cli_show_workers(served, capsys, monkeypatch):

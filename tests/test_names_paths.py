@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import io
 import json
-import threading
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 import sqlalchemy
-import uvicorn
 from optuna.trial import TrialState
 
 from hpsearch import studies
@@ -25,7 +22,6 @@ from hpsearch.errors import ArtifactNotFound
 from hpsearch.safe_names import name_slug, study_folder
 from hpsearch.storage import open_storage
 from hpsearch.worker import run_worker
-from service import Settings, create_app
 
 EVIL = "../../../tmp/escaped"
 
@@ -156,23 +152,6 @@ def test_a_slug_is_one_safe_path_component(name, slug):
     assert len(Path(default_report_dir(name, 3)).parts) == 1
 
 
-@pytest.fixture
-def live_service(sqlite_url, free_port):
-    """The app served over real HTTP by uvicorn in a thread."""
-    config = uvicorn.Config(
-        create_app(Settings(storage=sqlite_url)), host="127.0.0.1", port=free_port,
-        log_level="warning",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{free_port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_the_service_and_the_cli_refuse_path_like_names_at_submit(

@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -19,7 +17,6 @@ import httpx
 import optuna
 import pytest
 import sqlalchemy
-import uvicorn
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
 
 try:  # FastAPI >= 0.165 includes routers lazily: app.routes holds the included routers
@@ -29,6 +26,8 @@ except ImportError:  # older FastAPI flattens them into app.routes
     def iter_route_contexts(routes):
         return iter(routes)
 
+
+from conftest import serve_app
 
 from hpsearch import studies, tokens
 from hpsearch.errors import UsageError
@@ -60,22 +59,12 @@ def bearer(secret: str) -> dict[str, str]:
 def serving(url: str, port: int) -> Iterator[httpx.Client]:
     """The app over the study database ``url``, served by uvicorn; an HTTP client of it."""
     app = create_app(Settings(storage=url))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            client.app = app  # the routes, for the checks that discover them
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with (
+        serve_app(app, port) as base_url,
+        httpx.Client(base_url=base_url, timeout=30) as client,
+    ):
+        client.app = app  # the routes, for the checks that discover them
+        yield client
 
 
 def _study_with_trials(storage, name: str) -> tuple[int, int]:
