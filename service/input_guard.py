@@ -9,7 +9,6 @@ route runs; it is an app-wide dependency, so every route is covered, new ones in
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 

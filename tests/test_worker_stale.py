@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import time
 import signal
+import time
 
 import optuna
 import pytest
