@@ -764,9 +764,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="when no study has budget left, wait for new ones instead of exiting",
     )
     p.add_argument(
-        "--threads", type=int,
+        "--threads",
+        type=int,
         help="torch CPU threads per worker (default: torch's choice); on a CPU trials train in "
-        "fp32, train.amp included, unless HPSEARCH_CPU_AMP=1 (bf16 autocast)"
+        "fp32, train.amp included, unless HPSEARCH_CPU_AMP=1 (bf16 autocast)",
     )
     p.add_argument("--max-trials", type=int, help="exit after running this many trials")
     p.add_argument(

@@ -299,8 +299,6 @@ def test_token_cli_round_trip(storage_url):
     assert bad_scope.returncode == 2 and "read" in bad_scope.stderr
 
 
-
-
 def test_the_client_says_how_to_get_a_token(live_service, sqlite_url, make_api_token, monkeypatch):
     monkeypatch.delenv("HPSEARCH_API_TOKEN", raising=False)
     with Client(live_service) as anonymous, pytest.raises(ApiError) as missing:

@@ -260,8 +260,6 @@ def test_the_spec_check_lets_data_paths_through(dataset):
     check_spec_paths(TaskSpec(dataset=dataset, pretrained_weights="hub"))
 
 
-
-
 def test_the_service_refuses_system_paths_and_dot_dot_at_submit(
     live_service, sqlite_url, make_api_token
 ):

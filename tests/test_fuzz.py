@@ -94,8 +94,10 @@ def _postgres_database(server_url: str) -> Iterator[str]:
 
 @pytest.fixture(
     scope="module",
-    params=[pytest.param(b, id=b, marks=[pytest.mark.postgres] if b == "postgres" else [])
-            for b in BACKENDS],  # fmt: skip
+    params=[
+        pytest.param(b, id=b, marks=[pytest.mark.postgres] if b == "postgres" else [])
+        for b in BACKENDS
+    ],  # fmt: skip
 )
 def fuzz_db(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -292,9 +294,11 @@ def test_datetimes_carry_a_timezone(api: TestClient, fuzz_db: tuple[str, str, st
         status["created_at"],
     ):
         assert dt.datetime.fromisoformat(moment).utcoffset() == dt.timedelta(0), moment
-    stored = open_storage(url).get_all_trials(
-        open_storage(url).get_study_id_from_name(STUDY)
-    )[0].datetime_start
+    stored = (
+        open_storage(url)
+        .get_all_trials(open_storage(url).get_study_id_from_name(STUDY))[0]
+        .datetime_start
+    )
     answered = dt.datetime.fromisoformat(trial["datetime_start"])
     assert answered == stored.astimezone(dt.UTC)  # Optuna's naive time is local time
 
@@ -307,9 +311,7 @@ def _row_counts(url: str) -> tuple[int, int]:
         )
 
 
-def test_sql_looking_names_change_nothing(
-    api: TestClient, fuzz_db: tuple[str, str, str]
-) -> None:
+def test_sql_looking_names_change_nothing(api: TestClient, fuzz_db: tuple[str, str, str]) -> None:
     _backend, url, _secret = fuzz_db
     before = _row_counts(url)
     evil = "x'; DROP TABLE trials;--"

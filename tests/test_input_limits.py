@@ -42,9 +42,7 @@ def _inline(params: dict[str, object], task: str = "tabular_classification") -> 
 
 
 @pytest.fixture
-def api(
-    storage_url: str, make_api_token: Callable[..., str]
-) -> Iterator[tuple[TestClient, str]]:
+def api(storage_url: str, make_api_token: Callable[..., str]) -> Iterator[tuple[TestClient, str]]:
     """The real app over an empty study database (SQLite, then PostgreSQL) with a study ``s``
     (trial 0 complete, trial 1 running), and a client holding a write token."""
     storage = open_storage(storage_url)
@@ -144,8 +142,15 @@ def test_budgets_and_seeds_are_bounded(api: tuple[TestClient, str]) -> None:
         assert answer.status_code == 422, (body, answer.text)
         assert field in answer.text, (body, answer.text)
         assert client.get("/studies/bad").status_code == 404
-    ok = client.post("/studies", json={**SPEC, "name": "ok", "seed": 2**32 - 1,
-                                       "budget": {"seconds": 30 * 86400, "trials": 10**6}})
+    ok = client.post(
+        "/studies",
+        json={
+            **SPEC,
+            "name": "ok",
+            "seed": 2**32 - 1,
+            "budget": {"seconds": 30 * 86400, "trials": 10**6},
+        },
+    )
     assert ok.status_code == 201, ok.text  # fmt: skip
 
 
@@ -183,7 +188,8 @@ def test_bad_literals_nul_bytes_and_huge_integers_are_422_never_5xx(
             "/studies", content='{"name": "n", "seed": NaN}', headers=json_headers
         ),
         "bare Infinity": client.post(
-            "/studies/s/enqueue", content='{"configs": [{"optim.lr": Infinity}]}',
+            "/studies/s/enqueue",
+            content='{"configs": [{"optim.lr": Infinity}]}',
             headers=json_headers,
         ),  # fmt: skip
         "-Infinity in pruner args": client.put(
@@ -363,4 +369,3 @@ def test_metrics_answer_database_down_during_an_outage(
         assert "hpsearch_database_up 0.0" in down.text
         assert "hpsearch_trials" not in down.text  # nothing else while the token is unchecked
         assert client.get("/studies/m").status_code == 503  # other routes still say it
-

@@ -152,8 +152,6 @@ def test_a_slug_is_one_safe_path_component(name, slug):
     assert len(Path(default_report_dir(name, 3)).parts) == 1
 
 
-
-
 def test_the_service_and_the_cli_refuse_path_like_names_at_submit(
     live_service, sqlite_url, make_api_token, tmp_path, capsys, monkeypatch
 ):

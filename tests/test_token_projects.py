@@ -142,15 +142,11 @@ def test_a_project_token_lists_only_its_studies(world):
     for headers in (world.a_read, world.a_write):
         assert names(api.get("/studies", headers=headers)) == [MINE]
         assert names(api.get("/studies", params={"prefix": "team"}, headers=headers)) == [MINE]
-        assert names(api.get("/studies", params={"prefix": "team-a-m"}, headers=headers)) == [
-            MINE
-        ]
+        assert names(api.get("/studies", params={"prefix": "team-a-m"}, headers=headers)) == [MINE]
         outside = api.get("/studies", params={"prefix": "team-b"}, headers=headers)
         assert outside.status_code == 403 and "'team-a'" in outside.json()["detail"]
     assert names(api.get("/studies", headers=world.admin)) == [MINE, THEIRS]
-    assert names(api.get("/studies", params={"prefix": "team-b"}, headers=world.admin)) == [
-        THEIRS
-    ]
+    assert names(api.get("/studies", params={"prefix": "team-b"}, headers=world.admin)) == [THEIRS]
 
 
 def test_a_project_token_cannot_read_another_teams_study(world):
@@ -162,9 +158,9 @@ def test_a_project_token_cannot_read_another_teams_study(world):
         ghost = api.get(fill(path, "team-b-ghost", world.complete), headers=world.a_read)
         assert theirs.status_code == 404, (path, theirs.text)
         # The same answer as for a study that does not exist: nothing about it leaks.
-        assert theirs.json()["detail"] == ghost.json()["detail"].replace(
-            "team-b-ghost", THEIRS
-        ), path
+        assert theirs.json()["detail"] == ghost.json()["detail"].replace("team-b-ghost", THEIRS), (
+            path
+        )
         assert "limited to project 'team-a'" in theirs.json()["detail"]
 
         mine = api.get(fill(path, MINE, world.complete), headers=world.a_read)

@@ -158,9 +158,7 @@ def run_epochs(
         # catches every divergence without a GPU sync per batch.
         train_loss = loss_sum.item() / len(batches)
         if not math.isfinite(train_loss):
-            raise TrainingDiverged(
-                f"training loss is {train_loss} in epoch {epoch}; {remedy}"
-            )
+            raise TrainingDiverged(f"training loss is {train_loss} in epoch {epoch}; {remedy}")
         evaluated = ema.module if ema is not None else model
         metrics = (score or evaluate)(evaluated, val_y, val_logits, chunk=eval_chunk)
         if not math.isfinite(metrics["val_loss"]):

@@ -63,9 +63,7 @@ def unbeaten_trial_ids(
     """
     query = (
         sqlalchemy.select(_trials.c.trial_id, _trials.c.datetime_start)
-        .select_from(
-            _trials.outerjoin(_heartbeats, _heartbeats.c.trial_id == _trials.c.trial_id)
-        )
+        .select_from(_trials.outerjoin(_heartbeats, _heartbeats.c.trial_id == _trials.c.trial_id))
         .where(
             _trials.c.study_id == study_id,
             _trials.c.state == TrialState.RUNNING,
