@@ -285,3 +285,16 @@ def test_the_service_refuses_system_paths_and_dot_dot_at_submit(
         ok = http.post("/studies", json={"name": "ok", "space": "tabular",
                                          "task": {"dataset": "/data/table.csv"}})  # fmt: skip
         assert ok.status_code == 201, ok.text  # only the worker knows its roots
+
+
+def test_a_missing_file_under_a_root_is_named_as_missing(tmp_path):
+    from hpsearch.train.data import load_tabular
+
+    for missing, regression, bundled in ((tmp_path / "nope.csv", False, "digits"),
+                                         (tmp_path, True, "diabetes")):  # fmt: skip
+        with pytest.raises(ValueError) as caught:
+            load_tabular(str(missing), val_fraction=0.2, normalization="standard",
+                         regression=regression)  # fmt: skip
+        message = str(caught.value)
+        assert ("does not exist" if missing.suffix else "is a folder") in message
+        assert f"'{bundled}'" in message

@@ -268,3 +268,13 @@ def test_sigterm_fails_the_running_trial_queues_it_again_and_exits(storage_url):
     assert trials[1].user_attrs["fail_reason"] is None
     status = studies.study_status(open_storage(storage_url), "w")
     assert status.finished == 3 and status.done
+
+
+def test_a_worker_named_to_a_missing_study_says_so_in_one_line(sqlite_url, capsys):
+    from hpsearch.cli import main
+
+    _create(sqlite_url, name="there", trials=1)
+    assert main(["worker", "--study", "thre", "--storage", sqlite_url, "--gpus", "none"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "no study named 'thre'" in err and "hpsearch status" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1

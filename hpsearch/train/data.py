@@ -206,9 +206,11 @@ def _load_table(dataset: str, target: str | None, regression: bool) -> _Table:
         return table
     dataset = os.path.expanduser(dataset)  # as the workers' data-root check reads it
     if not os.path.isfile(dataset):
+        bundled = "'diabetes'" if regression else "'digits'"
+        what = "is a folder, not" if os.path.isdir(dataset) else "does not exist: name"
         raise ValueError(
-            f"unknown dataset {dataset!r}: use 'digits', 'diabetes' or the path of a CSV or "
-            "Parquet file on this machine"
+            f"dataset {dataset!r} {what} a CSV or Parquet file on this worker's machine "
+            f"(or use the bundled {bundled})"
         )
     return _file(dataset, os.stat(dataset).st_mtime_ns, target, regression)
 

@@ -54,6 +54,7 @@ from hpsearch.storage import (
     count_trials_by_state,
     count_trials_by_study,
     open_storage,
+    redact,
     set_trial_user_attrs,
     studies_with_user_attr,
     study_lock,
@@ -211,7 +212,13 @@ class _Worker:
 
     def _join(self, name: str) -> _Joined:
         storage = self.storage
-        study_id = storage.get_study_id_from_name(name)
+        try:
+            study_id = storage.get_study_id_from_name(name)
+        except KeyError as e:
+            raise StudyNotFound(
+                f"no study named {name!r} in {redact(storage.url)}: see the names with "
+                "`hpsearch status`, or pass the study database with --storage"
+            ) from e
         with study_lock(storage, study_id):
             ordinal = storage.get_study_system_attrs(study_id).get(_WORKERS_ATTR, 0)
             storage.set_study_system_attr(study_id, _WORKERS_ATTR, ordinal + 1)
