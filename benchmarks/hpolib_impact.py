@@ -1,8 +1,11 @@
 """Search quality per trial on the HPOLib tabular benchmark (BENCHMARKS.md §1).
 
 Runs random search, Optuna's default TPE, TPE with the checklist defaults enqueued as trial 0,
-the :class:`~hpsearch.strategy.ImpactSampler`, and the ImpactSampler with its tiers reversed
-(high <-> low: a deliberately wrong prior), on the four HPOLib datasets, for several seeds.
+the :class:`~hpsearch.strategy.ImpactSampler` (the hard tier schedule, strategy ``tiers``), and
+the ImpactSampler with its tiers reversed (high <-> low: a deliberately wrong prior), on the
+four HPOLib datasets, for several seeds. The default strategy ``impact`` (the soft prior,
+:class:`~hpsearch.strategy.PriorSampler`) is measured beside these by
+``search_quality.py --suite hpolib``, which reuses this script's table, report and plot.
 
 The metric is the regret of the incumbent (the best trial so far by the value the optimizer
 saw: the validation loss of one stored training seed, drawn at random per evaluation), measured
@@ -161,8 +164,8 @@ METHODS = {
     "random": (lambda seed, space, n: optuna.samplers.RandomSampler(seed=seed), False, False),
     "tpe": (_tpe, False, False),
     "tpe+defaults": (_tpe, False, True),
-    "impact": (lambda seed, space, n: ImpactSampler(space, seed=seed, n_trials=n), False, False),
-    "impact-reversed": (
+    "tiers": (lambda seed, space, n: ImpactSampler(space, seed=seed, n_trials=n), False, False),
+    "tiers-reversed": (
         lambda seed, space, n: ImpactSampler(space, seed=seed, n_trials=n),
         True,
         False,

@@ -91,8 +91,9 @@ def growth_table(sizes: list[int], *, n_next: int, seed: int) -> str:
         "random": lambda size: make_sampler("random", space, seed=seed),
         "tpe": lambda size: make_sampler("tpe", space, seed=seed),
         "impact": lambda size: make_sampler("impact", space, seed=seed, n_trials=size + n_next),
-        "impact, budget 10 x size": lambda size: make_sampler(
-            "impact", space, seed=seed, n_trials=10 * size
+        "tiers": lambda size: make_sampler("tiers", space, seed=seed, n_trials=size + n_next),
+        "tiers, budget 10 x size": lambda size: make_sampler(
+            "tiers", space, seed=seed, n_trials=10 * size
         ),
     }
     rows = []
@@ -135,6 +136,7 @@ def windows_table(n: int, *, seed: int) -> str:
         "random": lambda: make_sampler("random", space, seed=seed),
         "tpe": lambda: make_sampler("tpe", space, seed=seed),
         "impact": lambda: make_sampler("impact", space, seed=seed, n_trials=n),
+        "tiers": lambda: make_sampler("tiers", space, seed=seed, n_trials=n),
     }
     times = {}
     for name, make in samplers.items():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import optuna
 import pytest
 
-from hpsearch.spaces import SearchSpace, load_space, suggest_config
-from hpsearch.strategy import ImpactSampler, make_pruner, make_sampler
+from hpsearch.spaces import SearchSpace, default_config, load_space, suggest_config
+from hpsearch.strategy import ImpactSampler, PriorSampler, make_pruner, make_sampler, prior_misfit
 
 SPACE = SearchSpace.model_validate(
     {
@@ -189,7 +191,8 @@ def test_impact_sampler_on_a_bundled_space_respects_conditions():
 @pytest.mark.parametrize(
     "strategy, cls",
     [
-        ("impact", ImpactSampler),
+        ("impact", PriorSampler),
+        ("tiers", ImpactSampler),
         ("tpe", optuna.samplers.TPESampler),
         ("random", optuna.samplers.RandomSampler),
         ("gp", optuna.samplers.GPSampler),
@@ -211,3 +214,131 @@ def test_make_pruner_uses_epochs_as_the_resource():
         make_pruner("sometimes", epochs=5)
     with pytest.raises(ValueError, match="does not take"):
         make_pruner("asha", epochs=5, patience=3)
+
+
+# ---- PriorSampler: the checklist as a soft prior --------------------------------------------
+
+WIDE = SearchSpace.model_validate(
+    {
+        "name": "wide",
+        "task": "tabular_regression",
+        "params": {
+            **SPACE.model_dump()["params"],
+            "wd": {
+                "type": "float",
+                "low": 1e-6,
+                "high": 1e-1,
+                "log": True,
+                "default": 1e-4,
+                "impact": "low",
+                "checklist": "Weight decay",
+            },
+        },
+    }
+)
+
+
+def _wd_only(config):  # only the low-tier weight decay matters; best at 1e-2
+    return abs(math.log10(config["wd"]) + 2.0)
+
+
+def _run_space(sampler, space, n, objective, study=None):
+    study = study or optuna.create_study(sampler=sampler)
+    for _ in range(n):
+        trial = study.ask()
+        study.tell(trial, objective(suggest_config(trial, space)))
+    return study
+
+
+def test_prior_sampler_starts_from_the_defaults_unless_they_were_enqueued():
+    study = _run_space(PriorSampler(WIDE, seed=0), WIDE, 3, _wd_only)
+    assert study.trials[0].params == default_config(WIDE)
+    assert study.trials[1].params != default_config(WIDE)
+    enqueued = optuna.create_study(sampler=PriorSampler(WIDE, seed=0))
+    enqueued.enqueue_trial(default_config(WIDE))
+    _run_space(None, WIDE, 3, _wd_only, study=enqueued)
+    configs = [t.params for t in enqueued.trials]
+    assert configs.count(default_config(WIDE)) == 1  # the defaults run once, not twice
+
+
+def test_prior_sampler_explores_a_low_tier_knob_that_the_evidence_says_matters():
+    sampler = PriorSampler(WIDE, seed=0)
+    study = _run_space(sampler, WIDE, 40, _wd_only)
+    late = study.trials[20:]
+    assert len({round(t.params["wd"], 9) for t in late}) >= 12  # tried many values of it
+    assert sampler.tiers(study)["wd"] == "high"  # re-ranked by the evidence
+    assert study.best_value < 0.15  # and found its good region (1e-2 +- a factor 1.4)
+    # The tier schedule of ImpactSampler keeps it at its default over the same budget.
+    held = _run_space(ImpactSampler(WIDE, seed=0, n_trials=200, patience=0), WIDE, 40, _wd_only)
+    assert {t.params["wd"] for t in held.trials} == {1e-4}
+
+
+def test_prior_sampler_decisions_agree_between_workers_on_one_storage(tmp_path):
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    a = optuna.create_study(study_name="s", storage=url, sampler=PriorSampler(WIDE, seed=3))
+    _run_space(None, WIDE, 30, _wd_only, study=a)
+    b = optuna.load_study(study_name="s", storage=url, sampler=PriorSampler(WIDE, seed=3))
+    for number in (30, 31, 45):
+        assert a.sampler.plan(a, number) == b.sampler.plan(b, number)
+    assert a.sampler.importances(a) == b.sampler.importances(b) != {}
+    assert a.sampler.incumbent(a) == b.sampler.incumbent(b)
+
+
+def test_prior_sampler_never_asks_the_same_config_twice_in_parallel():
+    small = SearchSpace.model_validate(
+        {
+            "name": "small",
+            "task": "tabular_regression",
+            "params": {
+                "opt": {
+                    "type": "categorical",
+                    "choices": ["adam", "sgd", "lion"],
+                    "default": "adam",
+                    "impact": "high",
+                    "checklist": "Optimizer",
+                },
+                "act": {
+                    "type": "categorical",
+                    "choices": ["relu", "gelu", "silu"],
+                    "default": "relu",
+                    "impact": "low",
+                    "checklist": "Nonlinearity (act fn)",
+                },
+                "depth": {
+                    "type": "int",
+                    "low": 1,
+                    "high": 2,
+                    "default": 1,
+                    "impact": "medium",
+                    "checklist": "Num of layers (depth)",
+                },
+            },
+        }
+    )
+    storage = optuna.storages.InMemoryStorage()
+    workers = [
+        optuna.create_study(study_name="p", storage=storage, sampler=PriorSampler(small, seed=0)),
+        optuna.load_study(study_name="p", storage=storage, sampler=PriorSampler(small, seed=0)),
+    ]
+    score = {"adam": 0.0, "sgd": 1.0, "lion": 2.0}
+    for round_ in range(4):  # four trials running at once, asked by two workers in turn
+        running = []
+        for i in range(4):
+            worker = workers[i % 2]
+            trial = worker.ask()
+            running.append((worker, trial, suggest_config(trial, small)))
+        for worker, trial, config in running:
+            worker.tell(trial, score[config["opt"]] + config["depth"])
+    configs = [tuple(sorted(t.params.items())) for t in workers[0].trials]
+    assert len(configs) == 16 and len(set(configs)) == 16
+
+
+def test_prior_misfit_names_the_knob_the_evidence_ranks_first():
+    study = _run_space(PriorSampler(WIDE, seed=0), WIDE, 40, _wd_only)
+    (misfit,) = prior_misfit(study, WIDE)
+    assert misfit.evidence_top == "wd" and misfit.checklist_top == "lr"
+    assert "wd (low impact) first" in misfit.message and "lr (high impact)" in misfit.message
+    assert misfit.ranking[0][0] == "wd" and misfit.ranking[0][1] > 0.5
+    # Where the checklist is right, there is nothing to say.
+    right = _run_space(PriorSampler(WIDE, seed=0), WIDE, 40, lambda c: abs(math.log10(c["lr"]) + 1))
+    assert prior_misfit(right, WIDE) == []

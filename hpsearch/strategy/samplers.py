@@ -9,6 +9,7 @@ import optuna
 
 from hpsearch.spaces import SearchSpace
 from hpsearch.strategy.impact import ImpactSampler
+from hpsearch.strategy.prior import PriorSampler
 
 __all__ = ["STRATEGIES", "make_sampler"]
 
@@ -20,8 +21,13 @@ class _Strategy(NamedTuple):
 
 _TABLE: dict[str, _Strategy] = {
     "impact": _Strategy(
+        lambda space, seed, n: PriorSampler(space, seed=seed, n_trials=n),
+        "the checklist's impact tiers as a soft prior: defaults first, every knob searched, "
+        "low tiers held at the incumbent more often, the study's evidence re-ranks (default)",
+    ),
+    "tiers": _Strategy(
         lambda space, seed, n: ImpactSampler(space, seed=seed, n_trials=n),
-        "checklist-tiered search: high-impact knobs first, then medium, then low (default)",
+        "the hard tier schedule: high-impact knobs first, then medium, then low",
     ),
     "tpe": _Strategy(
         lambda space, seed, n: optuna.samplers.TPESampler(seed=seed),

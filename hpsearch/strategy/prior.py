@@ -1,0 +1,499 @@
+"""The checklist as a soft prior: impact tiers as a belief that the study's evidence overrules.
+
+:class:`PriorSampler` searches every knob from the first trial after the defaults, but holds a
+knob at the incumbent's value with a probability that its impact tier sets (tight for low tiers,
+loose for high ones) and that decays with the number of finished trials, as the prior's weight
+does in piBO. Once the study has enough finished trials, PED-ANOVA importance on them re-ranks
+the knobs: a knob the evidence says matters is searched whatever its tier, one it says does not
+matter is held more. :func:`prior_misfit` says where the evidence disagrees with the checklist.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.search_space import IntersectionSearchSpace
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch.spaces import SearchSpace, default_config
+
+__all__ = ["Misfit", "PriorSampler", "evidence_importances", "prior_misfit"]
+
+Tier = Literal["high", "medium", "low"]
+Role = Literal["default", "held", "prior", "searched"]
+_TIERS: tuple[Tier, ...] = ("high", "medium", "low")
+_EVIDENCE_CAP = 300  # trials the importance is computed on, at most
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+_ANY = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+#: Probability of holding a knob of each tier at the incumbent's value, before decay.
+HOLD: dict[str, float] = {"high": 0.3, "medium": 0.8, "low": 0.95}
+
+
+class PriorSampler(optuna.samplers.BaseSampler):
+    """Sample a :class:`SearchSpace` with its impact tiers as a soft, decaying prior.
+
+    - The first trial that is not an enqueued one runs the space's defaults (unless an
+      enqueued trial already ran them).
+    - Every later trial searches every knob, except that each knob is *held* at the
+      incumbent's value (the default until a finished trial beats it) with probability
+      ``hold[tier] / (1 + n / decay)``, ``n`` being the number of finished trials.
+    - From ``evidence_after`` finished trials on, PED-ANOVA importance on the study's finished
+      trials (recomputed every ``evidence_every``, or every fifth of the study's size once that
+      is more, on at most 300 trials) replaces the checklist's tier: a knob with a
+      large share of the importance is held as rarely as a high-impact one, a knob with a small
+      share as often as a low-impact one.
+    - The searched knobs are sampled jointly by multivariate TPE (with constant liar, so
+      running trials are not sampled again). During TPE's start-up, and for a knob that has
+      taken fewer than ``fresh`` distinct values so far (one that was mostly held), values are
+      drawn from the prior instead: broad around the incumbent, a quarter of them uniform.
+    - A config equal to one another trial has (running ones included) is redrawn.
+
+    Every decision is a function of the study's trials, its name, the trial number and
+    ``seed``, so several workers (each with its own sampler over one storage) make the same
+    ones; the importance and plan caches only save recomputing them.
+
+    Args:
+        space: the search space whose tiers and defaults are the prior.
+        seed: seed of the inner sampler and of the hold and prior draws.
+        n_trials: accepted for symmetry with the other strategies; the prior does not need a
+            budget.
+        hold: probability of holding a knob of each tier before decay.
+        decay: finished trials at which the hold probabilities have halved.
+        evidence_after: finished trials before importance re-ranks the knobs (0: never).
+        evidence_every: finished trials between two importance computations.
+        fresh: distinct values a knob needs before TPE samples it rather than the prior.
+        inner: the sampler for searched knobs; multivariate TPE with constant liar by default.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        seed: int | None = None,
+        n_trials: int | None = None,
+        hold: dict[str, float] | None = None,
+        decay: float = 30.0,
+        evidence_after: int = 15,
+        evidence_every: int = 10,
+        fresh: int = 5,
+        inner: optuna.samplers.BaseSampler | None = None,
+    ) -> None:
+        hold = {**HOLD, **(hold or {})}
+        if set(hold) != set(_TIERS) or not all(0.0 <= p <= 1.0 for p in hold.values()):
+            raise ValueError(f"`hold` must map high/medium/low to probabilities, got {hold=}")
+        if decay <= 0:
+            raise ValueError(f"`decay` must be > 0 trials, got {decay=}")
+        if evidence_after < 0 or evidence_every < 1:
+            raise ValueError(
+                "`evidence_after` must be >= 0 and `evidence_every` >= 1, "
+                f"got {evidence_after=}, {evidence_every=}"
+            )
+        if fresh < 0:
+            raise ValueError(f"`fresh` must be >= 0, got {fresh=}")
+        self._space = space
+        self._seed = 0 if seed is None else int(seed)
+        self._hold = hold
+        self._decay = float(decay)
+        self._evidence_after = evidence_after
+        self._evidence_every = evidence_every
+        self._fresh = fresh
+        self._inner = inner or optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, constant_liar=True
+        )
+        self._n_startup = getattr(self._inner, "_n_startup_trials", 10)
+        self._intersection = IntersectionSearchSpace(include_pruned=True)
+        self._defaults = default_config(space)
+        self._sizes = {name: _size(p.distribution()) for name, p in space.params.items()}
+        self._importance: dict[tuple[str, int], dict[str, float]] = {}
+        self._plans: dict[tuple[str, int, int], dict[str, Role]] = {}
+        self._pending: dict[int, dict[str, Any]] = {}  # this process's asked, unsuggested trials
+
+    # ---- decisions: functions of the study's trials -------------------------------------
+
+    def is_defaults_trial(self, study: Study, trial_number: int) -> bool:
+        """Whether this trial runs the defaults: every earlier trial was enqueued, and none of
+        them with the defaults."""
+        for t in study.get_trials(deepcopy=False):
+            if t.number >= trial_number:
+                continue
+            fixed = t.system_attrs.get("fixed_params")
+            if fixed is None:
+                return False
+            if all(fixed.get(k) == v for k, v in self._defaults.items() if k in fixed):
+                return False
+        return True
+
+    def hold_probability(self, tier: str, n_finished: int) -> float:
+        """The probability of holding a knob of ``tier`` after ``n_finished`` finished trials."""
+        return self._hold[tier] / (1.0 + n_finished / self._decay)
+
+    def tiers(self, study: Study) -> dict[str, str]:
+        """Each knob's effective tier: the checklist's, or the evidence's once there is enough."""
+        tiers = {name: p.impact for name, p in self._space.params.items()}
+        share = self.importances(study)
+        if share:
+            d = len(share)
+            for name, s in share.items():
+                if name in tiers:
+                    tiers[name] = "high" if s >= 1.0 / d else "medium" if s >= 0.3 / d else "low"
+        return tiers
+
+    def importances(self, study: Study) -> dict[str, float]:
+        """PED-ANOVA importance (shares summing to 1) on the study's first finished trials, or
+        ``{}`` before ``evidence_after`` of them; cached between recomputations."""
+        if self._evidence_after == 0:
+            return {}
+        done = _completed(study)
+        if len(done) < max(self._evidence_after, 4):
+            return {}
+        # Recompute at 15, 25, 35, ... trials, then at most every fifth of the study's size,
+        # on the latest _EVIDENCE_CAP of the first m trials: the cost stays flat as it grows.
+        m = self._evidence_after
+        while True:
+            step = max(self._evidence_every, m // 5)
+            if m + step > len(done):
+                break
+            m += step
+        key = (study.study_name, m)
+        if key not in self._importance:
+            self._importance[key] = evidence_importances(study, done[max(0, m - _EVIDENCE_CAP) : m])
+        return self._importance[key]
+
+    def plan(self, study: Study, trial_number: int) -> dict[str, Role]:
+        """What each knob of the space does at ``trial_number``: ``default`` (the defaults
+        trial), ``held`` (at the incumbent's value), ``prior`` (drawn from the prior) or
+        ``searched`` (sampled by the inner sampler)."""
+        if self.is_defaults_trial(study, trial_number):
+            return dict.fromkeys(self._space.params, "default")
+        finished = study.get_trials(deepcopy=False, states=_FINISHED)
+        n = len(finished)
+        key = (study.study_name, trial_number, n)
+        if key in self._plans:
+            return dict(self._plans[key])
+        tiers = self.tiers(study)
+        startup = n < self._n_startup
+        out: dict[str, Role] = {}
+        for name in self._space.params:
+            coin = self._rng(study, trial_number, name).random()
+            if coin < self.hold_probability(tiers[name], n):
+                out[name] = "held"
+            elif startup or not _varied(finished, name, min(self._fresh, self._sizes[name])):
+                out[name] = "prior"
+            else:
+                out[name] = "searched"
+        if all(role == "held" for role in out.values()) and out:
+            # A trial that holds everything re-runs the incumbent: search the likeliest knob.
+            first = min(out, key=lambda k: self._hold[tiers[k]])
+            out[first] = "prior"
+        if len(self._plans) > 64:  # a cache of the last few trials' plans, nothing more
+            self._plans.clear()
+        self._plans[key] = out
+        return dict(out)
+
+    def incumbent(self, study: Study) -> dict[str, Any]:
+        """The values knobs are held at: the best finished trial's, else the defaults."""
+        best = _best(study)
+        return {**self._defaults, **(best.params if best is not None else {})}
+
+    # ---- the sampler protocol -----------------------------------------------------------
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        if self.is_defaults_trial(study, trial.number):
+            return {}
+        space = {k: d for k, d in self._intersection.calculate(study).items() if not d.single()}
+        if space:
+            return space
+        # Nothing finished yet (several trials asked at once): the knobs the study has seen.
+        for t in sorted(study.get_trials(deepcopy=False, states=_ANY), key=lambda t: -t.number):
+            if t.distributions:
+                return {k: d for k, d in t.distributions.items() if not d.single()}
+        return {}
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        plan = self.plan(study, trial.number)
+        center = self.incumbent(study)
+        others = {k: d for k, d in search_space.items() if k not in plan or plan[k] == "searched"}
+        tpe = self._inner.sample_relative(study, trial, others) if others else {}
+        params: dict[str, Any] = {}
+        held: set[str] = set()
+        for name, dist in search_space.items():
+            role = plan.get(name, "searched")
+            if role == "held" and _contains(dist, center.get(name)):
+                params[name] = center[name]
+                held.add(name)
+            elif role == "searched" and name in tpe:
+                params[name] = tpe[name]
+            elif name in self._space.params:
+                params[name] = self._draw(study, trial.number, name, dist, center.get(name))
+            elif name in tpe:
+                params[name] = tpe[name]
+        # Redraw a config another trial already has (parallel workers, small discrete spaces).
+        # First move one knob that is not held; if that cannot escape, draw all of them anew.
+        movable = [k for k in params if plan.get(k) != "held"] or list(params)
+        # A continuous knob drawn afresh makes the config new: only check the others.
+        fresh = any(_size(search_space[k]) == math.inf for k in movable if k not in held)
+        seen = set() if fresh else self._seen(study, trial.number, list(search_space))
+        for attempt in range(1, 60):
+            if _key(params) not in seen:
+                break
+            rng = self._rng(study, trial.number, "redraw", attempt)
+            if attempt <= 10:
+                name = movable[int(rng.integers(len(movable)))]
+                params[name] = _draw(rng, search_space[name], center.get(name), uniform=0.5)
+            else:
+                params = {k: _draw(rng, search_space[k], None, uniform=1.0) for k in params}
+        self._pending[trial.number] = params
+        return params
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        param = self._space.params.get(param_name)
+        if param is None:
+            return self._inner.sample_independent(study, trial, param_name, param_distribution)
+        role = self.plan(study, trial.number).get(param_name, "searched")
+        center = self.incumbent(study).get(param_name, param.default)
+        if role == "default" and _contains(param_distribution, param.default):
+            return param.default
+        if role == "held" and _contains(param_distribution, center):
+            return center
+        if role == "prior" or role == "default":
+            return self._draw(study, trial.number, param_name, param_distribution, center)
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._inner.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._pending.pop(trial.number, None)
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _rng(self, study: Study, number: int, name: str, attempt: int = 0) -> np.random.Generator:
+        return np.random.default_rng(
+            [
+                self._seed & 0xFFFFFFFF,
+                zlib.crc32(study.study_name.encode()),
+                number,
+                zlib.crc32(name.encode()),
+                attempt,
+            ]
+        )
+
+    def _draw(
+        self, study: Study, number: int, name: str, dist: BaseDistribution, center: Any
+    ) -> Any:
+        return _draw(self._rng(study, number, name, 1000), dist, center, uniform=0.25)
+
+    def _seen(self, study: Study, number: int, names: list[str]) -> set[tuple[Any, ...]]:
+        seen = set()
+        for t in study.get_trials(deepcopy=False, states=_ANY):
+            if t.number != number and all(k in t.params for k in names):
+                seen.add(_key({k: t.params[k] for k in names}))
+        for n, params in self._pending.items():
+            if n != number and all(k in params for k in names):
+                seen.add(_key({k: params[k] for k in names}))
+        return seen
+
+
+# ---- prior draws --------------------------------------------------------------------------
+
+
+def _draw(rng: np.random.Generator, dist: BaseDistribution, center: Any, *, uniform: float) -> Any:
+    """A value of ``dist`` drawn broad around ``center`` (uniform with probability
+    ``uniform``, or when there is no usable center)."""
+    if isinstance(dist, CategoricalDistribution):
+        choices = list(dist.choices)
+        if center in choices and len(choices) > 1 and rng.random() >= uniform + 0.15:
+            return center
+        return choices[int(rng.integers(len(choices)))]
+    assert isinstance(dist, (FloatDistribution, IntDistribution))
+    log = dist.log
+    lo, hi = (math.log(dist.low), math.log(dist.high)) if log else (dist.low, dist.high)
+    ok = center is not None and _contains(dist, center)
+    if not ok or rng.random() < uniform:
+        x = rng.uniform(lo, hi)
+    else:
+        c = math.log(center) if log else float(center)
+        x = c + rng.normal() * 0.25 * (hi - lo)
+        for _ in range(8):
+            if lo <= x <= hi:
+                break
+            x = c + rng.normal() * 0.25 * (hi - lo)
+        x = min(max(x, lo), hi)
+    value = math.exp(x) if log else x
+    step = dist.step
+    if isinstance(dist, IntDistribution):
+        s = step or 1
+        v = round((value - dist.low) / s) * s + dist.low
+        return int(min(max(v, dist.low), dist.high))
+    if step is not None:
+        v = round((value - dist.low) / step) * step + dist.low
+        return float(min(max(v, dist.low), dist.high))
+    return float(min(max(value, dist.low), dist.high))
+
+
+def _varied(trials: list[FrozenTrial], name: str, enough: float) -> bool:
+    """Whether ``name`` took at least ``enough`` distinct values in ``trials``."""
+    values: set[Any] = set()
+    for t in reversed(trials):
+        if name in t.params:
+            values.add(_key(t.params[name]))
+            if len(values) >= enough:
+                return True
+    return len(values) >= enough
+
+
+def _size(dist: BaseDistribution) -> float:
+    """How many values ``dist`` has (infinite for a continuous float)."""
+    if isinstance(dist, CategoricalDistribution):
+        return len(dist.choices)
+    if isinstance(dist, IntDistribution) and not dist.log:
+        return (dist.high - dist.low) // dist.step + 1
+    if isinstance(dist, IntDistribution):
+        return dist.high - dist.low + 1
+    if isinstance(dist, FloatDistribution) and dist.step is not None:
+        return round((dist.high - dist.low) / dist.step) + 1
+    return math.inf
+
+
+def _contains(dist: BaseDistribution, value: Any) -> bool:
+    if value is None:
+        return False
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
+
+
+def _key(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _key(v)) for k, v in value.items()))
+    if isinstance(value, float):
+        return round(value, 12)
+    return value
+
+
+def _completed(study: Study) -> list[FrozenTrial]:
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sorted(done, key=lambda t: t.number)
+
+
+def _best(study: Study) -> FrozenTrial | None:
+    if study._is_multi_objective():
+        return None
+    done = [t for t in _completed(study) if t.value is not None and math.isfinite(t.value)]
+    if not done:
+        return None
+    if study.direction == StudyDirection.MAXIMIZE:
+        return max(done, key=lambda t: t.value)
+    return min(done, key=lambda t: t.value)
+
+
+# ---- evidence -----------------------------------------------------------------------------
+
+
+def evidence_importances(study: Study, trials: list[FrozenTrial]) -> dict[str, float]:
+    """PED-ANOVA importance of each parameter on ``trials`` (finished ones of ``study``), as
+    shares summing to 1; ``{}`` when it cannot be computed (too few trials, one objective)."""
+    if study._is_multi_objective() or len(trials) < 4:
+        return {}
+    sub = optuna.create_study(direction=study.direction)
+    sub.add_trials(trials)
+    # With few trials the top decile is one or two trials: look at the top quarter instead.
+    quantile = 0.1 if len(trials) >= 100 else 0.25
+    evaluator = optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile)
+    try:
+        raw = optuna.importance.get_param_importances(sub, evaluator=evaluator, normalize=True)
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return {}
+    total = sum(raw.values())
+    if not raw or not math.isfinite(total) or total <= 0:
+        return {}
+    return {k: float(v) / total for k, v in raw.items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Misfit:
+    """Where a study's evidence disagrees with the checklist's impact tiers.
+
+    ``message`` is one line for a person; ``ranking`` the study's knobs, most important
+    first, with their importance shares and checklist tiers.
+    """
+
+    message: str
+    checklist_top: str
+    evidence_top: str
+    ranking: list[tuple[str, float, str]]
+
+
+def prior_misfit(study: Study, space: SearchSpace, *, min_trials: int = 15) -> list[Misfit]:
+    """Where this study's finished trials disagree with the checklist's tiers, with numbers.
+
+    Empty while fewer than ``min_trials`` trials are complete or when the evidence agrees:
+    the knob this study ranks first is in the checklist's highest tier present, and no
+    low-tier knob ranks above every high-tier one.
+    """
+    done = _completed(study)
+    if len(done) < min_trials:
+        return []
+    share = evidence_importances(study, done)
+    share = {k: v for k, v in share.items() if k in space.params}
+    if not share:
+        return []
+    ranking = sorted(share.items(), key=lambda kv: -kv[1])
+    tier = {k: space.params[k].impact for k in share}
+    order = {t: i for i, t in enumerate(_TIERS)}
+    top_tier = min((tier[k] for k in share), key=lambda t: order[t])
+    ev_top, ev_share = ranking[0]
+    if tier[ev_top] == top_tier:
+        return []
+    in_top = [(k, v) for k, v in ranking if tier[k] == top_tier]
+    ck_top, ck_share = in_top[0]
+    message = (
+        f"the checklist says {ck_top} ({top_tier} impact) matters most; this study's "
+        f"{len(done)} finished trials rank {ev_top} ({tier[ev_top]} impact) first "
+        f"(importance {ev_share:.2f} vs {ck_share:.2f})"
+    )
+    return [
+        Misfit(
+            message=message,
+            checklist_top=ck_top,
+            evidence_top=ev_top,
+            ranking=[(k, round(v, 4), tier[k]) for k, v in ranking],
+        )
+    ]
