@@ -31,7 +31,7 @@ __all__ = ["demo_spec", "run_demo"]
 
 
 def demo_spec(*, trials: int, epochs: int) -> dict[str, Any]:
-    """The demo study: the `demo` space on scikit-learn's digits, impact-tiered, median pruning."""
+    """The demo study: the `demo` space on scikit-learn's digits, the impact prior, median pruning."""
     return {
         "name": f"demo-{dt.datetime.now():%Y%m%d-%H%M%S}",
         "space": "demo",

@@ -136,8 +136,9 @@ def _fmt(value: float) -> str:
 class Param(BaseModel):
     """One hyperparameter: its range or choices, its default, and its place in the checklist.
 
-    ``default`` is the value used while the parameter is not being searched (the impact-tiered
-    sampler keeps low tiers at their defaults at first), so it must be a valid value. Numbers are
+    ``default`` is the value used while the parameter is not being searched (the default
+    ``impact`` strategy runs the defaults first and holds low tiers near them at first), so it
+    must be a valid value. Numbers are
     normalized on validation: ``low``, ``high`` and ``default`` of a float parameter are floats,
     those of an int parameter ints (``64.0`` becomes ``64``). ``when`` makes the parameter exist
     only while every named parameter's value is in its list, e.g. ``{"optim.name": ["sgd"]}``.

@@ -42,7 +42,7 @@ def default_config(space: SearchSpace, fixed: Mapping[str, Any] | None = None) -
     """The config of every active parameter's default, or its ``fixed`` value.
 
     Conditions and ``fixed`` are handled as in :func:`suggest_config`; this is the config the
-    impact-tiered sampler's first trial runs.
+    impact samplers' first trial runs.
     """
     pinned = space.check_fixed(fixed or {})
     config: dict[str, Any] = {}

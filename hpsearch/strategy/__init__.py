@@ -1,4 +1,4 @@
-"""Samplers and pruners built from a study spec, and the impact-tiered sampler."""
+"""Samplers and pruners built from a study spec; the checklist-prior and tiered samplers."""
 
 from __future__ import annotations
 
