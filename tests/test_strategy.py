@@ -243,7 +243,9 @@ def _wd_only(config):  # only the low-tier weight decay matters; best at 1e-2
 
 
 def _run_space(sampler, space, n, objective, study=None):
-    study = study or optuna.create_study(sampler=sampler)
+    # A fixed name: the prior's draws depend on the study's name (so workers agree), and a
+    # generated one would make each run of a test draw differently.
+    study = study or optuna.create_study(sampler=sampler, study_name="prior-test")
     for _ in range(n):
         trial = study.ask()
         study.tell(trial, objective(suggest_config(trial, space)))
