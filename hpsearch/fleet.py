@@ -19,6 +19,7 @@ import sqlalchemy
 from pydantic import BaseModel
 
 import hpsearch
+from hpsearch.storage import grace_seconds
 from hpsearch.tables import workers
 from hpsearch.timestamps import DbUtcDatetime, utc_now
 
@@ -54,11 +55,6 @@ class WorkerRecord(BaseModel):
 def new_worker_id(device: str | None) -> str:
     """``host:pid[:device]``: unique among live workers, readable in logs and trial attributes."""
     return f"{socket.gethostname()}:{os.getpid()}" + (f":{device}" if device else "")
-
-
-def _grace_seconds(storage: optuna.storages.RDBStorage) -> float:
-    interval = storage.get_heartbeat_interval() or 10
-    return float(storage.grace_period or 2 * interval)
 
 
 def _now(conn: sqlalchemy.Connection) -> dt.datetime:
@@ -131,7 +127,7 @@ def list_workers(
 
     With ``study``, only those running one of that study's trials now.
     """
-    grace = _grace_seconds(storage)
+    grace = grace_seconds(storage)
     query = sqlalchemy.select(workers).order_by(workers.c.last_seen.desc())
     if study is not None:
         query = query.where(workers.c.study == study)

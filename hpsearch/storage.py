@@ -35,6 +35,7 @@ __all__ = [
     "count_retries",
     "count_trials_by_state",
     "count_trials_by_study",
+    "grace_seconds",
     "mark_trials_edited",
     "open_storage",
     "page_trial_ids",
@@ -82,6 +83,14 @@ def resolve_storage_url(url: str | None = None) -> str:
         # psycopg 3 is the driver hpsearch installs; SQLAlchemy's bare scheme means psycopg2.
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
+
+
+def grace_seconds(storage: optuna.storages.RDBStorage) -> float:
+    """How long a running trial may go without a heartbeat before it counts as stale: the
+    storage's grace period (3 heartbeats with :func:`open_storage`), else Optuna's default of
+    2 heartbeat intervals."""
+    interval = storage.get_heartbeat_interval() or HEARTBEAT_INTERVAL
+    return float(storage.grace_period or 2 * interval)
 
 
 def redact(url: str) -> str:

@@ -127,7 +127,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
     def is_defaults_trial(self, study: Study, trial_number: int) -> bool:
         """Whether this trial runs the defaults: every earlier trial was enqueued, and none of
         them with the defaults."""
-        for t in study.get_trials(deepcopy=False):
+        for t in study._get_trials(deepcopy=False, use_cache=True):
             if t.number >= trial_number:
                 continue
             fixed = t.system_attrs.get("fixed_params")
@@ -179,7 +179,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         ``searched`` (sampled by the inner sampler)."""
         if self.is_defaults_trial(study, trial_number):
             return dict.fromkeys(self._space.params, "default")
-        finished = study.get_trials(deepcopy=False, states=_FINISHED)
+        finished = study._get_trials(deepcopy=False, use_cache=True, states=_FINISHED)
         n = len(finished)
         key = (study.study_name, trial_number, n)
         if key in self._plans:
@@ -220,7 +220,9 @@ class PriorSampler(optuna.samplers.BaseSampler):
         if space:
             return space
         # Nothing finished yet (several trials asked at once): the knobs the study has seen.
-        for t in sorted(study.get_trials(deepcopy=False, states=_ANY), key=lambda t: -t.number):
+        for t in sorted(
+            study._get_trials(deepcopy=False, use_cache=True, states=_ANY), key=lambda t: -t.number
+        ):
             if t.distributions:
                 return {k: d for k, d in t.distributions.items() if not d.single()}
         return {}
@@ -321,7 +323,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
 
     def _seen(self, study: Study, number: int, names: list[str]) -> set[tuple[Any, ...]]:
         seen = set()
-        for t in study.get_trials(deepcopy=False, states=_ANY):
+        for t in study._get_trials(deepcopy=False, use_cache=True, states=_ANY):
             if t.number != number and all(k in t.params for k in names):
                 seen.add(_key({k: t.params[k] for k in names}))
         for n, params in self._pending.items():
@@ -409,7 +411,7 @@ def _key(value: Any) -> Any:
 
 
 def _completed(study: Study) -> list[FrozenTrial]:
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = study._get_trials(deepcopy=False, use_cache=True, states=(TrialState.COMPLETE,))
     return sorted(done, key=lambda t: t.number)
 
 

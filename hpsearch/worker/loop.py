@@ -53,6 +53,7 @@ from hpsearch.storage import (
     count_retries,
     count_trials_by_state,
     count_trials_by_study,
+    grace_seconds,
     open_storage,
     redact,
     set_trial_user_attrs,
@@ -82,7 +83,7 @@ from hpsearch.worker.heartbeat import Heartbeat
 from hpsearch.worker.objective import Objective, TrialFunction, load_objective, trial_function
 from hpsearch.worker.oom import run_with_oom_retries
 from hpsearch.worker.reconnect import Reconnect
-from hpsearch.worker.stale import fail_stale_trials, grace_seconds
+from hpsearch.worker.stale import fail_stale_trials
 
 __all__ = ["OOM_ATTR", "WorkerStopped", "run_worker"]
 
@@ -120,7 +121,6 @@ class _Joined:
     spec: StudySpec
     run: TrialFunction
     pruner_read_at: float = -math.inf  # time.monotonic() of the last read of the pruner
-    stale_checked_at: float = -math.inf  # time.monotonic() of the last check for stale trials
 
 
 class _Signals:
@@ -195,6 +195,7 @@ class _Worker:
         self.signals = _Signals()
         self.joined: dict[str, _Joined] = {}
         self._specs: dict[int, StudySpec] = {}  # for picking studies; budgets never change
+        self._stale_checked_at: dict[int, float] = {}  # study id -> monotonic time of last check
         self._last_idle_beat = 0.0
 
     # -- joining and picking studies -------------------------------------------------------
@@ -278,10 +279,22 @@ class _Worker:
         if not counts[TrialState.RUNNING] or self._done(study_id, spec, counts) is not None:
             return False
         try:
-            return self.check_stale(self.join(name))
+            # Not joined just to look: joining takes a seed ordinal and builds the objective.
+            joined = self.joined.get(name)
+            study = joined.study if joined else self._watch(name)
+            return self.check_stale(study)
         except (StudyNotFound, KeyError, ValidationError):
             self.joined.pop(name, None)  # deleted meanwhile
             return False
+
+    def _watch(self, name: str) -> optuna.Study:
+        return self.link.call(
+            "opening the study",
+            optuna.load_study,
+            study_name=name,
+            storage=self.storage,
+            sampler=optuna.samplers.RandomSampler(),
+        )
 
     def _takes_no_trial(
         self, study_id: int, spec: StudySpec, counts: dict[TrialState, int]
@@ -311,7 +324,7 @@ class _Worker:
         database restart during the claim cannot leave a RUNNING trial nothing ever fails.
         """
         now = time.monotonic()
-        self.check_stale(joined)
+        self.check_stale(joined.study)
         if now >= joined.pruner_read_at + PRUNER_POLL_SECONDS:
             self.link.call("reading the pruner", self._refresh_pruner, joined)
             joined.pruner_read_at = now
@@ -330,7 +343,7 @@ class _Worker:
             return None
         return self.link.call("reading the trial", new_trial, joined.study, trial_id)
 
-    def check_stale(self, joined: _Joined) -> bool:
+    def check_stale(self, study: optuna.Study) -> bool:
         """Fail the study's trials whose worker is gone (their retries are queued), at most
         once per heartbeat interval; whether it looked this time.
 
@@ -342,12 +355,11 @@ class _Worker:
         interval = self.storage.get_heartbeat_interval() or 10
         # Right after an outage every trial's heartbeat looks old: give the other workers one
         # grace period to beat again before calling their trials dead.
-        if now < joined.stale_checked_at + interval or self.link.troubled_within(
-            grace_seconds(self.storage)
-        ):
+        checked_at = self._stale_checked_at.get(study._study_id, -math.inf)
+        if now < checked_at + interval or self.link.troubled_within(grace_seconds(self.storage)):
             return False
-        self.link.call("failing stale trials", fail_stale_trials, self.storage, joined.study)
-        joined.stale_checked_at = now
+        self.link.call("failing stale trials", fail_stale_trials, self.storage, study)
+        self._stale_checked_at[study._study_id] = now
         return True
 
     def _claim_locked(self, joined: _Joined, token: str, *, retried: bool) -> int | None:
@@ -411,13 +423,13 @@ class _Worker:
             if outcome is not None:  # stopped while writing the result: it is being retried
                 raise
             outcome = _Outcome(TrialState.FAIL, reason=_stopped_reason(self.signals), stopped=True)
-            self._finish(joined, trial, outcome, give_up_after=self._grace())
+            self._finish(joined, trial, outcome, give_up_after=grace_seconds(self.storage))
             raise
         except BaseException:
             if outcome is None:  # broken between the claim and the tell
                 reason = "the worker failed before the trial ended"
                 outcome = _Outcome(TrialState.FAIL, reason=reason, stopped=True)
-                self._finish(joined, trial, outcome, give_up_after=self._grace())
+                self._finish(joined, trial, outcome, give_up_after=grace_seconds(self.storage))
             raise
         if checkpoint is not None and not outcome.stopped:
             checkpoint.unlink(missing_ok=True)  # the trial is over; nothing will resume it
@@ -538,9 +550,6 @@ class _Worker:
         # The study's id, never its name: a name can be changed outside hpsearch (the dashboard,
         # Optuna itself) to anything, '../..' included, and must not become a path.
         return self.checkpoint_dir / study_folder(joined.study_id) / f"trial-{origin}.pt"
-
-    def _grace(self) -> float:
-        return float(self.storage.grace_period or 30)
 
     # -- idling ----------------------------------------------------------------------------
 

@@ -22,9 +22,10 @@ import sqlalchemy
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
+from hpsearch.storage import grace_seconds
 from hpsearch.studies import FAIL_REASON_ATTR
 
-__all__ = ["UNBEATEN_REASON", "fail_stale_trials", "grace_seconds", "unbeaten_trial_ids"]
+__all__ = ["UNBEATEN_REASON", "fail_stale_trials", "unbeaten_trial_ids"]
 
 log = logging.getLogger("hpsearch.worker")
 
@@ -36,12 +37,6 @@ UNBEATEN_REASON = (
 
 _trials = models.TrialModel.__table__
 _heartbeats = models.TrialHeartbeatModel.__table__
-
-
-def grace_seconds(storage: optuna.storages.RDBStorage) -> float:
-    """The storage's grace period, defaulted as Optuna defaults it (2 heartbeat intervals)."""
-    interval = storage.get_heartbeat_interval() or 10
-    return float(storage.grace_period or 2 * interval)
 
 
 #: (database URL, study id) -> {trial id: when this process first saw it RUNNING unbeaten}.
