@@ -55,12 +55,16 @@ def _resumable_args(checkpoint_dir):
             "--checkpoint-dir", str(checkpoint_dir)]  # fmt: skip
 
 
-def _wait_for(predicate, what, timeout=60.0):
+def _wait_for(predicate, what, timeout=60.0, *, worker=None):
+    """Poll ``predicate`` until it holds; fail at once, with its output, if ``worker`` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = predicate()
         if result:
             return result
+        if worker is not None and worker.poll() is not None:
+            raise AssertionError(f"the worker exited ({worker.returncode}) before {what}: "
+                                 f"{worker.stdout.read()}")  # fmt: skip
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -160,7 +164,7 @@ def test_sigterm_stops_within_the_bound_and_the_trial_resumes(storage_url, tmp_p
     args = _resumable_args(tmp_path)
     worker = _worker(storage_url, *args)
     try:
-        _wait_for(_running_with_steps(storage_url, steps=3), "a trial with 3 steps")
+        _wait_for(_running_with_steps(storage_url, steps=3), "a trial with 3 steps", worker=worker)
         worker.send_signal(signal.SIGTERM)
         out, _ = worker.communicate(timeout=30)  # the bound on stopping
     finally:
