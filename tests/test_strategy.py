@@ -344,3 +344,52 @@ def test_prior_misfit_names_the_knob_the_evidence_ranks_first():
     # Where the checklist is right, there is nothing to say.
     right = _run_space(PriorSampler(WIDE, seed=0), WIDE, 40, lambda c: abs(math.log10(c["lr"]) + 1))
     assert prior_misfit(right, WIDE) == []
+
+
+def test_prior_sampler_learns_from_the_rungs_of_a_pruned_study():
+    # A multi-fidelity study: 40 trials pruned after 1 or 3 epochs, 3 run to the end. The
+    # evidence (and the incumbent) must come from the rungs, not wait for 15 complete trials.
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    dists = {k: p.distribution() for k, p in WIDE.params.items()}
+    study = optuna.create_study(sampler=PriorSampler(WIDE, seed=0), study_name="prior-test")
+    for i in range(43):
+        config = {
+            k: (
+                d.choices[int(rng.integers(len(d.choices)))]
+                if hasattr(d, "choices")
+                else float(np.exp(rng.uniform(np.log(d.low), np.log(d.high))))
+                if d.log
+                else d.low + (d.high - d.low) * float(rng.random())
+            )
+            for k, d in dists.items()
+        }
+        config = {
+            k: int(round(v)) if isinstance(dists[k], optuna.distributions.IntDistribution) else v
+            for k, v in config.items()
+        }
+        final = _wd_only(config)
+        steps = 27 if i < 3 else (1 if i % 3 else 3)
+        curve = {e: final + 2.0 / e for e in range(1, steps + 1)}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=config,
+                distributions=dists,
+                intermediate_values=curve,
+                state=optuna.trial.TrialState.COMPLETE
+                if steps == 27
+                else optuna.trial.TrialState.PRUNED,
+                value=curve[27] if steps == 27 else None,
+            )
+        )
+    sampler = study.sampler
+    assert sampler.importances(study) != {}  # from the rungs, before 15 complete trials
+    assert sampler.tiers(study)["wd"] in ("high", "medium")
+    # The incumbent is the best trial at the highest rung that holds 3 trials or more (step 3
+    # here: 3 complete trials and 14 pruned after 3 epochs).
+    at_3 = [t for t in study.trials if 3 in t.intermediate_values]
+    best = min(at_3, key=lambda t: t.intermediate_values[3])
+    assert sampler.incumbent(study) == best.params
+    (misfit,) = prior_misfit(study, WIDE)
+    assert misfit.evidence_top == "wd" and "compared at epoch 3" in misfit.message

@@ -157,20 +157,21 @@ class PriorSampler(optuna.samplers.BaseSampler):
         ``{}`` before ``evidence_after`` of them; cached between recomputations."""
         if self._evidence_after == 0:
             return {}
-        done = _completed(study)
-        if len(done) < max(self._evidence_after, 4):
+        step, scored = _scored(study, max(self._evidence_after, 4))
+        if len(scored) < max(self._evidence_after, 4):
             return {}
         # Recompute at 15, 25, 35, ... trials, then at most every fifth of the study's size,
         # on the latest _EVIDENCE_CAP of the first m trials: the cost stays flat as it grows.
         m = self._evidence_after
         while True:
-            step = max(self._evidence_every, m // 5)
-            if m + step > len(done):
+            every = max(self._evidence_every, m // 5)
+            if m + every > len(scored):
                 break
-            m += step
-        key = (study.study_name, m)
+            m += every
+        key = (study.study_name, m, step)
         if key not in self._importance:
-            self._importance[key] = evidence_importances(study, done[max(0, m - _EVIDENCE_CAP) : m])
+            window = _as_trials(scored[max(0, m - _EVIDENCE_CAP) : m])
+            self._importance[key] = evidence_importances(study, window)
         return self._importance[key]
 
     def plan(self, study: Study, trial_number: int) -> dict[str, Role]:
@@ -415,15 +416,56 @@ def _completed(study: Study) -> list[FrozenTrial]:
     return sorted(done, key=lambda t: t.number)
 
 
+def _scored(study: Study, enough: int) -> tuple[int | None, list[tuple[FrozenTrial, float]]]:
+    """The study's finished trials with values that compare, oldest first, and the step
+    (epoch) the values are taken at (``None``: the trials' final values).
+
+    Without pruned trials: the complete ones, by their values. With them (a multi-fidelity
+    study), every trial's value at the highest step that at least ``enough`` trials reached,
+    as in the rungs of successive halving: the evidence and the incumbent come from the highest
+    rung that holds enough trials, not only from the few trials that ran to the end.
+    """
+    trials = study._get_trials(deepcopy=False, use_cache=True, states=_FINISHED)
+    if not any(t.state == TrialState.PRUNED and t.intermediate_values for t in trials):
+        return None, [(t, t.value) for t in _completed(study) if _finite(t.value)]
+    counts: dict[int, int] = {}
+    for t in trials:
+        for step, v in t.intermediate_values.items():
+            if _finite(v):
+                counts[step] = counts.get(step, 0) + 1
+    full = [s for s, c in counts.items() if c >= enough]
+    step = max(full) if full else max(counts, key=lambda s: (counts[s], -s))
+    out = []
+    for t in sorted(trials, key=lambda t: t.number):
+        v = t.intermediate_values.get(step)
+        if v is None and t.state == TrialState.COMPLETE and not t.intermediate_values:
+            v = t.value  # a trial that reported no steps: its final value
+        if _finite(v):
+            out.append((t, float(v)))
+    return step, out
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _as_trials(scored: list[tuple[FrozenTrial, float]]) -> list[FrozenTrial]:
+    """Complete trials carrying the scored values, for an importance evaluator."""
+    return [
+        optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=v)
+        for t, v in scored
+    ]
+
+
 def _best(study: Study) -> FrozenTrial | None:
+    """The best finished trial: by its value, or at the highest rung of 3 or more trials."""
     if study._is_multi_objective():
         return None
-    done = [t for t in _completed(study) if t.value is not None and math.isfinite(t.value)]
+    _, done = _scored(study, 3)
     if not done:
         return None
-    if study.direction == StudyDirection.MAXIMIZE:
-        return max(done, key=lambda t: t.value)
-    return min(done, key=lambda t: t.value)
+    sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
+    return min(done, key=lambda tv: sign * tv[1])[0]
 
 
 # ---- evidence -----------------------------------------------------------------------------
@@ -470,10 +512,10 @@ def prior_misfit(study: Study, space: SearchSpace, *, min_trials: int = 15) -> l
     the knob this study ranks first is in the checklist's highest tier present, and no
     low-tier knob ranks above every high-tier one.
     """
-    done = _completed(study)
-    if len(done) < min_trials:
+    step, scored = _scored(study, min_trials)
+    if len(scored) < min_trials:
         return []
-    share = evidence_importances(study, done)
+    share = evidence_importances(study, _as_trials(scored[-_EVIDENCE_CAP:]))
     share = {k: v for k, v in share.items() if k in space.params}
     if not share:
         return []
@@ -488,7 +530,8 @@ def prior_misfit(study: Study, space: SearchSpace, *, min_trials: int = 15) -> l
     ck_top, ck_share = in_top[0]
     message = (
         f"the checklist says {ck_top} ({top_tier} impact) matters most; this study's "
-        f"{len(done)} finished trials rank {ev_top} ({tier[ev_top]} impact) first "
+        f"{len(scored)} finished trials{'' if step is None else f' (compared at epoch {step})'} "
+        f"rank {ev_top} ({tier[ev_top]} impact) first "
         f"(importance {ev_share:.2f} vs {ck_share:.2f})"
     )
     return [
