@@ -33,9 +33,9 @@ EPOCHS = 27  # 1, 3, 9, 27: Hyperband's rungs at reduction factor 3
 GRID: dict[str, list[float]] = {
     "lr": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
     "alpha": [1e-8, 1e-6, 1e-4, 1e-2, 1.0],
-    "width": [16, 64, 128],
+    "width": [16, 48, 128],
     "depth": [1, 2, 3],
-    "batch_size": [16, 64, 256],
+    "batch_size": [32, 128, 512],
 }
 LOSS_CAP = 10.0  # the log loss a diverged config scores
 MAX_TRAIN = 800  # training rows per dataset, at most

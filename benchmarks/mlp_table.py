@@ -2,9 +2,11 @@
 
 One dataset of the table is one problem: a five-knob hpsearch space, as a user would write it
 from the checklist (learning rate and width high impact, depth and weight decay medium, batch
-size low), whose configs are evaluated at the nearest grid point in log space. The value is
-the validation log loss after the last epoch, or after any epoch for multi-fidelity search;
-regret is normalized by the table's ``median - optimum`` of final losses and shown as log10.
+size low), with the usual starting point as defaults (Adam's lr 1e-3, 128 units, 2 layers,
+weight decay 1e-4, batch 128). A config is evaluated at the nearest grid point in log space.
+The value is the validation log loss after the last epoch, or after any epoch for
+multi-fidelity search; regret is normalized by the table's ``median - optimum`` of final
+losses and shown as log10.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ _PARAMS: dict[str, dict[str, Any]] = {
         "low": 16,
         "high": 128,
         "log": True,
-        "default": 64,
+        "default": 128,
         "impact": "high",
         "checklist": "Layer size",
     },
@@ -60,10 +62,10 @@ _PARAMS: dict[str, dict[str, Any]] = {
     },
     "batch_size": {
         "type": "int",
-        "low": 16,
-        "high": 256,
+        "low": 32,
+        "high": 512,
         "log": True,
-        "default": 64,
+        "default": 128,
         "impact": "low",
         "checklist": "Batch Size (BS)",
     },

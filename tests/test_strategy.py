@@ -393,3 +393,26 @@ def test_prior_sampler_learns_from_the_rungs_of_a_pruned_study():
     assert sampler.incumbent(study) == best.params
     (misfit,) = prior_misfit(study, WIDE)
     assert misfit.evidence_top == "wd" and "compared at epoch 3" in misfit.message
+
+
+def test_uniform_share_follows_the_successive_halving_bracket():
+    from hpsearch.strategy.prior import uniform_share
+
+    hb = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=27, reduction_factor=3)
+    study = optuna.create_study(pruner=hb, study_name="prior-test")
+    trial = study.ask()  # Hyperband sets up its brackets when it first judges a trial
+    trial.report(1.0, 1)
+    trial.should_prune()
+    shares = {uniform_share(study, n) for n in range(200)}
+    assert shares == {1 / (1 + 3**r) for r in range(4)}  # 1/2, 1/4, 1/10, 1/28 by bracket
+    asha = optuna.create_study(pruner=optuna.pruners.SuccessiveHalvingPruner(reduction_factor=3))
+    assert uniform_share(asha, 5) == 0.5
+    for pruner in (optuna.pruners.MedianPruner(), optuna.pruners.NopPruner()):
+        assert uniform_share(optuna.create_study(pruner=pruner), 5) == 0.0
+    # A Hyperband study's plans draw whole configs uniformly about that often.
+    sampler = PriorSampler(WIDE, seed=0)
+    study = optuna.create_study(sampler=sampler, pruner=hb, study_name="prior-test")
+    _run_space(None, WIDE, 12, _wd_only, study=study)
+    plans = [sampler.plan(study, n) for n in range(12, 212)]
+    uniform = sum(set(p.values()) == {"uniform"} for p in plans)
+    assert 30 <= uniform <= 110

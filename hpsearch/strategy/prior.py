@@ -30,10 +30,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.spaces import SearchSpace, default_config
 
-__all__ = ["Misfit", "PriorSampler", "evidence_importances", "prior_misfit"]
+__all__ = ["Misfit", "PriorSampler", "evidence_importances", "prior_misfit", "uniform_share"]
 
 Tier = Literal["high", "medium", "low"]
-Role = Literal["default", "held", "prior", "searched"]
+Role = Literal["default", "held", "prior", "searched", "uniform"]
 _TIERS: tuple[Tier, ...] = ("high", "medium", "low")
 _EVIDENCE_CAP = 300  # trials the importance is computed on, at most
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -121,6 +121,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         self._importance: dict[tuple[str, int], dict[str, float]] = {}
         self._plans: dict[tuple[str, int, int], dict[str, Role]] = {}
         self._pending: dict[int, dict[str, Any]] = {}  # this process's asked, unsuggested trials
+        self._incumbents: dict[tuple[str, int], dict[str, Any]] = {}
 
     # ---- decisions: functions of the study's trials -------------------------------------
 
@@ -176,8 +177,9 @@ class PriorSampler(optuna.samplers.BaseSampler):
 
     def plan(self, study: Study, trial_number: int) -> dict[str, Role]:
         """What each knob of the space does at ``trial_number``: ``default`` (the defaults
-        trial), ``held`` (at the incumbent's value), ``prior`` (drawn from the prior) or
-        ``searched`` (sampled by the inner sampler)."""
+        trial), ``held`` (at the incumbent's value), ``prior`` (drawn from the prior),
+        ``searched`` (sampled by the inner sampler) or ``uniform`` (a whole config drawn
+        uniformly, as successive halving's cheapest brackets do; see :func:`uniform_share`)."""
         if self.is_defaults_trial(study, trial_number):
             return dict.fromkeys(self._space.params, "default")
         finished = study._get_trials(deepcopy=False, use_cache=True, states=_FINISHED)
@@ -185,9 +187,13 @@ class PriorSampler(optuna.samplers.BaseSampler):
         key = (study.study_name, trial_number, n)
         if key in self._plans:
             return dict(self._plans[key])
+        if self._rng(study, trial_number, "uniform").random() < uniform_share(study, trial_number):
+            out: dict[str, Role] = dict.fromkeys(self._space.params, "uniform")
+            self._plans[key] = out
+            return dict(out)
         tiers = self.tiers(study)
         startup = n < self._n_startup
-        out: dict[str, Role] = {}
+        out = {}
         for name in self._space.params:
             coin = self._rng(study, trial_number, name).random()
             if coin < self.hold_probability(tiers[name], n):
@@ -206,9 +212,15 @@ class PriorSampler(optuna.samplers.BaseSampler):
         return dict(out)
 
     def incumbent(self, study: Study) -> dict[str, Any]:
-        """The values knobs are held at: the best finished trial's, else the defaults."""
-        best = _best(study)
-        return {**self._defaults, **(best.params if best is not None else {})}
+        """The values knobs are held at: the best finished trial's (in a pruned study, the best
+        at the highest rung of three or more trials), else the defaults."""
+        n = len(study._get_trials(deepcopy=False, use_cache=True, states=_FINISHED))
+        key = (study.study_name, n)
+        if key not in self._incumbents:
+            best = _best(study)
+            self._incumbents.clear()  # one entry: the latest count of finished trials
+            self._incumbents[key] = {**self._defaults, **(best.params if best is not None else {})}
+        return dict(self._incumbents[key])
 
     # ---- the sampler protocol -----------------------------------------------------------
 
@@ -246,6 +258,10 @@ class PriorSampler(optuna.samplers.BaseSampler):
                 held.add(name)
             elif role == "searched" and name in tpe:
                 params[name] = tpe[name]
+            elif role == "uniform":
+                params[name] = _draw(
+                    self._rng(study, trial.number, name, 2000), dist, None, uniform=1
+                )
             elif name in self._space.params:
                 params[name] = self._draw(study, trial.number, name, dist, center.get(name))
             elif name in tpe:
@@ -284,6 +300,9 @@ class PriorSampler(optuna.samplers.BaseSampler):
             return param.default
         if role == "held" and _contains(param_distribution, center):
             return center
+        if role == "uniform":
+            rng = self._rng(study, trial.number, param_name, 2000)
+            return _draw(rng, param_distribution, None, uniform=1)
         if role == "prior" or role == "default":
             return self._draw(study, trial.number, param_name, param_distribution, center)
         return self._inner.sample_independent(study, trial, param_name, param_distribution)
@@ -331,6 +350,37 @@ class PriorSampler(optuna.samplers.BaseSampler):
             if n != number and all(k in params for k in names):
                 seen.add(_key({k: params[k] for k in names}))
         return seen
+
+
+def uniform_share(study: Study, trial_number: int) -> float:
+    """The probability that a trial of a multi-fidelity study is drawn uniformly: PriorBand's
+    ``1 / (1 + eta**r)``, ``r`` being the rung its successive-halving bracket starts at.
+
+    Under Hyperband, a trial of the cheapest bracket (judged after ``min_resource`` epochs) is
+    uniform with probability 1/2, one of the next 1/4 at ``eta = 3``, and so on: many configs
+    tried cheaply, few expensively. ASHA (successive halving) is one bracket; other pruners, and
+    a study without one, get 0 (the prior's own draws keep a uniform quarter).
+    """
+    pruner = study.pruner
+    if isinstance(pruner, optuna.pruners.HyperbandPruner):
+        try:
+            rung = pruner._get_bracket_id(study, _Numbered(trial_number))
+            eta = pruner._reduction_factor
+        except (AttributeError, TypeError, AssertionError):  # Optuna's internals moved
+            return 0.0
+    elif isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner):
+        rung = getattr(pruner, "_min_early_stopping_rate", 0)
+        eta = getattr(pruner, "_reduction_factor", 4)
+    else:
+        return 0.0
+    if not isinstance(eta, (int, float)) or eta < 2:
+        return 0.0
+    return 1.0 / (1.0 + float(eta) ** int(rung))
+
+
+@dataclass(frozen=True)
+class _Numbered:
+    number: int
 
 
 # ---- prior draws --------------------------------------------------------------------------
