@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from hpsearch.errors import ArtifactNotFound, UsageError
+from hpsearch.misfit import PriorCheck, study_prior_check
 from hpsearch.safe_names import name_slug
 
 if TYPE_CHECKING:
@@ -114,6 +115,14 @@ class ErrorReport(BaseModel):
     residuals: ResidualSummary | None = None
     worst: list[WorstExample]
     plots: list[str]
+    prior: PriorCheck | None = None  # the study's evidence against the checklist's tiers
+
+    def prior_line(self) -> str | None:
+        """The prior-misfit line of the headline (None when the study was not checked)."""
+        if self.prior is None:
+            return None
+        label = "prior misfit" if self.prior.verdict == "misfit" else "checklist prior"
+        return f"{label}: {self.prior.line}"
 
     def headline(self) -> list[str]:
         """A few lines that sum the report up (what the CLI prints)."""
@@ -137,6 +146,9 @@ class ErrorReport(BaseModel):
                 f"worst example: #{w.index} true {_fmt(w.true)} predicted {_fmt(w.predicted)} "
                 f"(loss {w.loss:.4g})"
             )
+        prior = self.prior_line()
+        if prior is not None:
+            lines.append(prior)
         return lines
 
 
@@ -478,7 +490,16 @@ def _markdown(report: ErrorReport) -> str:
     lines += table(*_worst_columns(report)) + [""]
     if "worst" in report.plots:
         lines += ["![highest-loss examples](worst.png)", ""]
+    if report.prior is not None:
+        lines += ["## Prior misfit", "", report.prior.line, ""]
+        if report.prior.ranking:
+            lines += table(*_prior_columns(report.prior)) + [""]
     return "\n".join(lines)
+
+
+def _prior_columns(prior: PriorCheck) -> tuple[list[str], list[list[str]]]:
+    head = ["knob", "importance", "checklist tier"]
+    return head, [[r.param, f"{r.importance:.3f}", r.tier] for r in prior.ranking]
 
 
 _CSS = (
@@ -532,6 +553,10 @@ def _html(report: ErrorReport) -> str:
     parts.append(table(*_worst_columns(report), left=0))
     if "worst" in report.plots:
         parts.append('<img src="worst.png" alt="highest-loss examples">')
+    if report.prior is not None:
+        parts.append(f"<h2>Prior misfit</h2><p>{e(report.prior.line)}</p>")
+        if report.prior.ranking:
+            parts.append(table(*_prior_columns(report.prior)))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -547,6 +572,9 @@ def study_report(
 ) -> tuple[ErrorReport, ValPredictions]:
     """The report of a trial of a study (its best trial by default) and the predictions behind it.
 
+    ``prior`` says what the study's evidence says of the checklist's tiers
+    (:func:`hpsearch.misfit.study_prior_check`); None for a study that does not use them.
+
     Errors as :func:`hpsearch.artifacts.predictions_for` raises them.
     """
     from hpsearch.artifacts import predictions_for
@@ -554,4 +582,5 @@ def study_report(
     number, preds = predictions_for(storage, store, study_name, trial_number)
     report = build_report(preds)
     report.study, report.trial = study_name, number
+    report.prior = study_prior_check(storage, study_name)
     return report, preds
