@@ -14,11 +14,13 @@ import functools
 import hashlib
 import json
 import os
+import sqlite3
 import time
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import optuna
 import sqlalchemy
@@ -109,13 +111,76 @@ def _on_sqlite_connect(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def open_storage(url: str | None = None) -> optuna.storages.RDBStorage:
+def open_storage(url: str | None = None, *, create: bool = True) -> optuna.storages.RDBStorage:
     """Open (and create if needed) the study database at ``url``, with worker heartbeats on.
 
     One storage object per URL and process: callers share its connection pool. Raises
     :class:`StorageUnavailable` with the URL (password hidden) when it cannot be reached.
+
+    With ``create=False`` (reads, and changes to studies that must exist) nothing is created:
+    a SQLite file that does not exist, or a database without Optuna's tables, raises
+    :class:`StorageUnavailable` saying so, instead of becoming a new, empty study database.
     """
-    return _open_storage(resolve_storage_url(url))
+    url = resolve_storage_url(url)
+    if not create:
+        _check_exists(url)
+    return _open_storage(url)
+
+
+def _has_study_tables(engine: sqlalchemy.Engine) -> bool:
+    try:
+        return sqlalchemy.inspect(engine).has_table("studies")
+    finally:
+        engine.dispose()
+
+
+def _check_exists(url: str) -> None:
+    """Raise StorageUnavailable unless ``url`` names an existing database with Optuna's tables."""
+    try:
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+    except Exception:  # noqa: BLE001 - _open_storage names what is wrong with the URL
+        return
+    where = "check --storage or $HPSEARCH_STORAGE; reads never create a database"
+    if backend == "sqlite":
+        database = parsed.database
+        if not database or database == ":memory:" or parsed.query.get("uri"):
+            return  # in memory, or a URI form that SQLite itself resolves
+        path = Path(database)
+        if not path.is_file():
+            raise StorageUnavailable(
+                f"no study database at {redact(url)}: the file {str(path.absolute())!r} does "
+                f"not exist ({where})"
+            )
+        # Read-only, so that not even a journal is made in a file that is not a database.
+        ro_uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+        ro = sqlalchemy.create_engine(
+            "sqlite://",
+            creator=lambda: sqlite3.connect(ro_uri, uri=True),
+            poolclass=sqlalchemy.pool.NullPool,
+        )
+    elif backend == "postgresql":
+        ro = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    else:
+        return
+    try:
+        found = _has_study_tables(ro)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as e:
+        raise StorageUnavailable(
+            f"cannot open the study database {redact(url)}: {_first_line(e)} ({where})"
+        ) from e
+    if not found:
+        raise StorageUnavailable(
+            f"{redact(url)} is not a study database yet (it has no Optuna tables): {where}, "
+            "or start `hpsearch serve` or a worker on it first"
+        )
+
+
+def _first_line(e: BaseException) -> str:
+    # SQLAlchemy wraps the driver's message in several lines and a link; keep the driver's line.
+    orig = getattr(e, "orig", None)
+    text = str(orig if orig is not None else e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 @functools.cache

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
@@ -45,8 +46,8 @@ _GUARDED_ROUTERS = (
     workers.router,
     metrics.router,  # scrapers send a read token (Prometheus: `authorization:`)
 )
-#: Routers open to anyone: liveness and readiness probes (``/docs`` and ``/openapi.json`` are
-#: FastAPI's own and open too).
+#: Routers open to anyone: liveness and readiness probes (``/docs``, ``/redoc``, their assets
+#: and ``/openapi.json`` are open too).
 _OPEN_ROUTERS = (health.router,)
 
 
@@ -101,7 +102,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(_connect_with_retry, settings)
         yield
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI with /docs and /redoc loading their scripts and styles from the
+    # installed package (under /static-offline-docs), not a CDN: the docs work offline.
+    app = FastAPIOffline(
         title="hpsearch",
         version=hpsearch.__version__,
         description=(

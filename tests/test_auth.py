@@ -265,6 +265,7 @@ def hpsearch(*args):
 
 
 def test_token_cli_round_trip(storage_url):
+    open_storage(storage_url)  # a study database without tokens (`token list` creates none)
     empty = hpsearch("token", "list", "--storage", storage_url)
     assert empty.returncode == 0 and "no API tokens yet" in empty.stdout
 
