@@ -38,6 +38,7 @@ __all__ = [
     "DATA_ROOTS_ENV",
     "SYSTEM_FOLDERS",
     "DataRoots",
+    "bundled_for",
     "check_member",
     "check_spec_paths",
     "reading_under",
@@ -63,6 +64,12 @@ _BUNDLED_FOR: dict[str, tuple[str, ...]] = {
     "image_classification": ("digits",),
     "audio_classification": ("tones",),
 }
+
+
+def bundled_for(family: str | None) -> tuple[str, ...]:
+    """The bundled datasets the trainer of ``family`` has (tabular when None; every bundled
+    dataset for a family without a trainer)."""
+    return _BUNDLED_FOR.get(family or "tabular_classification", BUNDLED_DATASETS)
 
 
 def _named_paths(task: TaskSpec) -> list[tuple[str, str]]:

@@ -20,7 +20,9 @@ __all__ = [
     "ArtifactStoreUnavailable",
     "TrainingDiverged",
     "NotEnoughTrials",
+    "TaskError",
     "DataOutsideRoots",
+    "StudyFailed",
     "UsageError",
     "TokenExists",
     "TokenNotFound",
@@ -82,9 +84,25 @@ class NotEnoughTrials(HpsearchError):
     """The study has too few complete trials (or only equal values) to answer the question yet."""
 
 
-class DataOutsideRoots(HpsearchError, ValueError):
+class TaskError(HpsearchError, ValueError):
+    """The study's task cannot run on this worker whatever the trial's config: a dataset or
+    weights file that is missing or unreadable, a column the task names that is not there.
+
+    The error recurs on every trial, so the worker fails the study at the first one (see
+    :func:`hpsearch.studies.fail_study`) instead of spending its budget; a user's own function
+    may raise it for the same effect. Fix the task and continue the study
+    (:func:`hpsearch.studies.patch_study`).
+    """
+
+
+class DataOutsideRoots(TaskError):
     """A spec names a file outside the data roots this worker may read (see
-    :mod:`hpsearch.data_roots`); the trial fails with this one-line reason."""
+    :mod:`hpsearch.data_roots`); the trial fails with this one-line reason, and the study with it."""
+
+
+class StudyFailed(HpsearchError):
+    """The study a worker served was failed by an error that recurs on every trial; the message
+    says which, and how to fix the study and continue it."""
 
 
 class UsageError(HpsearchError, ValueError):

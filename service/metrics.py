@@ -137,10 +137,11 @@ class StudyDatabaseCollector(Collector):
         )
         studies = GaugeMetricFamily(
             "hpsearch_studies",
-            "hpsearch studies that take trials (open), are stopped by a user, or are done.",
+            "hpsearch studies that take trials (open), are stopped by a user, are done, or "
+            "failed on an error that recurs on every trial.",
             labels=["state"],
         )
-        by_state = {"open": 0, "stopped": 0, "done": 0}
+        by_state = {"open": 0, "stopped": 0, "done": 0, "failed": 0}
         for name in sorted(states):
             for state, n in counts[name].items():
                 trials.add_metric([name, state.name.lower()], n)

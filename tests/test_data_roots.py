@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from hpsearch import studies
 from hpsearch.data_roots import DataRoots, check_spec_paths, reading_under
-from hpsearch.errors import DataOutsideRoots, SpecError, UsageError
+from hpsearch.errors import DataOutsideRoots, SpecError, StudyFailed, UsageError
 from hpsearch.storage import open_storage
 from hpsearch.tasks import TaskSpec
 from hpsearch.worker import run_worker
@@ -94,9 +94,10 @@ def _force_dataset(url: str, name: str, dataset: str) -> None:
 
 def test_a_worker_without_roots_refuses_system_files_in_one_line(sqlite_url, monkeypatch):
     monkeypatch.delenv("HPSEARCH_DATA_ROOTS", raising=False)
-    _study(sqlite_url, "shadow", target="zzz")
+    _study(sqlite_url, "shadow", dataset="placeholder.csv", target="zzz")
     _force_dataset(sqlite_url, "shadow", "/etc/passwd")  # the service refuses it at submit
-    assert run_worker(sqlite_url, study="shadow", device="cpu", max_trials=1) == 1
+    with pytest.raises(StudyFailed, match="outside this worker's data roots"):
+        run_worker(sqlite_url, study="shadow", device="cpu", max_trials=1)
     reason = _assert_refused_without_content(
         _only_trial(sqlite_url, "shadow"), "none: bundled datasets only"
     )
@@ -107,7 +108,8 @@ def test_a_worker_without_roots_refuses_a_file_anywhere(sqlite_url, tmp_path, mo
     monkeypatch.delenv("HPSEARCH_DATA_ROOTS", raising=False)
     secret = _secret_csv(tmp_path / "elsewhere" / "secret.csv")
     _study(sqlite_url, "anywhere", dataset=str(secret), target="zzz")
-    assert run_worker(sqlite_url, study="anywhere", device="cpu", max_trials=1) == 1
+    with pytest.raises(StudyFailed, match="outside this worker's data roots"):
+        run_worker(sqlite_url, study="anywhere", device="cpu", max_trials=1)
     _assert_refused_without_content(
         _only_trial(sqlite_url, "anywhere"), "none: bundled datasets only"
     )
@@ -149,7 +151,8 @@ def test_the_environment_names_the_roots_and_a_file_elsewhere_is_refused(
     _study(sqlite_url, "outside", dataset=str(secret))
     assert run_worker(sqlite_url, study="inside", device="cpu") == 1
     assert _only_trial(sqlite_url, "inside").state == TrialState.COMPLETE
-    assert run_worker(sqlite_url, study="outside", device="cpu", max_trials=1) == 1
+    with pytest.raises(StudyFailed, match="outside this worker's data roots"):
+        run_worker(sqlite_url, study="outside", device="cpu", max_trials=1)
     _assert_refused_without_content(_only_trial(sqlite_url, "outside"), str(data.resolve()))
 
 
@@ -162,9 +165,10 @@ def test_a_symlink_out_of_a_root_is_refused(sqlite_url, tmp_path):
     dots = data / "sub" / ".." / ".." / "private" / "secret.csv"
     for name, path in [("link", data / "innocent.csv"), ("dir", data / "escape" / "secret.csv"),
                        ("dots", dots)]:  # fmt: skip
-        _study(sqlite_url, name, target="zzz")
+        _study(sqlite_url, name, dataset="placeholder.csv", target="zzz")
         _force_dataset(sqlite_url, name, str(path))  # '..' would be refused at submit
-        run_worker(sqlite_url, study=name, device="cpu", max_trials=1, data_roots=[str(data)])
+        with pytest.raises(StudyFailed):
+            run_worker(sqlite_url, study=name, device="cpu", max_trials=1, data_roots=[str(data)])
         _assert_refused_without_content(_only_trial(sqlite_url, name), str(data.resolve()))
 
 
@@ -204,7 +208,10 @@ def test_a_wrong_target_on_a_file_under_a_root_lists_no_columns(sqlite_url, tmp_
     data = tmp_path / "data"
     table = _table_csv(data / "table.csv")
     _study(sqlite_url, "wrong-target", dataset=str(table), target="zzz")
-    run_worker(sqlite_url, study="wrong-target", device="cpu", max_trials=1, data_roots=[str(data)])
+    with pytest.raises(StudyFailed, match="task.target 'zzz'"):
+        run_worker(
+            sqlite_url, study="wrong-target", device="cpu", max_trials=1, data_roots=[str(data)]
+        )
     trial = _only_trial(sqlite_url, "wrong-target")
     reason = trial.user_attrs["fail_reason"]
     assert trial.state == TrialState.FAIL and "\n" not in reason

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from hpsearch.data_roots import check_member
+from hpsearch.errors import TaskError
 from hpsearch.train.splits import SPLIT_SEED, TensorSplit, split_rows
 
 __all__ = [
@@ -145,7 +146,7 @@ def _read_wav(path: Path) -> tuple[int, np.ndarray]:
         rate, data = wavfile.read(path)
     except (ValueError, OSError) as e:
         # scipy's message quotes the file's first bytes: name the error's kind only.
-        raise ValueError(
+        raise TaskError(
             f"cannot read WAV file {str(path)!r} ({type(e).__name__}: not a PCM or float WAV "
             "file scipy can read)"
         ) from None
@@ -171,7 +172,7 @@ def load_audio(folder: str | os.PathLike[str]) -> AudioClips:
     """Read a folder of class subfolders of ``.wav`` files (see the module docstring)."""
     root = Path(folder)
     if not root.is_dir():
-        raise ValueError(
+        raise TaskError(
             f"audio dataset {str(folder)!r} is neither a bundled dataset (tones) nor a folder"
         )
     classes = tuple(sorted(d.name for d in root.iterdir() if d.is_dir()))
@@ -179,7 +180,7 @@ def load_audio(folder: str | os.PathLike[str]) -> AudioClips:
         (f, label) for label, c in enumerate(classes) for f in sorted((root / c).glob("*.wav"))
     ]
     if len(classes) < 2 or not files:
-        raise ValueError(
+        raise TaskError(
             f"audio dataset {str(folder)!r} needs at least two class subfolders of .wav files, "
             f"found {len(classes)} subfolder(s) and {len(files)} file(s)"
         )

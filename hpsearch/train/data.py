@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import functools
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from hpsearch.errors import TaskError
 from hpsearch.train.normalize import normalize_numeric
 from hpsearch.train.splits import SPLIT_SEED, split_rows
 
@@ -90,17 +92,21 @@ def _read_csv(path: str) -> tuple[list[str], list[tuple[str, ...]]]:
     try:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
+    except OSError as e:  # unreadable (permissions, a folder): the same on every trial
+        raise TaskError(
+            f"dataset {path!r} cannot be read on this worker ({e.strerror or type(e).__name__})"
+        ) from None
     except (csv.Error, UnicodeDecodeError) as e:
         # Parse errors can quote the file's bytes: the message says where, never what.
-        raise ValueError(
+        raise TaskError(
             f"dataset {path!r} is not a readable CSV file ({type(e).__name__}): save it as "
             "UTF-8 CSV with a header row"
         ) from None
     if len(rows) < 2:
-        raise ValueError(f"dataset {path!r} needs a header row and at least one data row")
+        raise TaskError(f"dataset {path!r} needs a header row and at least one data row")
     header, body = rows[0], rows[1:]
     if any(len(r) != len(header) for r in body):
-        raise ValueError(
+        raise TaskError(
             f"dataset {path!r}: every row must have {len(header)} fields like the header"
         )
     return header, list(zip(*body))
@@ -111,18 +117,18 @@ def _read_parquet(path: str) -> tuple[list[str], list[tuple[str, ...]]]:
         import pandas as pd
         import pyarrow  # noqa: F401  (pandas reads Parquet through it)
     except ImportError as e:
-        raise ValueError(
+        raise TaskError(
             f"dataset {path!r} is a Parquet file, which needs pandas and pyarrow: "
             "pip install pandas pyarrow (or convert it to CSV)"
         ) from e
     try:
         frame = pd.read_parquet(path)
     except Exception as e:  # pyarrow's errors vary; some quote the file's bytes
-        raise ValueError(
+        raise TaskError(
             f"dataset {path!r} is not a readable Parquet file ({type(e).__name__})"
         ) from None
     if len(frame) < 1:
-        raise ValueError(f"dataset {path!r} has no rows")
+        raise TaskError(f"dataset {path!r} has no rows")
     # Cells go through text like a CSV's, so both formats are typed by the same rules;
     # missing values become empty cells.
     columns = [
@@ -140,9 +146,14 @@ def _file(path: str, mtime_ns: int, target: str | None, regression: bool) -> _Ta
     # readable with any read token. They name only what the spec itself says.
     if target is not None:
         if target not in header:
-            raise ValueError(
+            # The file is under the worker's data roots (checked before it was read): the one
+            # closest column name may be named, never the header itself.
+            close = difflib.get_close_matches(target, header, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TaskError(
                 f"task.target {target!r} is not a column of dataset {path!r} (it has "
-                f"{len(header)} columns): set task.target to the exact name in its header row"
+                f"{len(header)} columns): set task.target to the exact name in its header "
+                f"row{hint}"
             )
         label_col = header.index(target)
         label = f"task.target {target!r}"
@@ -164,22 +175,22 @@ def _file(path: str, mtime_ns: int, target: str | None, regression: bool) -> _Ta
             categorical_names.append(header[i])
     names = tuple(numeric_names + categorical_names)
     if not numeric and not categorical:
-        raise ValueError(f"dataset {path!r} has no feature columns besides the label")
+        raise TaskError(f"dataset {path!r} has no feature columns besides the label")
     x_num = np.array(numeric, dtype=np.float64).T.reshape(n_rows, len(numeric))
     x_cat = np.array(categorical, dtype=object).T.reshape(n_rows, len(categorical))
     labels = [v.strip() for v in columns[label_col]]
     if regression:
         if not all(_is_number(v) for v in labels):
-            raise ValueError(
+            raise TaskError(
                 f"dataset {path!r}: {label} must be a number in every row for regression"
             )
         y = np.array([float(v) for v in labels], dtype=np.float64)
         if not np.isfinite(y).all():
-            raise ValueError(f"dataset {path!r}: {label} has a value that is not finite")
+            raise TaskError(f"dataset {path!r}: {label} has a value that is not finite")
         return _Table(x_num, x_cat, y, 0, feature_names=names)
     classes, y = np.unique(np.array(labels), return_inverse=True)
     if len(classes) < 2:
-        raise ValueError(f"dataset {path!r}: {label} has one class; it needs at least two")
+        raise TaskError(f"dataset {path!r}: {label} has one class; it needs at least two")
     return _Table(
         x_num,
         x_cat,
@@ -193,11 +204,11 @@ def _file(path: str, mtime_ns: int, target: str | None, regression: bool) -> _Ta
 def _load_table(dataset: str, target: str | None, regression: bool) -> _Table:
     if dataset in ("digits", "diabetes"):
         if target is not None:
-            raise ValueError(
+            raise TaskError(
                 f"task.target applies to CSV and Parquet files; bundled {dataset!r} has its own"
             )
         if dataset == "diabetes" and not regression:
-            raise ValueError(
+            raise TaskError(
                 "dataset 'diabetes' has a numeric target: train it as tabular_regression"
             )
         table = _bundled(dataset)
@@ -208,7 +219,7 @@ def _load_table(dataset: str, target: str | None, regression: bool) -> _Table:
     if not os.path.isfile(dataset):
         bundled = "'diabetes'" if regression else "'digits'"
         what = "is a folder, not" if os.path.isdir(dataset) else "does not exist: name"
-        raise ValueError(
+        raise TaskError(
             f"dataset {dataset!r} {what} a CSV or Parquet file on this worker's machine "
             f"(or use the bundled {bundled})"
         )

@@ -19,6 +19,7 @@ from PIL import Image
 from timm.data import create_transform
 
 from hpsearch.data_roots import check_member
+from hpsearch.errors import TaskError
 from hpsearch.train.splits import TensorSplit, split_rows
 
 __all__ = ["ImageData", "ImageSource", "ImageSplit", "load_images", "open_image_source"]
@@ -74,7 +75,7 @@ def open_image_source(dataset: str) -> ImageSource:
 
     root = Path(dataset).expanduser()
     if not root.is_dir():
-        raise ValueError(
+        raise TaskError(
             f"task.dataset {dataset!r} is neither 'digits' nor a folder on this machine: give a "
             "folder with one subfolder of images per class (torchvision ImageFolder layout)"
         )
@@ -82,7 +83,7 @@ def open_image_source(dataset: str) -> ImageSource:
         folder = ImageFolder(str(root))
     except (FileNotFoundError, OSError):
         # torchvision's message lists the folder's entries: say what is wrong without them.
-        raise ValueError(
+        raise TaskError(
             f"task.dataset {dataset!r} is not an image folder: it needs one subfolder of "
             "images (.png, .jpg, ...) per class"
         ) from None
@@ -118,7 +119,7 @@ def _load_images(
     counts = np.bincount(y, minlength=source.n_classes)
     if counts.min() < 2:
         thin = len(np.flatnonzero(counts < 2))
-        raise ValueError(
+        raise TaskError(
             f"task.dataset {source.dataset!r}: {thin} class folder(s) have fewer than 2 images; "
             "a stratified train/validation split needs at least 2 per class"
         )
@@ -163,7 +164,7 @@ def _images(source: ImageSource):
                 yield image.convert("RGB")
         except OSError as e:
             where = os.path.relpath(path, Path(source.dataset).expanduser())
-            raise ValueError(
+            raise TaskError(
                 f"task.dataset {source.dataset!r}: cannot read image {where!r} (file {i + 1} of "
                 f"{len(source.paths)}; {type(e).__name__}): replace or remove it"
             ) from e

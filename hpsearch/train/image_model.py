@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from hpsearch.data_roots import check_member
+from hpsearch.errors import TaskError
 from hpsearch.train.image_config import ImageModelConfig, TransferConfig
 
 __all__ = [
@@ -60,7 +61,7 @@ def weights_file(weights: str, model_name: str) -> Path:
             f"{model_name!r} (looked for {model_name}.safetensors, .pth and .bin)"
         )
     if not path.is_file():
-        raise ValueError(
+        raise TaskError(
             f"task.pretrained_weights {weights!r} is not a file on this machine: "
             f"{_HOW_TO_GIVE_WEIGHTS}"
         )

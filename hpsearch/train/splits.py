@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from hpsearch.errors import TaskError
+
 __all__ = ["SPLIT_SEED", "TensorSplit", "split_rows"]
 
 #: The seed of every train/validation split.
@@ -37,7 +39,7 @@ def split_rows(
             random_state=SPLIT_SEED,
         )
     except ValueError as e:
-        raise ValueError(f"{what}: {e}") from e
+        raise TaskError(f"{what}: {e}") from e
     return train, val
 
 

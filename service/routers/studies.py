@@ -1,13 +1,21 @@
-"""Studies: create from a spec, list, status, the stored spec, stop/resume/delete, pruner, enqueue."""
+"""Studies: create from a spec, list, status, change (PATCH), the stored spec, stop/resume/delete,
+pruner, enqueue."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Body, Query, Response, status
 
 from hpsearch import studies
-from service.deps import ProjectSpec, StorageDep, StudyAccess, StudyPrefix, WriteAccess
+from service.deps import (
+    CurrentToken,
+    ProjectSpec,
+    StorageDep,
+    StudyAccess,
+    StudyPrefix,
+    WriteAccess,
+)
 from service.schemas import (
     EnqueuePublic,
     EnqueueRequest,
@@ -38,7 +46,7 @@ def list_studies(
     prefix: StudyPrefix,  # the query's name prefix, narrowed to the token's project
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    state: Annotated[Literal["open", "stopped", "done"] | None, Query()] = None,
+    state: Annotated[Literal["open", "stopped", "done", "failed"] | None, Query()] = None,
 ) -> StudiesPublic:
     """Hpsearch studies, oldest first; ``count`` is how many match the filters in all."""
     data, count = studies.page_studies(
@@ -68,6 +76,28 @@ def delete_study(
     studies.delete_study(storage, name, force=force)
 
 
+@router.patch("/{name}", dependencies=[WriteAccess])
+def patch_study(
+    name: str,
+    storage: StorageDep,
+    token: CurrentToken,
+    changes: Annotated[
+        dict[str, Any],
+        Body(
+            description="Any of budget.trials, budget.seconds, budget.max_failures, "
+            "task.dataset, task.target, task.pretrained_weights (totals, not increments), e.g. "
+            '{"budget": {"trials": 40, "max_failures": 20}, "task": {"target": "label"}}.',
+        ),
+    ],
+) -> StudyPublic:
+    """Change the study's budget or task data and let it continue (a failed study runs again).
+
+    Validated like a new spec (422 with one line); the change goes into the study's
+    ``history``. Changing the space or the metric is refused: submit a new study.
+    """
+    return studies.patch_study(storage, name, changes, by=token.name if token else None)
+
+
 @router.get("/{name}/spec")
 def get_spec(name: str, storage: StorageDep) -> StudyCreate:
     """The resolved spec stored with the study (space inline, every default filled)."""
@@ -81,9 +111,9 @@ def stop_study(name: str, storage: StorageDep) -> StudyPublic:
 
 
 @router.post("/{name}/resume", dependencies=[WriteAccess])
-def resume_study(name: str, storage: StorageDep) -> StudyPublic:
-    """Let a stopped study take trials again."""
-    return studies.resume_study(storage, name)
+def resume_study(name: str, storage: StorageDep, token: CurrentToken) -> StudyPublic:
+    """Let a stopped or failed study take trials again (a failed one unchanged: see PATCH)."""
+    return studies.resume_study(storage, name, by=token.name if token else None)
 
 
 @router.put("/{name}/pruner", dependencies=[WriteAccess])
