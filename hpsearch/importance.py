@@ -114,7 +114,9 @@ class ImportanceReport(BaseModel):
     )
 
 
-def _rows_of(checklist: str | list[str]) -> list[str]:
+def _rows_of(checklist: str | list[str] | None) -> list[str]:
+    if checklist is None:  # a parameter of a user's own space may name no row
+        return []
     return [checklist] if isinstance(checklist, str) else list(checklist)
 
 

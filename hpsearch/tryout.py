@@ -7,7 +7,10 @@ caller can watch every epoch through ``on_epoch``. torch is imported only when t
 
 from __future__ import annotations
 
+import csv
 import math
+import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,12 +33,15 @@ __all__ = [
     "check_assignments",
     "configs_to_try",
     "default_dataset",
+    "describe_target",
+    "device_defaults",
     "epoch_header",
     "format_config_line",
     "format_epoch",
     "format_summary",
     "make_task",
     "parse_assignments",
+    "pin_pretrained",
     "trainer_for",
     "try_configs",
 ]
@@ -119,8 +125,10 @@ def make_task(
     dataset: str | None = None,
     epochs: int = 20,
     pretrained_weights: str | None = None,
+    target: str | None = None,
 ) -> TaskSpec:
-    """The task of ``space``'s family on ``dataset`` (default :func:`default_dataset`).
+    """The task of ``space``'s family on ``dataset`` (default :func:`default_dataset`), with
+    ``target`` the label column of a CSV or Parquet file.
 
     Raises :class:`UsageError` for a value :class:`TaskSpec` refuses (``epochs < 1``).
     """
@@ -130,6 +138,7 @@ def make_task(
             dataset=dataset or default_dataset(space.task),
             epochs=epochs,
             pretrained_weights=pretrained_weights,
+            target=target,
         )
     except ValidationError as e:
         problems = "; ".join(
@@ -144,10 +153,12 @@ def configs_to_try(
     fixed: Mapping[str, Any] | None = None,
     n_random: int = 0,
     seed: int | None = 0,
+    defaults: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The configs ``hpsearch try`` trains.
 
-    With ``n_random=0``: one config, the space's defaults with ``fixed`` values. Otherwise
+    With ``n_random=0``: one config, the space's defaults (``defaults`` in place of some, such
+    as :func:`device_defaults`) with ``fixed`` values. Otherwise
     ``n_random`` configs drawn by Optuna's ``RandomSampler(seed)`` through an in-memory study
     (nothing is stored), the ``fixed`` parameters pinned. ``fixed`` is checked with
     :meth:`SearchSpace.check_fixed` (raises :class:`~hpsearch.errors.SpaceError`).
@@ -156,7 +167,7 @@ def configs_to_try(
         raise UsageError(f"--random must be >= 0, got {n_random}")
     pinned = space.check_fixed(fixed or {})
     if n_random == 0:
-        return [default_config(space, pinned)]
+        return [default_config(space, {**space.check_fixed(defaults or {}), **pinned})]
     import optuna
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
@@ -166,6 +177,167 @@ def configs_to_try(
         configs.append(suggest_config(trial, space, pinned))
         study.tell(trial, state=optuna.trial.TrialState.FAIL)  # closes the trial; no value
     return configs
+
+
+def pin_pretrained(
+    space: SearchSpace, fixed: Mapping[str, Any], pretrained_weights: str | None
+) -> tuple[dict[str, Any], str | None]:
+    """``fixed`` with ``transfer.pretrained`` pinned to false when the space searches it and no
+    weights are given, and the notice to print (None when nothing was pinned).
+
+    Raises :class:`UsageError` when ``fixed`` pins it to true without weights: the same rule as
+    a study's (``hpsearch submit`` refuses such a spec).
+    """
+    knob = "transfer.pretrained"
+    if knob not in space.params or pretrained_weights is not None:
+        return dict(fixed), None
+    if knob in fixed:
+        if fixed[knob] is True:
+            raise UsageError(
+                f"--set {knob}=true needs pretrained weights: give --pretrained-weights FILE "
+                "(a weights file, or 'hub' for timm's published weights, which needs network)"
+            )
+        return dict(fixed), None
+    notice = (
+        f"note: {knob} is pinned to false: no --pretrained-weights given (give a weights "
+        "file, or 'hub', to try pretrained backbones too)"
+    )
+    return {**fixed, knob: False}, notice
+
+
+def device_defaults(
+    space: SearchSpace, fixed: Mapping[str, Any], device: str | None
+) -> tuple[dict[str, Any], str | None]:
+    """The values that replace ``space``'s defaults on ``device`` (None: CUDA if present), and
+    the notice to print; empty on CUDA.
+
+    The bundled spaces' defaults suit a GPU (an image backbone at 224 px); on a CPU a default
+    config should train in seconds (:data:`hpsearch.train.families.CPU_DEFAULTS`). Only
+    parameters of the space that ``fixed`` leaves free are replaced. Imports torch.
+    """
+    from hpsearch.train.families import CPU_DEFAULTS
+
+    table = CPU_DEFAULTS.get(space.task, {})
+    if not table:
+        return {}, None
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not device.startswith("cpu"):
+        return {}, None
+    values = {
+        k: v
+        for k, v in table.items()
+        if k in space.params and k not in fixed and _takes(space, k, v)
+    }
+    if not values:
+        return {}, None
+    shown = " ".join(f"{k}={v}" for k, v in values.items())
+    was = " ".join(f"{k}={space.params[k].default}" for k in values)
+    notice = (
+        f"note: on a CPU the defaults are {shown} (the space's, {was}, suit a GPU); "
+        "--set them to change"
+    )
+    return values, notice
+
+
+#: Rows of a CSV that :func:`describe_target` reads to judge its columns.
+_SNIFF_ROWS = 2000
+
+
+def describe_target(task: TaskSpec) -> list[str]:
+    """What ``hpsearch try`` and ``lr-find`` say about the label column of a CSV ``task``
+    without ``target``: which column is used, and a warning when the first column looks like
+    labels and the last one like a feature. Empty for a bundled dataset, a folder, a Parquet
+    file or a given target.
+
+    Reads the file's header and first rows here, on your machine, so the lines may name its
+    columns (a worker's messages never do).
+    """
+    path = task.dataset
+    if task.target is not None or not path.lower().endswith(".csv") or not os.path.isfile(path):
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            rows = [row for _, row in zip(range(_SNIFF_ROWS), reader, strict=False)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []  # the trainer says what is wrong with the file
+    if len(header) < 2:
+        return []
+    if "target" in header:
+        return ["label column: 'target' (the column named target; --target NAME to pick another)"]
+    last, first = header[-1], header[0]
+    lines = [f"label column: {last!r}, the last column (--target NAME to pick another)"]
+    if task.family != "tabular_classification":
+        return lines
+
+    def column(i: int) -> list[str]:
+        return [row[i].strip() for row in rows if len(row) > i and row[i].strip()]
+
+    first_values, last_values = column(0), column(len(header) - 1)
+    if _label_name(last) or not _looks_like_labels(first_values):
+        return lines
+    n_first, n_last = len(set(first_values)), len(set(last_values))
+    numeric_last = bool(last_values) and all(_is_float(v) for v in last_values)
+    fractional = numeric_last and any(not float(v).is_integer() for v in set(last_values))
+    # A feature such as a pixel is mostly one value; a label column rarely is.
+    skewed = _top_share(last_values) > 0.5 and _top_share(first_values) <= 0.5
+    if _label_name(first) or (numeric_last and (fractional or n_last > n_first or skewed)):
+        if fractional:
+            why = "holds fractional numbers"
+        elif skewed:
+            why = f"is {_top_share(last_values):.0%} one value"
+        else:
+            why = f"has {n_last} distinct values"
+        lines.append(
+            f"warning: the first column {first!r} looks like the labels ({n_first} distinct "
+            f"values) and the last one {last!r} like a feature (it {why}): if {first!r} is "
+            f"the label, pass --target {first}"
+        )
+    return lines
+
+
+_LABEL_NAMES = re.compile(
+    r"^(label|labels|class|classes|target|y|category|species|outcome)$", re.IGNORECASE
+)
+
+
+def _top_share(values: Sequence[str]) -> float:
+    if not values:
+        return 0.0
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return max(counts.values()) / len(values)
+
+
+def _label_name(name: str) -> bool:
+    return bool(_LABEL_NAMES.match(name.strip()))
+
+
+def _is_float(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _looks_like_labels(values: Sequence[str]) -> bool:
+    distinct = set(values)
+    return 2 <= len(distinct) <= max(2, min(50, len(values) // 5)) and not all(
+        _is_float(v) and not float(v).is_integer() for v in distinct
+    )
+
+
+def _takes(space: SearchSpace, name: str, value: Any) -> bool:
+    try:
+        space.params[name].check_value(value)
+    except SpaceError:
+        return False
+    return True
 
 
 def trainer_for(family: str | None) -> Callable[..., Iterator[EpochResult]]:

@@ -6,6 +6,8 @@ import logging
 
 import sqlalchemy
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from hpsearch.errors import (
@@ -23,6 +25,7 @@ from hpsearch.errors import (
     TrialNotRunning,
 )
 from hpsearch.studies import StudyBusy
+from hpsearch.validation_messages import clean_errors
 from service.metrics import METRICS_PATH, outage_metrics
 
 __all__ = ["install_error_handlers"]
@@ -50,7 +53,14 @@ def _status_of(error: HpsearchError) -> int:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer every :class:`HpsearchError` with its status and ``{"detail": message}``."""
+    """Answer every :class:`HpsearchError` with its status and ``{"detail": message}``, and a
+    request that fails validation with FastAPI's 422 list, its paths free of pydantic's
+    union-member labels (:func:`hpsearch.validation_messages.clean_errors`)."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        detail = jsonable_encoder(clean_errors(error.errors()))
+        return JSONResponse(status_code=422, content={"detail": detail})
 
     @app.exception_handler(HpsearchError)
     async def _hpsearch_error(request: Request, error: HpsearchError) -> Response:

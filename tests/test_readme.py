@@ -18,7 +18,7 @@ def _blocks(lang):
 
 
 def test_the_example_study_spec_is_accepted():
-    (spec_block,) = [b for b in _blocks("yaml") if "budget" in b]
+    (spec_block,) = [b for b in _blocks("yaml") if "name: digits-mlp" in b]
     spec = studies.resolve_spec(yaml.safe_load(spec_block))
     assert spec.name == "digits-mlp" and spec.fixed == {"optim.name": "adamw"}
 

@@ -16,7 +16,7 @@ from hpsearch.errors import SpaceError, SpaceNotFound
 from hpsearch.spaces.schema import NotSearched, Param, SearchSpace
 from hpsearch.yaml_input import UserYamlLoader
 
-__all__ = ["load_space", "list_spaces"]
+__all__ = ["describe_space_error", "load_space", "list_spaces"]
 
 _BUNDLE = "search_spaces"
 _SUFFIXES = (".yaml", ".yml")
@@ -158,6 +158,12 @@ _EXPECTED = {
     "model_type": "a mapping",
     "model_attributes_type": "a mapping",
 }
+
+
+def describe_space_error(error: ValidationError, source: str) -> str:
+    """A space's validation error as one line per problem, each starting with ``source``
+    (a file, or ``space`` for a spec's inline space): the parameter, the field, what is wrong."""
+    return _describe(error, source)
 
 
 def _describe(error: ValidationError, source: str) -> str:

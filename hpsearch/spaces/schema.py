@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from hpsearch.errors import SpaceError
+from hpsearch.tasks import USER_OBJECTIVE_FAMILY
 
 __all__ = [
     "MAX_ABS_INT",
@@ -69,11 +70,15 @@ def _field_error(field: str, message: str, *, param: str | None = None) -> Pydan
     return PydanticCustomError("space_field", "{message}", ctx)
 
 
-def _rows(checklist: str | list[str]) -> list[str]:
+def _rows(checklist: str | list[str] | None) -> list[str]:
+    if checklist is None:
+        return []
     return [checklist] if isinstance(checklist, str) else list(checklist)
 
 
-def _check_checklist(value: str | list[str]) -> str | list[str]:
+def _check_checklist(value: str | list[str] | None) -> str | list[str] | None:
+    if value is None:
+        return None
     rows = _rows(value)
     if not rows:
         raise ValueError("`checklist` is an empty list; name at least one checklist row")
@@ -142,6 +147,12 @@ class Param(BaseModel):
     normalized on validation: ``low``, ``high`` and ``default`` of a float parameter are floats,
     those of an int parameter ints (``64.0`` becomes ``64``). ``when`` makes the parameter exist
     only while every named parameter's value is in its list, e.g. ``{"optim.name": ["sgd"]}``.
+
+    ``checklist`` and ``impact`` may be left out in a space for your own function (task
+    ``custom``; the built-in trainers' spaces name both): the
+    parameter then realizes no checklist row (importance reports cannot set it beside one,
+    and checklist coverage does not count it), and its impact tier is ``medium``, so the
+    impact strategy explores it after the ``high`` ones and before the ``low`` ones.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -153,8 +164,8 @@ class Param(BaseModel):
     step: int | float | None = None
     choices: list[Choice] | None = Field(default=None, max_length=MAX_CHOICES)
     default: Choice
-    impact: Literal["high", "medium", "low"]
-    checklist: str | list[str]
+    impact: Literal["high", "medium", "low"] = "medium"
+    checklist: str | list[str] | None = None
     when: dict[str, list[Choice]] | None = Field(default=None, max_length=MAX_PARAMS)
     description: str = Field(default="", max_length=MAX_TEXT_LENGTH)
 
@@ -182,7 +193,7 @@ class Param(BaseModel):
 
     @field_validator("checklist")
     @classmethod
-    def _checklist_rows(cls, value: str | list[str]) -> str | list[str]:
+    def _checklist_rows(cls, value: str | list[str] | None) -> str | list[str] | None:
         return _check_checklist(value)
 
     @field_validator("when", mode="before")
@@ -421,7 +432,14 @@ class SearchSpace(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
-    task: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    task: str = Field(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="The task family; "
+        f"{USER_OBJECTIVE_FAMILY!r} for your own function (`hpsearch worker --objective`), "
+        "whose parameters may leave out `checklist` and `impact`. A study spec's inline space "
+        f"without it takes the spec's task.family, else {USER_OBJECTIVE_FAMILY!r}.",
+    )
     description: str = Field(default="", max_length=MAX_TEXT_LENGTH)
     params: dict[str, Param] = Field(max_length=MAX_PARAMS)
     not_searched: list[NotSearched] = Field(default_factory=list, max_length=MAX_PARAMS)
@@ -440,6 +458,24 @@ class SearchSpace(BaseModel):
                     f"{MAX_NAME_LENGTH}"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _checklist_named(self) -> SearchSpace:
+        # The built-in trainers' spaces realize the checklist: each parameter says its row and
+        # tier. Only a space for your own function may leave them out.
+        if self.task == USER_OBJECTIVE_FAMILY:
+            return self
+        for name, param in self.params.items():
+            for field in ("impact", "checklist"):
+                if field not in param.model_fields_set or getattr(param, field) is None:
+                    raise _field_error(
+                        field,
+                        f"required field is missing: a space for the {self.task} trainer names "
+                        f"each parameter's `{field}` (only a space for your own function, "
+                        f"task: {USER_OBJECTIVE_FAMILY}, may leave it out)",
+                        param=name,
+                    )
+        return self
 
     @model_validator(mode="after")
     def _conditions(self) -> SearchSpace:

@@ -17,9 +17,19 @@ log = logging.getLogger("hpsearch.worker")
 
 
 def _visible_gpu_count() -> int:
+    # Importing torch takes seconds (and hundreds of MB): skip it where no GPU driver is
+    # installed, so that a CPU worker of your own function (--objective) never loads torch.
+    if sys.platform == "darwin" or (
+        sys.platform.startswith("linux") and not any(os.path.exists(d) for d in _GPU_DEVICES)
+    ):
+        return 0
     import torch
 
     return torch.cuda.device_count()
+
+
+#: Device files of the GPU drivers torch.cuda uses (NVIDIA's, and AMD's for ROCm builds).
+_GPU_DEVICES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd")
 
 
 def parse_gpus(value: str) -> list[str]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ __all__ = [
     "Objective",
     "Report",
     "TrialFunction",
+    "bounded_traceback",
     "load_objective",
     "trial_function",
 ]
@@ -34,18 +38,47 @@ TrialFunction = Callable[[dict[str, Any], Report, int, Path | None, KeepPredicti
 
 
 def load_objective(ref: str) -> Objective:
-    """Import ``package.module:function``; raises :class:`UsageError` saying what is wrong."""
+    """Import ``package.module:function``; raises :class:`UsageError` saying what is wrong.
+
+    The module is looked up in the current working directory first, as ``python -m`` does
+    (no ``PYTHONPATH=.`` needed), then on ``sys.path``.
+    """
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
         raise UsageError(f"--objective must look like package.module:function, got {ref!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise UsageError(f"cannot import {module_name!r} for --objective {ref!r}: {e}") from e
+        raise UsageError(
+            f"cannot import {module_name!r} for --objective {ref!r} (looked in {cwd} and on "
+            f"sys.path): {e}; run the worker from the module's folder, or install it"
+        ) from e
+    except Exception as e:  # the module's own code failed on import (a SyntaxError, a NameError)
+        raise UsageError(
+            f"importing {module_name!r} for --objective {ref!r} failed: {type(e).__name__}: {e}"
+        ) from e
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise UsageError(f"{module_name!r} has no function {attr!r} (from --objective {ref!r})")
     return fn
+
+
+#: The most characters of a traceback kept with a failed trial (its end: the raising frames).
+MAX_TRACEBACK_CHARS = 8000
+
+
+def bounded_traceback(error: BaseException, *, limit: int = MAX_TRACEBACK_CHARS) -> str:
+    """``error``'s formatted traceback, cut to its last ``limit`` characters when longer
+    (the first line and a note of the cut kept), for a trial's ``fail_traceback``."""
+    text = "".join(traceback.format_exception(error)).rstrip()
+    if len(text) <= limit:
+        return text
+    head = "Traceback (most recent call last):\n"
+    note = f"  ... ({len(text) - limit} characters cut) ...\n"
+    return head + note + text[len(text) - limit :]
 
 
 def trial_function(

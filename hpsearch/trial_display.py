@@ -1,0 +1,69 @@
+"""How ``hpsearch trials`` prints trials: a table with why each failed, and one trial in full.
+
+Works on the JSON form of :class:`hpsearch.studies.TrialRecord` (what the service and the
+direct database reader both return), so the CLI prints the same either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["format_trial", "trial_rows"]
+
+#: Widest fail reason in the table; `hpsearch trials NAME N` shows it whole.
+REASON_WIDTH = 60
+
+
+def _reason(trial: Mapping[str, Any]) -> str:
+    text = trial.get("fail_reason") or trial.get("prune_reason") or ""
+    text = " ".join(str(text).split())  # one line
+    return text if len(text) <= REASON_WIDTH else text[: REASON_WIDTH - 3] + "..."
+
+
+def trial_rows(trials: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The table of ``hpsearch trials``: number, state, value, seconds, worker, and why a trial
+    failed or was pruned (its first line, cut to :data:`REASON_WIDTH`)."""
+    workers = [str(t.get("worker") or "-") for t in trials]
+    width = max([len("worker"), *map(len, workers)])
+    lines = [f"{'#':>5} {'state':<9} {'value':>10} {'seconds':>9}  {'worker':<{width}}  reason"]
+    for t, worker in zip(trials, workers, strict=True):
+        value = "-" if t.get("value") is None else f"{t['value']:.4f}"
+        seconds = "-" if t.get("duration_seconds") is None else f"{t['duration_seconds']:.1f}"
+        row = (
+            f"{t['number']:>5} {t['state']:<9} {value:>10} {seconds:>9}  {worker:<{width}}  "
+            f"{_reason(t) or '-'}"
+        )
+        lines.append(row.rstrip())
+    return lines
+
+
+def format_trial(trial: Mapping[str, Any]) -> str:
+    """One trial in full: state, value, timing, config, learning curve, and why it ended
+    (a user objective's traceback included)."""
+    value = "-" if trial.get("value") is None else f"{trial['value']:.6g}"
+    seconds = trial.get("duration_seconds")
+    lines = [
+        f"trial {trial['number']}: {trial['state']}, value {value}"
+        + ("" if seconds is None else f", {seconds:.1f} s")
+        + (f", worker {trial['worker']}" if trial.get("worker") else "")
+        + (f", seed {trial['seed']}" if trial.get("seed") is not None else ""),
+    ]
+    config = trial.get("config") or {}
+    if config:
+        lines.append("config:")
+        lines += [f"  {k}: {v!r}" for k, v in config.items()]
+    curve = trial.get("intermediate_values") or {}
+    if curve:
+        steps = sorted(curve, key=int)
+        shown = ", ".join(f"{s}: {float(curve[s]):.4g}" for s in steps[-10:])
+        more = f" (last 10 of {len(steps)})" if len(steps) > 10 else ""
+        lines.append(f"reported{more}: {shown}")
+    if trial.get("prune_reason"):
+        lines.append(f"pruned: {trial['prune_reason']}")
+    if trial.get("fail_reason"):
+        lines.append(f"failed: {trial['fail_reason']}")
+    if trial.get("fail_traceback"):
+        lines.append("traceback (from the worker):")
+        lines += [f"  {line}" for line in str(trial["fail_traceback"]).splitlines()]
+    return "\n".join(lines)
