@@ -14,11 +14,16 @@ from hpsearch import __version__
 from hpsearch.display import format_config, print_rows, status_rows
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.tasks import FAMILY_METRICS, METRICS, default_metric
+from hpsearch.trial_display import format_trial, trial_rows
 
 __all__ = ["main", "build_parser"]
 
 _STORAGE_HELP = "study database URL (default: $HPSEARCH_STORAGE, else sqlite:///hpsearch.db)"
 _SERVER_HELP = "hpsearch service URL (default: $HPSEARCH_SERVER, else http://127.0.0.1:8000)"
+_TARGET_HELP = (
+    "the label column of a CSV or Parquet --dataset (default: the column named 'target', else "
+    "the last column; the one used is printed)"
+)
 _ALLOWED_HOST_HELP = (
     "a host name clients use to reach this server (its Host header), repeatable or "
     "comma-separated; requests naming another host get 400, against DNS rebinding. Always "
@@ -41,6 +46,66 @@ def _allowed_hosts(args: argparse.Namespace) -> list[str]:
     return allowed_hosts(extra, bind_host=args.host)
 
 
+#: The dashboard's port when --dashboard-port is not given (another free one if it is taken).
+_DASHBOARD_PORT = 8080
+
+
+def _check_port_free(host: str, port: int, *, flag: str, what: str) -> None:
+    """Raise UsageError in one line when ``port`` cannot be listened on at ``host``."""
+    import socket
+
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM
+        )[0]
+    except socket.gaierror as e:
+        raise UsageError(f"--host {host!r}: {e.strerror}") from e
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise UsageError(
+                f"{what} port {port} on {host} is not free ({e.strerror}; another hpsearch "
+                f"serve?): pass {flag} with a free port, or {flag} 0 for any"
+            ) from e
+
+
+def _start_dashboard_on_a_port(args: argparse.Namespace, **kwargs: Any) -> Any:
+    """The dashboard on --dashboard-port, or without it on 8080 or else any free port."""
+    from hpsearch.dashboard import start_dashboard
+
+    if args.dashboard_port is not None:
+        if args.dashboard_port == args.port and args.port != 0:
+            raise UsageError(
+                f"--dashboard-port {args.dashboard_port} is the API's --port: give them "
+                "different ports"
+            )
+        try:
+            return start_dashboard(host=args.host, port=args.dashboard_port, **kwargs)
+        except OSError as e:
+            raise UsageError(
+                f"dashboard port {args.dashboard_port} on {args.host} is not free "
+                f"({e.strerror}): pass --dashboard-port with a free port, 0 for any, or "
+                "--no-dashboard"
+            ) from e
+    preferred = _DASHBOARD_PORT if args.port != _DASHBOARD_PORT else 0
+    try:
+        return start_dashboard(host=args.host, port=preferred, **kwargs)
+    except OSError:
+        from urllib.parse import urlsplit
+
+        dashboard = start_dashboard(host=args.host, port=0, **kwargs)
+        print(
+            f"dashboard port {_DASHBOARD_PORT} is taken: the dashboard uses "
+            f"{urlsplit(dashboard.url).port} instead (choose one with --dashboard-port)",
+            flush=True,
+        )
+        return dashboard
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -54,18 +119,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         os.environ["HPSEARCH_ARTIFACTS"] = args.artifacts  # read by the app's settings too
     allowed = _allowed_hosts(args)
     os.environ["HPSEARCH_ALLOWED_HOSTS"] = ",".join(allowed)  # the app's settings read it too
+    _check_port_free(args.host, args.port, flag="--port", what="API")  # before the dashboard
     if not args.no_dashboard:
         from hpsearch.artifacts import open_artifact_store
-        from hpsearch.dashboard import start_dashboard
 
         open_storage(url)  # create the tables before two servers race to
         store = open_artifact_store(args.artifacts, storage_url=url)
-        dashboard = start_dashboard(
-            url,
-            host=args.host,
-            port=args.dashboard_port,
-            artifact_store=store,
-            allowed_hosts=allowed,
+        dashboard = _start_dashboard_on_a_port(
+            args, storage_url=url, artifact_store=store, allowed_hosts=allowed
         )
         print(f"dashboard: {dashboard.url} (log in at {dashboard.url}/login)", flush=True)
     shown = "127.0.0.1" if args.host == "0.0.0.0" else args.host
@@ -83,13 +144,19 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     from hpsearch.dashboard import start_dashboard
 
     store = open_artifact_store(args.artifacts, storage_url=args.storage)
-    dashboard = start_dashboard(
-        args.storage,
-        host=args.host,
-        port=args.port,
-        artifact_store=store,
-        allowed_hosts=_allowed_hosts(args),
-    )
+    try:
+        dashboard = start_dashboard(
+            args.storage,
+            host=args.host,
+            port=args.port,
+            artifact_store=store,
+            allowed_hosts=_allowed_hosts(args),
+        )
+    except OSError as e:
+        raise UsageError(
+            f"port {args.port} on {args.host} is not free ({e.strerror}): pass --port with a "
+            "free port, or --port 0 for any"
+        ) from e
     print(f"dashboard: {dashboard.url} (log in at {dashboard.url}/login)", flush=True)
     try:
         threading.Event().wait()
@@ -119,9 +186,14 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from hpsearch.artifacts import open_artifact_store
     from hpsearch.error_analysis import default_report_dir, study_report, write_report
-    from hpsearch.storage import open_storage
+    from hpsearch.storage import open_storage, redact, resolve_storage_url
 
-    storage = open_storage(args.storage)
+    url = resolve_storage_url(args.storage)
+    why = "--storage" if args.storage else "$HPSEARCH_STORAGE"
+    if not args.storage and not os.environ.get("HPSEARCH_STORAGE"):
+        why = "the default"
+    storage = open_storage(url, create=False)  # a missing file: one line of its own
+    print(f"reading {redact(url)} ({why})", file=sys.stderr, flush=True)
     store = open_artifact_store(args.artifacts, storage_url=args.storage)
     report, preds = study_report(storage, store, args.name, args.trial)
     out = args.out or default_report_dir(args.name, report.trial)  # never the raw name
@@ -132,7 +204,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from hpsearch.client import Client, read_spec_file
+    from hpsearch.client import read_spec_file
 
     spec = read_spec_file(args.spec)
     if args.name:
@@ -146,35 +218,88 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
         path = Path(args.spec).parent / space
         spec["space"] = load_space(path).model_dump(mode="json")
-    with Client(args.server) as client:
+    if not args.remote_data:  # a path that is not here, a column not in the file: say so now
+        from hpsearch.task_checks import check_local_task
+
+        check_local_task(spec)
+    with _open_source(args, doing="writing", create=True) as client:
         created = client.create_study(spec)
     print(created["name"])
     return 0
 
 
+#: The rule of every verb that reads or changes studies, for `hpsearch --help` and the README.
+SOURCE_RULE = (
+    "Where studies are read and changed: status, best, trials, importance, workers, submit, "
+    "stop, resume, extend, delete, prune, enqueue and pruner work either on the study database itself "
+    "(--storage URL, as Optuna's CLI does: no service, no token) or through an hpsearch service "
+    "(--server URL). One rule picks: a flag on the command line wins (giving both is an error); "
+    "else $HPSEARCH_STORAGE if set; else $HPSEARCH_SERVER if set (with both set, the database "
+    "wins, and the line on stderr says so); else the service at http://127.0.0.1:8000. Each "
+    "says on stderr where it went, e.g. `reading sqlite:///hpsearch.db (--storage)`. serve, "
+    "worker, dashboard, report and token use the database only: --storage, else "
+    "$HPSEARCH_STORAGE, else sqlite:///hpsearch.db. Reads never create a database: a URL "
+    "naming a file that does not exist is an error."
+)
+
+
+def _source(args: argparse.Namespace) -> tuple[str, str, str]:
+    """``(kind, url, why)``: where this verb works, "storage" or "server", by :data:`SOURCE_RULE`."""
+    from hpsearch.client import DEFAULT_SERVER
+
+    storage, server = getattr(args, "storage", None), getattr(args, "server", None)
+    if storage and server:
+        raise UsageError(
+            f"give --storage or --server, not both (got --storage {storage!r} and --server "
+            f"{server!r}): --storage works on the study database itself, --server asks a service"
+        )
+    if storage:
+        return "storage", storage, "--storage"
+    if server:
+        return "server", server, "--server"
+    env_storage = os.environ.get("HPSEARCH_STORAGE", "").strip()
+    env_server = os.environ.get("HPSEARCH_SERVER", "").strip()
+    if env_storage:
+        why = "$HPSEARCH_STORAGE" + (
+            ", which wins over $HPSEARCH_SERVER; pass --server to ask the service"
+            if env_server
+            else ""
+        )
+        return "storage", env_storage, why
+    if env_server:
+        return "server", env_server, "$HPSEARCH_SERVER"
+    return "server", DEFAULT_SERVER, "the default; set --storage or --server to read elsewhere"
+
+
+def _open_source(args: argparse.Namespace, *, doing: str, create: bool = False) -> Any:
+    """A :class:`Client` of the service or a :class:`DatabaseClient`, by :data:`SOURCE_RULE`.
+
+    ``doing`` "reading": one line on stderr says where, e.g. ``reading sqlite:///x.db
+    (--storage)``. "writing": no extra line (a bad input stays one line), but an error names
+    where it was. A database is never created unless ``create``.
+    """
+    kind, url, why = _source(args)
+    if kind == "storage":
+        from hpsearch.database_client import DatabaseClient
+        from hpsearch.storage import redact, resolve_storage_url
+
+        shown = redact(resolve_storage_url(url))
+        args.source_line = f"{doing} {shown} ({why})"
+        client: Any = DatabaseClient(url, create=create)  # a missing file: its own error line
+    else:
+        from hpsearch.client import Client, masked_url
+
+        args.source_line = f"{doing} {masked_url(url.rstrip('/'))} ({why})"
+        client = Client(url)
+    if doing == "reading":
+        print(args.source_line, file=sys.stderr, flush=True)
+        args.source_line_shown = True
+    return client
+
+
 def _reader(args: argparse.Namespace) -> Any:
-    """A client of the service, or with --storage a direct reader of the database."""
-    if args.storage:
-        from hpsearch import studies
-        from hpsearch.storage import open_storage
-
-        storage = open_storage(args.storage)
-
-        class _Direct:
-            def list_studies(self) -> dict[str, Any]:
-                data = [s.model_dump(mode="json") for s in studies.list_studies(storage)]
-                return {"data": data, "count": len(data)}
-
-            def study(self, name: str) -> dict[str, Any]:
-                return studies.study_status(storage, name).model_dump(mode="json")
-
-            def best(self, name: str) -> dict[str, Any]:
-                return studies.best_trial(storage, name).model_dump(mode="json")
-
-        return _Direct()
-    from hpsearch.client import Client
-
-    return Client(args.server)
+    """Where a read verb reads, by :data:`SOURCE_RULE`: a service client or the database."""
+    return _open_source(args, doing="reading")
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -244,18 +369,8 @@ def _importance_lines(report: dict[str, Any]) -> list[str]:
 
 
 def _cmd_importance(args: argparse.Namespace) -> int:
-    if args.storage:
-        from hpsearch.importance import parameter_importance
-        from hpsearch.storage import open_storage
-
-        storage = open_storage(args.storage)
-        found = parameter_importance(storage, args.name, evaluator=args.evaluator)
-        report = found.model_dump(mode="json")
-    else:
-        from hpsearch.client import Client
-
-        with Client(args.server) as client:
-            report = client.importance(args.name, evaluator=args.evaluator)
+    with _reader(args) as reader:
+        report = reader.importance(args.name, evaluator=args.evaluator)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -316,12 +431,15 @@ def _cmd_try(args: argparse.Namespace) -> int:
     from hpsearch.tryout import (
         check_assignments,
         configs_to_try,
+        describe_target,
+        device_defaults,
         epoch_header,
         format_config_line,
         format_epoch,
         format_summary,
         make_task,
         parse_assignments,
+        pin_pretrained,
         trainer_for,
         try_configs,
     )
@@ -333,14 +451,25 @@ def _cmd_try(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         epochs=args.epochs,
         pretrained_weights=args.pretrained_weights,
+        target=args.target,
     )
+    # As `submit` would refuse it: a searched transfer.pretrained needs weights.
+    fixed, pinned_note = pin_pretrained(space, fixed, args.pretrained_weights)
     trainer_for(task.family)  # a family without a trainer fails before anything is printed
+    defaults, device_note = (
+        ({}, None) if args.random else device_defaults(space, fixed, args.device)
+    )
+    for line in [pinned_note, device_note, *describe_target(task)]:
+        if line:
+            print(line, file=sys.stderr, flush=True)
     metric = args.metric or default_metric(task.family)
     if metric not in FAMILY_METRICS.get(task.family, (metric,)):
         raise UsageError(
             f"--metric {metric}: {task.family} reports {', '.join(FAMILY_METRICS[task.family])}"
         )
-    configs = configs_to_try(space, fixed=fixed, n_random=args.random, seed=args.seed)
+    configs = configs_to_try(
+        space, fixed=fixed, n_random=args.random, seed=args.seed, defaults=defaults
+    )
     print(
         f"trying {len(configs)} config(s) of space {space.name!r} on {task.dataset}, "
         f"{task.epochs} epoch(s) each",
@@ -372,11 +501,13 @@ def _cmd_try(args: argparse.Namespace) -> int:
 
 def _cmd_lr_find(args: argparse.Namespace) -> int:
     from hpsearch.spaces import load_space
-    from hpsearch.tryout import check_assignments, make_task, parse_assignments
+    from hpsearch.tryout import check_assignments, describe_target, make_task, parse_assignments
 
     space = load_space(args.space)
     fixed = check_assignments(space, parse_assignments(args.set))
-    task = make_task(space, dataset=args.dataset)
+    task = make_task(space, dataset=args.dataset, target=args.target)
+    for line in describe_target(task):
+        print(line, file=sys.stderr, flush=True)
     from hpsearch.train.lr_finder import format_curve, lr_range_test, save_plot
 
     test = lr_range_test(
@@ -433,7 +564,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
     if args.token_verb == "create" and args.project is not None:
         tokens.check_project(args.project)  # before the database is opened (or created)
     url = resolve_storage_url(args.storage)
-    storage = open_storage(url)
+    storage = open_storage(url, create=args.token_verb == "create")  # list, revoke: never
     if args.token_verb == "create":
         info, secret = tokens.create_token(
             storage, args.name, scopes=args.scope, project=args.project
@@ -486,19 +617,8 @@ def _ago(seconds: float) -> str:
 
 
 def _cmd_workers(args: argparse.Namespace) -> int:
-    if args.storage:
-        from hpsearch import fleet
-        from hpsearch.storage import open_storage
-
-        found = fleet.list_workers(
-            open_storage(args.storage), live_only=not args.all, study=args.study
-        )
-        listing = {"data": [w.model_dump(mode="json") for w in found], "count": len(found)}
-    else:
-        from hpsearch.client import Client
-
-        with Client(args.server) as client:
-            listing = client.workers(all=args.all, study=args.study)
+    with _reader(args) as reader:
+        listing = reader.workers(all=args.all, study=args.study)
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
@@ -530,9 +650,8 @@ def _cmd_workers(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from hpsearch.client import Client
-
-    return Client(args.server)
+    """Where a verb that changes a study works, by :data:`SOURCE_RULE`."""
+    return _open_source(args, doing="writing")
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
@@ -549,6 +668,60 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     print(f"study {args.name} is {status['state']}" + (
         f": {status['done_reason']}" if status["done_reason"] else ": workers pick it up again"
     ))  # fmt: skip
+    return 0
+
+
+def _total_trials(given: str, client: Any, name: str) -> int:
+    """``--trials``: a total (``40``), or ``+N`` for N more than the study's budget now."""
+    more = given.startswith("+")
+    try:
+        n = int(given[1:] if more else given)
+    except ValueError:
+        raise UsageError(
+            f"--trials takes a number of trials (40) or +N for N more (+10), got {given!r}"
+        ) from None
+    if not more:
+        return n
+    status = client.study(name)
+    return (status["budget_trials"] or status["finished"]) + n
+
+
+def _cmd_extend(args: argparse.Namespace) -> int:
+    from hpsearch.display import change_text
+
+    budget: dict[str, Any] = {}
+    task: dict[str, Any] = {}
+    if args.max_failures is not None:
+        budget["max_failures"] = args.max_failures
+    if args.seconds is not None:
+        budget["seconds"] = args.seconds
+    if args.dataset is not None:
+        task["dataset"] = args.dataset
+    if args.target is not None:
+        task["target"] = args.target or None  # '' goes back to the default label column
+    if args.trials is None and not budget and not task:
+        raise UsageError(
+            "give what to change: --trials, --max-failures, --seconds, --dataset or --target "
+            f"(to continue a failed study unchanged: `hpsearch resume {args.name}`)"
+        )
+    if args.dataset is not None and not args.remote_data:
+        from hpsearch.task_checks import check_local_task
+
+        check_local_task({"task": task})
+    with _open_source(args, doing="writing") as client:
+        if args.trials is not None:
+            budget["trials"] = _total_trials(args.trials, client, args.name)
+        changes = {key: value for key, value in (("budget", budget), ("task", task)) if value}
+        status = client.update_study(args.name, changes)
+    history = status.get("history") or []
+    if history:
+        print(f"study {args.name} changed: {change_text(history[-1])}")
+    else:
+        print(f"study {args.name}: nothing changed")
+    if status["done_reason"]:
+        print(f"it is {status['state']}: {status['done_reason']}")
+    else:
+        print(f"it is open: workers pick it up (`hpsearch worker --study {args.name}`)")
     return 0
 
 
@@ -574,7 +747,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _cmd_trials(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with _reader(args) as client:
         if args.csv == "-":
             sys.stdout.write(client.trials_csv(args.name, state=args.state) or "")
             return 0
@@ -582,15 +755,19 @@ def _cmd_trials(args: argparse.Namespace) -> int:
             client.trials_csv(args.name, state=args.state, path=args.csv)
             print(f"trials of {args.name} written to {args.csv}")
             return 0
-        page = client.trials(args.name, state=args.state, limit=args.limit)
+        if args.number is not None:
+            one = client.trial(args.name, args.number)
+        else:
+            page = client.trials(args.name, state=args.state, limit=args.limit)
+    if args.number is not None:
+        print(json.dumps(one, indent=2) if args.json else format_trial(one))
+        return 0
     if args.json:
         print(json.dumps(page, indent=2))
         return 0
-    print(f"{'#':>5} {'state':<9} {'value':>10} {'seconds':>9}  worker")
-    for t in page["data"]:
-        value = "-" if t["value"] is None else f"{t['value']:.4f}"
-        seconds = "-" if t["duration_seconds"] is None else f"{t['duration_seconds']:.1f}"
-        print(f"{t['number']:>5} {t['state']:<9} {value:>10} {seconds:>9}  {t['worker'] or '-'}")
+    print("\n".join(trial_rows(page["data"])))
+    if any(t.get("fail_traceback") for t in page["data"]):
+        print(f"(`hpsearch trials {args.name} N` shows trial N's traceback)")
     if page["count"] > len(page["data"]):
         print(f"({len(page['data'])} of {page['count']}; --limit for more, --csv FILE for all)")
     return 0
@@ -639,12 +816,24 @@ def _cmd_pruner(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_source_args(p: argparse.ArgumentParser, *, creates: bool = False) -> None:
+    """--server and --storage: where a verb reads or changes studies (:data:`SOURCE_RULE`)."""
+    p.add_argument(
+        "--server", metavar="URL",
+        help="ask this hpsearch service (default: $HPSEARCH_SERVER unless $HPSEARCH_STORAGE is "
+        "set, else http://127.0.0.1:8000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--storage", metavar="URL",
+        help="work on this study database directly, as Optuna's CLI does: no service needed "
+        "(default: $HPSEARCH_STORAGE); "
+        + ("created if it does not exist" if creates else "never creates one"),
+    )  # fmt: skip
+
+
 def _add_reader_args(p: argparse.ArgumentParser, *, json_help: str = "print JSON") -> None:
     """--server, --storage and --json: the options of every verb that reads results."""
-    p.add_argument("--server", help=_SERVER_HELP)
-    p.add_argument(
-        "--storage", help="read this study database directly instead of asking a service"
-    )
+    _add_source_args(p)
     p.add_argument("--json", action="store_true", help=json_help)
 
 
@@ -657,6 +846,7 @@ def build_parser() -> argparse.ArgumentParser:
             "training checklist, weighted by impact; workers on any number of machines pull "
             "trials from one shared study database. Start with `hpsearch demo`."
         ),
+        epilog=SOURCE_RULE,
     )
     parser.add_argument("--version", action="version", version=f"hpsearch {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -667,7 +857,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Start the REST service and the dashboard on a SQLite file, submit the demo study "
             "(a small network on scikit-learn's digits), run it with local workers while showing "
-            "progress, then print the best config and the URLs. Keeps serving until Ctrl-C."
+            "progress, then print the best config and the URLs. Keeps serving until Ctrl-C or "
+            "SIGTERM, either of which stops everything it started and revokes its API token. "
+            "When its ports are taken it uses free ones and prints the `export "
+            "HPSEARCH_SERVER=...` line that points another shell at it."
         ),
     )
     p.add_argument("--storage", help=_STORAGE_HELP)
@@ -700,7 +893,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)",
     )
     p.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
-    p.add_argument("--dashboard-port", type=int, default=8080, help="dashboard port (default 8080)")
+    p.add_argument(
+        "--dashboard-port", type=int,
+        help="dashboard port (default 8080, or another free one if it is taken)",
+    )  # fmt: skip
     p.add_argument("--no-dashboard", action="store_true", help="serve the API only")
     p.add_argument("--artifacts", help=_ARTIFACTS_HELP)
     p.add_argument(
@@ -795,11 +991,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_worker)
 
     p = verbs.add_parser(
-        "submit", help="submit a study spec (YAML) to the service; prints the study's name"
+        "submit",
+        help="submit a study spec (YAML) to the service or the study database; prints its name",
     )
     p.add_argument("spec", help="study spec file (YAML or JSON)")
     p.add_argument("--name", help="study name (overrides the file's)")
-    p.add_argument("--server", help=_SERVER_HELP)
+    p.add_argument(
+        "--remote-data",
+        action="store_true",
+        help="task.dataset exists on the workers' machines only: do not check here that the "
+        "path exists and has the task.target column",
+    )
+    _add_source_args(p, creates=True)
     p.set_defaults(func=_cmd_submit)
 
     p = verbs.add_parser("status", help="list studies, or show one study's progress")
@@ -871,13 +1074,38 @@ def build_parser() -> argparse.ArgumentParser:
         "stop", help="stop a study: workers start no new trial of it (running ones finish)"
     )
     p.add_argument("name", help="study name")
-    p.add_argument("--server", help=_SERVER_HELP)
+    _add_source_args(p)
     p.set_defaults(func=_cmd_stop)
 
     p = verbs.add_parser("resume", help="let a stopped study take trials again")
     p.add_argument("name", help="study name")
-    p.add_argument("--server", help=_SERVER_HELP)
+    _add_source_args(p)
     p.set_defaults(func=_cmd_resume)
+
+    p = verbs.add_parser(
+        "extend",
+        help="change a stopped, failed or finished study and continue it: more trials, a "
+        "higher --max-failures, a corrected --dataset or --target",
+        description="Change a study's budget or task data, then let workers continue it "
+        "(PATCH /studies/NAME). A failed study runs again; the change is checked like a new "
+        "spec and recorded in the study's history (`hpsearch status NAME`). Values are "
+        "totals: --trials 40 lets the study finish 40 trials in all, counting those done; "
+        "--trials +10 gives it 10 more. The space, the metric, the epochs and the rest "
+        "cannot change: submit a new study for those (warm_start starts it from this one).",
+    )
+    p.add_argument("name", help="study name")
+    p.add_argument("--trials", metavar="N|+N", help="the trial budget: a total, or +N for N more")
+    p.add_argument("--max-failures", type=int, help="failed trials tolerated (a total)")
+    p.add_argument("--seconds", type=float, help="the time budget in seconds since creation")
+    p.add_argument("--dataset", help="task.dataset: a bundled name or a path on the workers")
+    p.add_argument("--target", help="task.target: the label column ('' for the default)")
+    p.add_argument(
+        "--remote-data",
+        action="store_true",
+        help="the --dataset path exists on the workers' machines only: do not check it here",
+    )
+    _add_source_args(p)
+    p.set_defaults(func=_cmd_extend)
 
     p = verbs.add_parser("delete", help="delete a study and all its trials (cannot be undone)")
     p.add_argument("name", help="study name")
@@ -885,7 +1113,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="delete even while trials run (their results are lost)"
     )
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--server", help=_SERVER_HELP)
+    _add_source_args(p)
     p.set_defaults(func=_cmd_delete)
 
     p = verbs.add_parser(
@@ -893,18 +1121,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="study name")
     p.add_argument("number", type=int, help="trial number")
-    p.add_argument("--server", help=_SERVER_HELP)
+    _add_source_args(p)
     p.set_defaults(func=_cmd_prune)
 
-    p = verbs.add_parser("trials", help="list a study's trials, or export them all as CSV")
+    p = verbs.add_parser(
+        "trials",
+        help="list a study's trials (why each failed), show one, or export them all as CSV",
+    )
     p.add_argument("name", help="study name")
+    p.add_argument(
+        "number", nargs="?", type=int,
+        help="show this trial: its config, curve, and why it failed (your objective's traceback)",
+    )  # fmt: skip
     p.add_argument(
         "--state", help="only trials in this state: running, complete, pruned, fail, waiting"
     )
     p.add_argument("--csv", metavar="FILE", help="write every trial as CSV to FILE ('-': stdout)")
     p.add_argument("--limit", type=int, default=50, help="trials to list (default 50)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--server", help=_SERVER_HELP)
+    _add_source_args(p)
     p.set_defaults(func=_cmd_trials)
 
     p = verbs.add_parser(
@@ -918,7 +1153,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="study name")
     p.add_argument("configs", metavar="CONFIG.yaml", help="a mapping or a list of mappings")
-    p.add_argument("--server", help=_SERVER_HELP)
+    _add_source_args(p)
     p.set_defaults(func=_cmd_enqueue)
 
     p = verbs.add_parser(
@@ -936,7 +1171,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--arg", action="append", default=[], metavar="KEY=VALUE",
         help="a keyword argument of the pruner (values read as YAML scalars)",
     )  # fmt: skip
-    p.add_argument("--server", help=_SERVER_HELP)
+    _add_source_args(p)
     p.set_defaults(func=_cmd_pruner)
 
     p = verbs.add_parser(
@@ -981,6 +1216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dataset", help="bundled dataset name or a path (default: the family's bundled one)"
     )
+    p.add_argument("--target", help=_TARGET_HELP)
     p.add_argument(
         "--metric",
         choices=sorted(METRICS),
@@ -1010,6 +1246,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="pin a parameter of the config, e.g. --set optim.name=sgd",
     )  # fmt: skip
     p.add_argument("--dataset", help="bundled dataset name or a CSV path (default digits)")
+    p.add_argument("--target", help=_TARGET_HELP)
     p.add_argument("--min-lr", type=float, default=1e-7, help="first LR (default 1e-7)")
     p.add_argument("--max-lr", type=float, default=10.0, help="last LR (default 10)")
     p.add_argument("--steps", type=int, default=100, help="optimizer steps at most (default 100)")
@@ -1084,9 +1321,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # hpsearch logs each trial itself
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, so that a reader gone (`| head`) is caught below
+        return code
+    except BrokenPipeError:
+        # The reader of stdout left (`hpsearch best NAME | head`): it has what it wanted. Point
+        # stdout at /dev/null so that the interpreter's last flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
     except HpsearchError as e:
-        print(f"hpsearch {args.verb}: error: {e}", file=sys.stderr)
+        where = getattr(args, "source_line", "")
+        shown = getattr(args, "source_line_shown", False)
+        suffix = f" [{where}]" if where and not shown else ""  # reads said it already
+        print(f"hpsearch {args.verb}: error: {e}{suffix}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import yaml
@@ -12,7 +13,14 @@ import yaml
 from hpsearch.errors import HpsearchError
 from hpsearch.yaml_input import load_user_yaml, read_user_yaml_file, yaml_error_line
 
-__all__ = ["Client", "ApiError", "ServiceUnreachable", "DEFAULT_SERVER", "read_spec_file"]
+__all__ = [
+    "DEFAULT_SERVER",
+    "ApiError",
+    "Client",
+    "ServiceUnreachable",
+    "masked_url",
+    "read_spec_file",
+]
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
@@ -43,16 +51,25 @@ def read_spec_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def masked_url(url: str) -> str:
+    """The URL with any password in it shown as ``***``, fit for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
 def _detail(response: httpx.Response) -> str:
     try:
         detail = response.json().get("detail", response.text)
     except ValueError:
         return response.text or response.reason_phrase
-    if isinstance(detail, list):  # FastAPI's request-validation errors
-        return "; ".join(
-            f"{'.'.join(str(x) for x in err.get('loc', [])[1:]) or 'body'}: {err.get('msg')}"
-            for err in detail
-        )
+    if isinstance(detail, list):  # FastAPI's request-validation errors, loc[0] is "body"
+        from hpsearch.validation_messages import validation_message
+
+        errors = [e for e in detail if isinstance(e, dict)]
+        return validation_message(errors, skip=1) or str(detail)
     return str(detail)
 
 
@@ -91,7 +108,7 @@ class Client:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as e:
             raise ServiceUnreachable(
-                f"no hpsearch service answers at {self.server} ({e}); start one with "
+                f"no hpsearch service answers at {masked_url(self.server)} ({e}); start one with "
                 "`hpsearch serve` or point --server / HPSEARCH_SERVER at it"
             ) from e
         if response.is_error:
@@ -140,8 +157,17 @@ class Client:
         return self._request("POST", f"/studies/{name}/stop")
 
     def resume(self, name: str) -> dict[str, Any]:
-        """Let a stopped study take trials again; returns its status."""
+        """Let a stopped or failed study take trials again; returns its status."""
         return self._request("POST", f"/studies/{name}/resume")
+
+    def update_study(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a study's budget or task data and let it continue (``PATCH /studies/{name}``).
+
+        ``changes`` as ``{"budget": {"trials": 40, "max_failures": 20}, "task": {"target":
+        "label"}}`` (totals, not increments); a failed study runs again. Returns its status,
+        whose ``history`` records the change.
+        """
+        return self._request("PATCH", f"/studies/{name}", json=changes)
 
     def delete(self, name: str, *, force: bool = False) -> None:
         """Delete the study and its trials; ``force`` even while trials run (else status 409)."""
@@ -177,13 +203,14 @@ class Client:
                     f.writelines(response.iter_text())
         except httpx.TransportError as e:
             raise ServiceUnreachable(
-                f"no hpsearch service answers at {self.server} ({e}); start one with "
+                f"no hpsearch service answers at {masked_url(self.server)} ({e}); start one with "
                 "`hpsearch serve` or point --server / HPSEARCH_SERVER at it"
             ) from e
         return None
 
     def study(self, name: str) -> dict[str, Any]:
-        """The study's status: counts by state, budget used, best value, done."""
+        """The study's status: counts by state, budget used, best value, done, and
+        ``prior_misfit`` (where its evidence disagrees with the checklist's tiers, or None)."""
         return self._request("GET", f"/studies/{name}")
 
     def spec(self, name: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["format_config", "print_rows", "progress_line", "status_rows"]
+__all__ = ["change_text", "format_config", "print_rows", "progress_line", "status_rows"]
 
 
 def format_config(config: dict[str, Any]) -> list[str]:
@@ -30,15 +30,32 @@ def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
     counts = status["counts"]
     budget = status["budget_trials"]
     best = _best_text(status)
-    return [
+    rows = [
         ("study", status["name"]),
         ("space", f"{status['space']}  strategy={status['strategy']}  pruner={status['pruner']}"),
         ("finished", f"{status['finished']}" + (f" of {budget}" if budget else "")),
         ("states", "  ".join(f"{k}={v}" for k, v in counts.items() if v)),
         (f"best {status['metric']}", best),
         ("elapsed", f"{status['elapsed_seconds']:.0f} s"),
+        ("state", status.get("state") or ("done" if status["done"] else "open")),
         ("done", status["done_reason"] or "no"),
     ]
+    history = status.get("history") or []
+    if history:  # changes made after it was created (hpsearch extend, PATCH)
+        rows.append(("changed", f"{len(history)} time(s); last: {change_text(history[-1])}"))
+    misfit = status.get("prior_misfit")
+    if misfit:  # the study's evidence disagrees with the checklist's tiers
+        rows.append(("prior misfit", misfit["message"]))
+    return rows
+
+
+def change_text(change: dict[str, Any]) -> str:
+    """One study change (an entry of a status's ``history``) in words."""
+    parts = [f"{field} {old!r} -> {new!r}" for field, (old, new) in change["changes"].items()]
+    if change.get("cleared_failure"):
+        parts.append("cleared the failure")
+    by = f" by {change['by']}" if change.get("by") else ""
+    return f"{', '.join(parts) or 'no change'} (at {change['at']}{by})"
 
 
 def print_rows(rows: Sequence[tuple[str, str]]) -> None:

@@ -7,6 +7,7 @@ objective, the sampler and the pruner. Nothing about a study lives anywhere else
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -31,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from hpsearch.data_roots import check_spec_paths
+from hpsearch.data_roots import bundled_for, check_spec_paths
 from hpsearch.errors import (
     HpsearchError,
     SpaceError,
@@ -49,7 +50,9 @@ from hpsearch.limits import (
     MAX_SEED,
     check_space_knobs,
 )
+from hpsearch.misfit import PriorMisfit, spec_prior_check
 from hpsearch.spaces import SearchSpace, load_space
+from hpsearch.spaces.loading import describe_space_error
 from hpsearch.storage import (
     RETRY_OF_ATTR,
     count_trials_by_state,
@@ -57,6 +60,20 @@ from hpsearch.storage import (
     study_lock,
 )
 from hpsearch.strategy import PRUNERS, STRATEGIES, make_pruner, make_sampler
+from hpsearch.study_events import (
+    FAILED_ATTR,
+    HISTORY_ATTR,
+    StudyChange,
+    StudyFailure,
+    append_change,
+    clear_failure,
+    fail_study,
+    failure_and_history,
+    parse_failure,
+    parse_history,
+    study_failure,
+)
+from hpsearch.task_checks import check_bundled_task, did_you_mean
 from hpsearch.tasks import (
     FAMILY_METRICS,
     METRICS,
@@ -68,6 +85,7 @@ from hpsearch.tasks import (
 from hpsearch.timestamps import UtcDatetime
 from hpsearch.trial_reads import load_trials
 from hpsearch.trial_stats import TrialStats, trial_stats
+from hpsearch.validation_messages import plain_errors
 from hpsearch.warm_start import (
     WarmStart,
     WarmStartReport,
@@ -77,12 +95,17 @@ from hpsearch.warm_start import (
 )
 
 __all__ = [
+    "FAILED_ATTR",
+    "HISTORY_ATTR",
+    "PATCHABLE",
     "SPEC_ATTR",
     "STOPPED_ATTR",
     "Budget",
     "PrunerSpec",
     "PruningSummary",
     "StudyBusy",
+    "StudyChange",
+    "StudyFailure",
     "StudySpec",
     "StudyState",
     "StudyStatus",
@@ -93,6 +116,8 @@ __all__ = [
     "delete_study",
     "done_reason",
     "enqueue_configs",
+    "fail_study",
+    "failed_reason",
     "get_trial",
     "is_stopped",
     "list_studies",
@@ -100,11 +125,13 @@ __all__ = [
     "load_spec",
     "open_study",
     "page_studies",
+    "patch_study",
     "request_prune",
     "resolve_spec",
     "resume_study",
     "set_pruner",
     "stop_study",
+    "study_failure",
     "study_states",
     "study_status",
     "trial_record",
@@ -119,6 +146,8 @@ WARM_START_ATTR = "hpsearch:warm_start"
 #: Trial user attributes hpsearch writes.
 CONFIG_ATTR = "config"
 FAIL_REASON_ATTR = "fail_reason"
+#: A user objective's traceback when it raised (at most MAX_TRACEBACK_CHARS, its end kept).
+FAIL_TRACEBACK_ATTR = "fail_traceback"
 PRUNE_REASON_ATTR = "prune_reason"
 SEED_ATTR = "seed"
 PRUNE_REQUEST_ATTR = "prune_requested"
@@ -127,8 +156,10 @@ WORKER_ATTR = "worker"
 log = logging.getLogger("hpsearch.studies")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_METRIC_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_./-]{0,63}$")
 
-StudyState = Literal["open", "stopped", "done"]
+#: ``failed``: a worker met an error that recurs on every trial (see :mod:`hpsearch.study_events`).
+StudyState = Literal["open", "stopped", "done", "failed"]
 
 
 class StudyBusy(HpsearchError):
@@ -206,8 +237,10 @@ class StudySpec(BaseModel):
     task: TaskSpec = Field(default_factory=TaskSpec)
     metric: str = Field(
         default="",
+        max_length=64,
         description="The metric to optimize; when empty, the task family's default "
-        "(val_accuracy for classification, val_rmse for regression).",
+        "(val_accuracy for classification, val_rmse for regression). A study of your own "
+        "function (task family `custom`) names its metric freely, with its `direction`.",
     )
     direction: Literal["maximize", "minimize"] | None = None
     budget: Budget = Field(default_factory=lambda: Budget(trials=50))
@@ -228,6 +261,26 @@ class StudySpec(BaseModel):
     created_at: AwareDatetime | None = Field(
         default=None, description="Set by hpsearch when the study is created; not an input."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inline_space(cls, data: Any) -> Any:
+        # An inline space for your own function needs neither `name` nor `task` (it takes the
+        # spec's task.family, else `custom`); its problems are said per parameter and field.
+        if not isinstance(data, dict) or not isinstance(data.get("space"), dict):
+            return data
+        space = dict(data["space"])
+        task = data.get("task")
+        family = task.get("family") if isinstance(task, dict) else getattr(task, "family", None)
+        if "task" not in space:
+            space["task"] = family if isinstance(family, str) and family else USER_OBJECTIVE_FAMILY
+        if "name" not in space:
+            name = data.get("name")
+            space["name"] = name if isinstance(name, str) and name else "inline"
+        try:
+            return {**data, "space": SearchSpace.model_validate(space)}
+        except ValidationError as e:
+            raise ValueError(describe_space_error(e, "space")) from None
 
     @field_validator("name")
     @classmethod
@@ -251,8 +304,13 @@ class StudySpec(BaseModel):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, metric: str) -> str:
-        if metric and metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+        # Any name for your own function (checked against the family in resolve_spec): it
+        # labels the dashboard's axis and the CLI's columns, so it is a plain word.
+        if metric and not _METRIC_RE.match(metric):
+            raise ValueError(
+                f"metric {metric!r} must start with a letter and use only letters, digits, "
+                "'_', '.', '-' and '/' (at most 64 characters), e.g. val_f1"
+            )
         return metric
 
     @property
@@ -263,13 +321,8 @@ class StudySpec(BaseModel):
 
 
 def _validation_message(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        where = ".".join(str(x) for x in err["loc"]) or "spec"
-        value = err.get("input")
-        got = f", got {value!r}" if isinstance(value, int | float | str) else ""
-        parts.append(f"{where}: {err['msg']}{got[:200]}")
-    return "; ".join(parts)
+    # One problem a line, the path as the user wrote it (no pydantic union labels).
+    return "\n".join(plain_errors(e.errors()))
 
 
 def resolve_spec(spec: StudySpec | dict[str, Any], *, allow_space_paths: bool = True) -> StudySpec:
@@ -300,7 +353,11 @@ def resolve_spec(spec: StudySpec | dict[str, Any], *, allow_space_paths: bool = 
             f"task.family {family!r} does not match space {space.name!r}, "
             f"which is for {space.task!r}"
         )
-    check_spec_paths(spec.task)  # the workers check their data roots again
+    task = spec.task
+    if "dataset" not in task.model_fields_set and family in TASK_FAMILIES:
+        task = task.model_copy(update={"dataset": bundled_for(family)[0]})  # tones for audio
+    check_spec_paths(task)  # the workers check their data roots again
+    check_bundled_task(task, family)  # a bundled name's typo, a target it cannot have
     if family == USER_OBJECTIVE_FAMILY:
         pass  # the workers' own function (--objective) takes whatever parameters it names
     elif family not in TASK_FAMILIES:
@@ -325,17 +382,28 @@ def resolve_spec(spec: StudySpec | dict[str, Any], *, allow_space_paths: bool = 
         )
     metric = spec.metric or default_metric(family)
     reported = FAMILY_METRICS.get(family, tuple(METRICS))
+    if family == USER_OBJECTIVE_FAMILY and metric not in METRICS:
+        # Your own function's metric: only you know which way is better.
+        if spec.direction is None:
+            raise SpecError(
+                f"metric {metric!r} is your function's own: say which way is better with "
+                "`direction: maximize` or `direction: minimize`"
+            )
+        reported = (metric,)
+        known_direction = spec.direction
+    else:
+        known_direction = METRICS.get(metric, "minimize")
     if metric not in reported:
         raise SpecError(
             f"metric {metric!r} is not reported for {family}: use metric "
             f"{' or '.join(reported)} for {family}"
         )
-    direction = spec.direction or METRICS[metric]
-    if direction != METRICS[metric]:
+    direction = spec.direction or known_direction
+    if direction != known_direction:
         raise SpecError(
             f"direction {direction!r} contradicts metric {metric!r}, which is better when "
-            f"{'higher' if METRICS[metric] == 'maximize' else 'lower'}: "
-            f"use direction {METRICS[metric]!r} or leave it out"
+            f"{'higher' if known_direction == 'maximize' else 'lower'}: "
+            f"use direction {known_direction!r} or leave it out"
         )
     try:
         make_pruner(spec.pruner.name, epochs=spec.task.epochs, **spec.pruner.args)
@@ -347,7 +415,7 @@ def resolve_spec(spec: StudySpec | dict[str, Any], *, allow_space_paths: bool = 
         update={
             "name": name,
             "space": space,
-            "task": spec.task.model_copy(update={"family": family}),
+            "task": task.model_copy(update={"family": family}),
             "metric": metric,
             "direction": direction,
             "fixed": fixed,
@@ -447,9 +515,11 @@ class PruningSummary(BaseModel):
 class StudyStatus(BaseModel):
     """Where a study stands: trial counts, budget used, best value, whether it takes trials.
 
-    ``state`` is ``done`` once the budget is spent (or too many trials failed), else
-    ``stopped`` while a user has stopped it, else ``open``; ``done`` is true in both of the
-    first two cases (the study takes no new trials) and ``done_reason`` says why.
+    ``state`` is ``failed`` once a worker met an error that recurs on every trial (``failure``
+    says which; change the study with :func:`patch_study` to continue it), else ``done`` once
+    the budget is spent (or too many trials failed), else ``stopped`` while a user has stopped
+    it, else ``open``; ``done`` is true in the first three cases (the study takes no new
+    trials) and ``done_reason`` says why. ``history`` lists the changes made to the study.
 
     ``eta_seconds`` = max(0, budget.trials - finished) x mean duration of the finished
     (complete or pruned) trials / max(1, running trials), capped by the time budget left; 0 once
@@ -484,6 +554,20 @@ class StudyStatus(BaseModel):
     pruning: PruningSummary = Field(default_factory=PruningSummary)
     workers: int = Field(default=0, description="Live workers running a trial of this study.")
     warm_start: WarmStartReport | None = None
+    failure: StudyFailure | None = Field(
+        default=None, description="Why the study failed (state `failed`), else null."
+    )
+    history: list[StudyChange] = Field(
+        default_factory=list, description="The changes made to the study, oldest first."
+    )
+    prior_misfit: PriorMisfit | None = Field(
+        default=None,
+        description="Where the study's finished trials disagree with the checklist's impact "
+        "tiers (PED-ANOVA importance, checked at 15, 25, 35, ... finished trials, on the latest "
+        "300 at most), with the numbers; null while they agree, before 15 trials finished, for "
+        "strategies that do not use the checklist, and in listings (only the status of one "
+        "study has it).",
+    )
 
 
 def _elapsed(spec: StudySpec) -> float:
@@ -498,14 +582,19 @@ def done_reason(
     *,
     stopped: bool = False,
     retries: int = 0,
+    failure: StudyFailure | None = None,
 ) -> str | None:
     """Why the study takes no more trials, or ``None`` while it has budget left.
+
+    A ``failure`` (see :func:`study_failure`) comes first: nothing else reopens the study.
 
     ``stopped`` (see :func:`is_stopped`) makes a study with budget left take none; a spent
     budget is given as the reason first, since resuming would not reopen it. ``retries``: how
     many trials are retries of failed ones (a killed or stopped worker's trial, run again):
     those failures cost no trial, so they do not count towards ``budget.max_failures``.
     """
+    if failure is not None:
+        return failed_reason(spec.name or "NAME", failure)
     finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
     if spec.budget.trials is not None and finished >= spec.budget.trials:
         return f"{finished} of {spec.budget.trials} trials finished"
@@ -520,6 +609,16 @@ def done_reason(
     if stopped:
         return f"stopped by a user; resume it with `hpsearch resume {spec.name}`"
     return None
+
+
+def failed_reason(name: str, failure: StudyFailure) -> str:
+    """The one line that says why a failed study takes no trials, and how to continue it."""
+    at = f" at trial {failure.trial}" if failure.trial is not None else ""
+    return (
+        f"failed{at}: {failure.reason} -- fix it and continue with `hpsearch extend {name} "
+        f"--dataset ... --target ...` (PATCH /studies/{name}), or `hpsearch resume {name}` "
+        "once the data is in place"
+    )
 
 
 def _stopped_at(system_attrs: dict[str, Any]) -> dt.datetime | None:
@@ -542,6 +641,8 @@ class _StudyRow:
     counts: dict[TrialState, int]
     system_attrs: dict[str, Any]
     retries: int  # trials that retry a failed one (storage.count_retries)
+    failure: StudyFailure | None = None  # hpsearch.study_events
+    history: list[StudyChange] = dataclasses.field(default_factory=list)
 
     @property
     def stopped_at(self) -> dt.datetime | None:
@@ -553,13 +654,15 @@ class _StudyRow:
 
     @property
     def state(self) -> StudyState:
+        if self.failure is not None:
+            return "failed"
         if self.budget_reason is not None:
             return "done"
         return "stopped" if self.stopped_at is not None else "open"
 
 
 def _eta_seconds(row: _StudyRow, mean: float | None) -> float | None:
-    if row.state == "done":
+    if row.state in ("done", "failed"):
         return 0.0
     if row.state == "stopped" or mean is None or row.spec.budget.trials is None:
         return None
@@ -581,7 +684,13 @@ def _status(
     """A study's full status from its row and its trial statistics (:mod:`hpsearch.trial_stats`)."""
     spec = row.spec
     stopped_at = row.stopped_at
-    reason = done_reason(spec, row.counts, stopped=stopped_at is not None, retries=row.retries)
+    reason = done_reason(
+        spec,
+        row.counts,
+        stopped=stopped_at is not None,
+        retries=row.retries,
+        failure=row.failure,
+    )
     warm = row.system_attrs.get(WARM_START_ATTR)
     return StudyStatus(
         name=row.name,
@@ -606,6 +715,8 @@ def _status(
         pruning=PruningSummary(pruned=stats.pruned, epochs_saved=stats.epochs_saved),
         workers=workers,
         warm_start=WarmStartReport.model_validate(warm) if warm else None,
+        failure=row.failure,
+        history=row.history,
     )
 
 
@@ -613,6 +724,7 @@ def study_status(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
     """One study's status: a few small queries once the process has read the study before
     (:mod:`hpsearch.trial_stats` reads only the trials that changed since)."""
     study_id, spec, stats = _spec_stats(storage, name)
+    failure, history = failure_and_history(storage, study_id)
     row = _StudyRow(
         study_id=study_id,
         name=name,
@@ -620,8 +732,13 @@ def study_status(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
         counts=stats.counts,
         system_attrs=storage.get_study_system_attrs(study_id),
         retries=stats.retries,
+        failure=failure,
+        history=history,
     )
-    return _status(storage, row, workers=len(live_workers(storage, study=name)), stats=stats)
+    status = _status(storage, row, workers=len(live_workers(storage, study=name)), stats=stats)
+    check = spec_prior_check(storage, study_id, spec, finished=status.finished)
+    status.prior_misfit = check.misfit if check is not None else None
+    return status
 
 
 def _prefix_filter(prefix: str | None) -> tuple[str, dict[str, Any]]:
@@ -639,8 +756,10 @@ def _study_rows(storage: optuna.storages.RDBStorage, *, prefix: str | None) -> l
     """Every hpsearch study whose name starts with ``prefix``, oldest first, in four queries."""
     where, params = _prefix_filter(prefix)
     specs_q = sqlalchemy.text(
-        "SELECT s.study_id, s.study_name, a.value_json FROM studies s "
+        "SELECT s.study_id, s.study_name, a.value_json, f.value_json, h.value_json FROM studies s "
         "JOIN study_user_attributes a ON a.study_id = s.study_id AND a.key = :spec_key "
+        "LEFT JOIN study_user_attributes f ON f.study_id = s.study_id AND f.key = :failed_key "
+        "LEFT JOIN study_user_attributes h ON h.study_id = s.study_id AND h.key = :history_key "
         f"WHERE {where} ORDER BY s.study_id"
     )
     counts_q = sqlalchemy.text(
@@ -658,8 +777,9 @@ def _study_rows(storage: optuna.storages.RDBStorage, *, prefix: str | None) -> l
         f"WHERE {where} AND a.key = :retry_key GROUP BY t.study_id"
     )
     keys = {"spec_key": SPEC_ATTR, "stopped_key": STOPPED_ATTR, "warm_key": WARM_START_ATTR}
+    events = {"failed_key": FAILED_ATTR, "history_key": HISTORY_ATTR}
     with storage.engine.connect() as conn:
-        specs = conn.execute(specs_q, {**params, **keys}).all()
+        specs = conn.execute(specs_q, {**params, **keys, **events}).all()
         counts_rows = conn.execute(counts_q, params).all()
         attrs_rows = conn.execute(attrs_q, {**params, **keys}).all()
         retries = dict(conn.execute(retries_q, {**params, "retry_key": RETRY_OF_ATTR}).all())
@@ -670,7 +790,7 @@ def _study_rows(storage: optuna.storages.RDBStorage, *, prefix: str | None) -> l
     for study_id, key, value_json in attrs_rows:
         attrs.setdefault(study_id, {})[key] = json.loads(value_json)
     rows = []
-    for study_id, name, spec_json in specs:
+    for study_id, name, spec_json, failed_json, history_json in specs:
         try:
             spec = StudySpec.model_validate(json.loads(spec_json))
         except ValidationError as e:  # a spec that this version cannot read: skip, say so
@@ -684,13 +804,15 @@ def _study_rows(storage: optuna.storages.RDBStorage, *, prefix: str | None) -> l
                 counts=counts.get(study_id, {s: 0 for s in TrialState}),
                 system_attrs=attrs.get(study_id, {}),
                 retries=retries.get(study_id, 0),
+                failure=parse_failure(json.loads(failed_json) if failed_json else None),
+                history=parse_history(json.loads(history_json) if history_json else None),
             )
         )
     return rows
 
 
 def study_states(storage: optuna.storages.RDBStorage) -> dict[str, StudyState]:
-    """The state (open, stopped, done) of every hpsearch study, in four queries."""
+    """The state (open, stopped, done, failed) of every hpsearch study, in four queries."""
     return {row.name: row.state for row in _study_rows(storage, prefix=None)}
 
 
@@ -709,8 +831,8 @@ def page_studies(
     two small ones (its trial statistics, :mod:`hpsearch.trial_stats`), and the live workers
     one for the page.
     """
-    if state is not None and state not in ("open", "stopped", "done"):
-        raise SpecError(f"unknown study state {state!r}; use open, stopped or done")
+    if state is not None and state not in ("open", "stopped", "done", "failed"):
+        raise SpecError(f"unknown study state {state!r}; use open, stopped, done or failed")
     rows = _study_rows(storage, prefix=prefix)
     if state is not None:
         rows = [r for r in rows if r.state == state]
@@ -748,11 +870,26 @@ def stop_study(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
     return study_status(storage, name)
 
 
-def resume_study(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
-    """Let a stopped study take trials again (a no-op on a study that is not stopped)."""
+def resume_study(
+    storage: optuna.storages.RDBStorage, name: str, *, by: str | None = None
+) -> StudyStatus:
+    """Let a stopped or failed study take trials again (a no-op on an open one).
+
+    Resuming a failed study unchanged suits a fix made on the workers' side (the data put in
+    place, a worker given a --data-root); the failure it clears goes into the study's history.
+    To change the study as well, see :func:`patch_study`.
+    """
     study_id = _hpsearch_study_id(storage, name)
     if is_stopped(storage, study_id):
         storage.set_study_system_attr(study_id, STOPPED_ATTR, None)
+    with study_lock(storage, study_id):
+        failure = study_failure(storage, study_id)
+        if failure is not None:
+            now = dt.datetime.now(dt.UTC)
+            append_change(
+                storage, study_id, StudyChange(at=now, by=by, cleared_failure=failure.reason)
+            )
+            clear_failure(storage, study_id)
     return study_status(storage, name)
 
 
@@ -802,6 +939,125 @@ def set_pruner(
     return StudySpec.model_validate(spec_json)
 
 
+#: What a change to a study may set: its budget, and where its task's data is. Everything else
+#: (the space, the metric, the epochs, the split...) decided how its trials were sampled and
+#: scored, so changing it would mix incomparable trials: that is a new study.
+PATCHABLE: dict[str, tuple[str, ...]] = {
+    "budget": ("trials", "seconds", "max_failures"),
+    "task": ("dataset", "target", "pretrained_weights"),
+}
+
+
+def _patchable_fields() -> str:
+    return ", ".join(f"{key}.{field}" for key, fields in PATCHABLE.items() for field in fields)
+
+
+def _new_study_hint(name: str) -> str:
+    return (
+        f"submit a new study instead (`warm_start: {{study: {name}}}` starts it from this "
+        "one's best configs)"
+    )
+
+
+def _check_patch(name: str, changes: Any) -> None:
+    """Refuse, in one line, a change that is not a mapping of what :data:`PATCHABLE` allows."""
+    if not isinstance(changes, dict) or not changes:
+        raise SpecError(
+            f"give the study's changes as a mapping, e.g. {{budget: {{trials: 20}}}}; "
+            f"a study's change may set {_patchable_fields()}"
+        )
+    for key, value in changes.items():
+        if key == "pruner":
+            raise SpecError(
+                f"change the pruner with PUT /studies/{name}/pruner (`hpsearch pruner {name} "
+                "NAME`); a study's change sets only its budget and task data"
+            )
+        if key not in PATCHABLE:
+            if key in StudySpec.model_fields:
+                raise SpecError(
+                    f"`{key}` of study {name!r} cannot be changed: its trials were sampled and "
+                    f"scored with it; {_new_study_hint(name)}"
+                )
+            raise SpecError(
+                f"unknown field {key!r}{did_you_mean(str(key), list(PATCHABLE))}; a study's "
+                f"change may set {_patchable_fields()}"
+            )
+        if not isinstance(value, dict) or not value:
+            raise SpecError(
+                f"`{key}` must be a mapping such as {{{PATCHABLE[key][0]}: ...}}, got {value!r}"
+            )
+        model = Budget if key == "budget" else TaskSpec
+        for field in value:
+            if field in PATCHABLE[key]:
+                continue
+            if field in model.model_fields:
+                raise SpecError(
+                    f"`{key}.{field}` of study {name!r} cannot be changed: its trials were "
+                    f"trained and scored with it; {_new_study_hint(name)}"
+                )
+            raise SpecError(
+                f"unknown field `{key}.{field}`"
+                f"{did_you_mean(str(field), list(PATCHABLE[key]))}; a study's change may set "
+                f"{_patchable_fields()}"
+            )
+
+
+def patch_study(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    changes: dict[str, Any],
+    *,
+    by: str | None = None,
+) -> StudyStatus:
+    """Change a study's budget or task data, and let it continue: ``PATCH /studies/{name}``.
+
+    ``changes`` sets any of :data:`PATCHABLE`, e.g. ``{"budget": {"trials": 40,
+    "max_failures": 20}, "task": {"target": "label"}}`` (``target: null`` goes back to the
+    default label column). The changed spec is validated as a new one is
+    (:func:`resolve_spec`), so a bad value raises :class:`SpecError` and changes nothing;
+    changing anything else (the space, the metric) is refused with a line saying to submit a
+    new study. Values are totals: ``budget.trials`` counts the trials already finished.
+
+    A failed study becomes runnable again (its failure is cleared); a study done by its budget
+    runs again once the new budget has room. A stopped study stays stopped until resumed.
+    Every change is recorded in the study's history (:class:`StudyChange`, with ``by``, the
+    API token's name when known), and workers pick the new spec up before their next trial.
+    """
+    _check_patch(name, changes)
+    study_id = _hpsearch_study_id(storage, name)
+    with study_lock(storage, study_id):  # read-modify-write of the spec, one writer at a time
+        _, spec_json = _spec_json(storage, name)
+        before = StudySpec.model_validate(spec_json)
+        merged = before.model_dump(mode="json")
+        for key, value in changes.items():
+            merged[key] = {**merged[key], **value}
+        merged["created_at"] = None  # set by hpsearch; kept below (the time budget runs from it)
+        after = resolve_spec(merged).model_copy(update={"created_at": before.created_at})
+        old, new = before.model_dump(mode="json"), after.model_dump(mode="json")
+        changed = {
+            f"{key}.{field}": [old[key].get(field), new[key].get(field)]
+            for key, fields in PATCHABLE.items()
+            for field in fields
+            if old[key].get(field) != new[key].get(field)
+        }
+        failure = study_failure(storage, study_id)
+        if changed or failure is not None:
+            if changed:
+                storage.set_study_user_attr(study_id, SPEC_ATTR, after.model_dump(mode="json"))
+            change = StudyChange(
+                at=dt.datetime.now(dt.UTC),
+                by=by,
+                changes=changed,
+                cleared_failure=failure.reason if failure is not None else None,
+            )
+            append_change(storage, study_id, change)
+            if failure is not None:
+                clear_failure(storage, study_id)
+    if changed:
+        log.info("study %s changed: %s", name, changed)
+    return study_status(storage, name)
+
+
 def enqueue_configs(
     storage: optuna.storages.RDBStorage, name: str, configs: Sequence[dict[str, Any]]
 ) -> int:
@@ -834,6 +1090,7 @@ class TrialRecord(BaseModel):
     datetime_complete: UtcDatetime | None
     duration_seconds: float | None
     fail_reason: str | None
+    fail_traceback: str | None = None  # your objective's traceback, when it raised
     prune_reason: str | None
     worker: str | None
     seed: int | None
@@ -858,6 +1115,7 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
         datetime_complete=trial.datetime_complete,
         duration_seconds=duration,
         fail_reason=trial.user_attrs.get(FAIL_REASON_ATTR),
+        fail_traceback=trial.user_attrs.get(FAIL_TRACEBACK_ATTR),
         prune_reason=trial.user_attrs.get(PRUNE_REASON_ATTR),
         seed=trial.user_attrs.get(SEED_ATTR),
         worker=trial.user_attrs.get(WORKER_ATTR),

@@ -16,6 +16,7 @@ from hpsearch.storage import open_storage
 VERBS = ["demo", "serve", "dashboard", "worker", "submit", "status", "best", "spaces"]
 VERBS += ["try", "lr-find", "token", "importance", "workers", "stop", "resume", "delete"]
 VERBS += ["prune", "trials", "enqueue", "pruner"]
+VERBS += ["extend"]
 
 
 def hpsearch(*args, timeout=120):
@@ -50,6 +51,7 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
     assert (
         down.returncode == 1 and "hpsearch serve" in down.stderr and "Traceback" not in down.stderr
     )
+    open_storage(f"sqlite:///{tmp_path}/x.db")
     nostudy = hpsearch("best", "ghost", "--storage", f"sqlite:///{tmp_path}/x.db")
     assert (
         nostudy.returncode == 1 and "ghost" in nostudy.stderr and "Traceback" not in nostudy.stderr

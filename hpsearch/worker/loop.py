@@ -45,7 +45,15 @@ from hpsearch.artifacts import (
     upload_predictions,
 )
 from hpsearch.data_roots import DataRoots
-from hpsearch.errors import StudyNotFound, TrainingDiverged, UsageError
+from hpsearch.errors import (
+    SpaceError,
+    StudyFailed,
+    StudyNotFound,
+    TaskError,
+    TrainingDiverged,
+    UsageError,
+)
+from hpsearch.misfit import MISFIT_STRATEGIES, check_prior, note_due, update_misfit_note
 from hpsearch.safe_names import study_folder
 from hpsearch.spaces import suggest_config
 from hpsearch.storage import (
@@ -64,23 +72,33 @@ from hpsearch.strategy import make_pruner
 from hpsearch.studies import (
     CONFIG_ATTR,
     FAIL_REASON_ATTR,
+    FAIL_TRACEBACK_ATTR,
     PRUNE_REASON_ATTR,
     PRUNE_REQUEST_ATTR,
     SEED_ATTR,
     SPEC_ATTR,
     WORKER_ATTR,
+    Budget,
     PrunerSpec,
     StudySpec,
     done_reason,
+    failed_reason,
     is_stopped,
     load_spec,
     open_study,
     prune_requested,
 )
-from hpsearch.tasks import USER_OBJECTIVE_FAMILY
+from hpsearch.study_events import fail_study, history_lengths, study_failure
+from hpsearch.tasks import USER_OBJECTIVE_FAMILY, TaskSpec
 from hpsearch.worker.claim import claim_trial, find_claimed, new_trial
 from hpsearch.worker.heartbeat import Heartbeat
-from hpsearch.worker.objective import Objective, TrialFunction, load_objective, trial_function
+from hpsearch.worker.objective import (
+    Objective,
+    TrialFunction,
+    bounded_traceback,
+    load_objective,
+    trial_function,
+)
 from hpsearch.worker.oom import run_with_oom_retries
 from hpsearch.worker.reconnect import Reconnect
 from hpsearch.worker.stale import fail_stale_trials
@@ -108,7 +126,9 @@ class _Outcome:
     state: TrialState
     value: float | None = None
     reason: str | None = None
+    traceback: str | None = None  # a user objective's traceback, when it raised (bounded)
     stopped: bool = False  # the worker was told to stop during this trial
+    fatal: bool = False  # the error recurs on every trial: the study fails (see _stops_study)
     predictions: Any = None  # the final model's ValPredictions, when reports are on
 
 
@@ -121,6 +141,7 @@ class _Joined:
     spec: StudySpec
     run: TrialFunction
     pruner_read_at: float = -math.inf  # time.monotonic() of the last read of the pruner
+    misfit_mark: int = 0  # the checkpoint (finished trials) of this worker's last misfit note
 
 
 class _Signals:
@@ -194,7 +215,8 @@ class _Worker:
         self.worker_id = fleet.new_worker_id(device)
         self.signals = _Signals()
         self.joined: dict[str, _Joined] = {}
-        self._specs: dict[int, StudySpec] = {}  # for picking studies; budgets never change
+        # For picking studies: each spec with the study's count of changes when it was read.
+        self._specs: dict[int, tuple[int, StudySpec]] = {}
         self._stale_checked_at: dict[int, float] = {}  # study id -> monotonic time of last check
         self._last_idle_beat = 0.0
 
@@ -243,14 +265,21 @@ class _Worker:
         """
         storage = self.storage
         counts = count_trials_by_study(storage)
+        revisions = history_lengths(storage)  # a change (PATCH) makes the spec read again
         best: tuple[tuple[int, int, int], str] | None = None
         for study_id, name in studies_with_user_attr(storage, SPEC_ATTR):
-            spec = self._specs.get(study_id)
-            if spec is None:
+            revision = revisions.get(study_id, 0)
+            cached = self._specs.get(study_id)
+            if cached is not None and cached[0] == revision:
+                spec = cached[1]
+            else:
                 try:
-                    spec = self._specs[study_id] = load_spec(storage, name)
+                    spec = load_spec(storage, name)
                 except (StudyNotFound, ValidationError):
                     continue  # deleted meanwhile, or a spec this version cannot read
+                self._specs[study_id] = (revision, spec)
+                if name in self.joined:  # changed: the joined study reads it at its next claim
+                    self.joined[name].pruner_read_at = -math.inf
             if spec.task.family == USER_OBJECTIVE_FAMILY and self.objective is None:
                 continue  # only a worker with the study's own function (--objective) can run it
             by_state = counts.get(study_id) or {s: 0 for s in TrialState}
@@ -313,6 +342,7 @@ class _Worker:
             counts,
             stopped=is_stopped(self.storage, study_id),
             retries=count_retries(self.storage, study_id) if failing else 0,
+            failure=study_failure(self.storage, study_id),
         )
 
     # -- claiming, running and ending a trial ----------------------------------------------
@@ -376,8 +406,22 @@ class _Worker:
             return claim_trial(storage, joined.study_id, token)
 
     def _refresh_pruner(self, joined: _Joined) -> None:
-        """Use the pruner the study has now: it can be changed while the study runs."""
+        """Use the pruner, budget and task data the study has now: they can be changed while
+        the study runs (``hpsearch pruner``, ``hpsearch extend``)."""
         stored = self.storage.get_study_user_attrs(joined.study_id).get(SPEC_ATTR, {})
+        budget = Budget.model_validate(stored.get("budget", joined.spec.budget))
+        task = TaskSpec.model_validate(stored.get("task", joined.spec.task))
+        if budget != joined.spec.budget or task != joined.spec.task:
+            retrain = task != joined.spec.task
+            joined.spec = joined.spec.model_copy(update={"budget": budget, "task": task})
+            if retrain:  # the trial function reads the task's data
+                joined.run = trial_function(
+                    joined.spec,
+                    objective=self.objective,
+                    device=self.device,
+                    data_roots=self.data_roots,
+                )
+            log.info("study %s: its budget or task was changed", joined.study.study_name)
         pruner = PrunerSpec.model_validate(stored.get("pruner", joined.spec.pruner))
         if pruner != joined.spec.pruner:
             joined.study.pruner = make_pruner(
@@ -414,7 +458,8 @@ class _Worker:
             ):
                 attrs: dict[str, Any] = {WORKER_ATTR: self.worker_id, SEED_ATTR: seed}
                 if origin is not None:  # the copy inherited these from the failed trial
-                    attrs.update({FAIL_REASON_ATTR: None, PRUNE_REQUEST_ATTR: False})
+                    cleared = (FAIL_REASON_ATTR, FAIL_TRACEBACK_ATTR)
+                    attrs.update({**dict.fromkeys(cleared), PRUNE_REQUEST_ATTR: False})
                 outcome = self._run(joined, trial, seed, checkpoint, attrs)
                 if outcome.predictions is not None and outcome.state == TrialState.COMPLETE:
                     self._keep_predictions(trial, outcome.predictions)  # before the tell
@@ -523,7 +568,13 @@ class _Worker:
             raise
         except Exception as e:
             log.debug("trial %d failed", trial.number, exc_info=True)
-            return _Outcome(TrialState.FAIL, reason=f"{type(e).__name__}: {e}")
+            # A user's function keeps its traceback with the trial: the line alone rarely says
+            # where in their code it broke. The built-in trainer's reason says it all.
+            tb = bounded_traceback(e) if self.objective is not None else None
+            fatal = _stops_study(e, user_objective=self.objective is not None)
+            return _Outcome(
+                TrialState.FAIL, reason=f"{type(e).__name__}: {e}", traceback=tb, fatal=fatal
+            )
         return _Outcome(TrialState.COMPLETE, value=value, predictions=kept[-1] if kept else None)
 
     def _finish(
@@ -538,11 +589,59 @@ class _Worker:
         times, as for a killed worker's trial)."""
         link = self.link if give_up_after is None else Reconnect(give_up_after=give_up_after)
         ended = link.call("writing the result", _finish_trial, joined.study, trial, outcome)
+        if ended and outcome.fatal:  # every further trial would fail the same way
+            link.call("failing the study", self._fail_study, joined, trial, outcome)
         if ended and outcome.stopped:
             retry = self.storage.get_heartbeat_stale_trial_callback()
             if retry is not None:
                 failed = link.call("reading the trial", self.storage.get_trial, trial._trial_id)
                 link.call("queueing a retry", retry, joined.study, failed)
+
+    def _fail_study(self, joined: _Joined, trial: optuna.Trial, outcome: _Outcome) -> None:
+        """Fail the study over this trial's error, unless its task was changed meanwhile (a
+        fix that landed while the trial ran: the next trial runs with it)."""
+        name = joined.study.study_name
+        stored = self.storage.get_study_user_attrs(joined.study_id).get(SPEC_ATTR, {})
+        if TaskSpec.model_validate(stored.get("task", {})) != joined.spec.task:
+            log.info("study %s: its task changed while trial %d ran", name, trial.number)
+            return
+        failure = fail_study(
+            self.storage,
+            joined.study_id,
+            reason=outcome.reason or "an error that recurs on every trial",
+            trial=trial.number,
+            worker=self.worker_id,
+        )
+        log.error("study %s: %s", name, failed_reason(name, failure))
+
+    def note_prior_misfit(self, joined: _Joined) -> None:
+        """At 15, 25, 35, ... finished trials (every 50 from 100), check the study's evidence
+        against the checklist and write it in the study's dashboard note (:mod:`hpsearch.misfit`).
+
+        One count query per trial otherwise. A failure costs only the note: it is logged.
+        """
+        if joined.spec.strategy not in MISFIT_STRATEGIES:
+            return
+        name = joined.study.study_name
+        try:
+            counts = count_trials_by_state(self.storage, joined.study_id)
+            finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+            mark = note_due(finished, joined.misfit_mark)
+            if mark is None:
+                return
+            joined.misfit_mark = mark
+            check = check_prior(
+                self.storage,
+                joined.study_id,
+                name=name,
+                space=joined.spec.search_space,
+                finished=finished,
+            )
+            with study_lock(self.storage, joined.study_id):  # one writer of the note at a time
+                if update_misfit_note(joined.study, check):
+                    log.info("study %s: the dashboard note says: %s", name, check.line)
+        except Exception as e:  # noqa: BLE001 - never fail a trial over its note
+            log.warning("study %s: could not write the prior misfit note: %s", name, e)
 
     def _checkpoint_path(self, joined: _Joined, origin: int) -> Path | None:
         if self.checkpoint_dir is None:
@@ -550,6 +649,23 @@ class _Worker:
         # The study's id, never its name: a name can be changed outside hpsearch (the dashboard,
         # Optuna itself) to anything, '../..' included, and must not become a path.
         return self.checkpoint_dir / study_folder(joined.study_id) / f"trial-{origin}.pt"
+
+    def raise_if_failed(self, names: set[str]) -> None:
+        """Raise :class:`StudyFailed` (one line per study) when every study of ``names`` (those
+        this worker served) is failed now, so that the worker exits non-zero, saying why."""
+        lines = []
+        for name in sorted(names):
+            joined = self.joined.get(name)
+            if joined is None:
+                return  # deleted meanwhile
+            failure = self.link.call(
+                "reading the study", study_failure, self.storage, joined.study_id
+            )
+            if failure is None:
+                return
+            lines.append(f"study {name!r} {failed_reason(name, failure)}")
+        if lines:
+            raise StudyFailed("; ".join(lines))
 
     # -- idling ----------------------------------------------------------------------------
 
@@ -573,6 +689,8 @@ def _finish_trial(study: optuna.Study, trial: optuna.Trial, outcome: _Outcome) -
     try:
         if outcome.reason and outcome.state in reason_attr:
             trial.set_user_attr(reason_attr[outcome.state], outcome.reason)
+        if outcome.traceback and outcome.state == TrialState.FAIL:
+            trial.set_user_attr(FAIL_TRACEBACK_ATTR, outcome.traceback)
         if outcome.state == TrialState.COMPLETE:
             study.tell(trial, outcome.value)
         else:
@@ -587,6 +705,20 @@ def _finish_trial(study: optuna.Study, trial: optuna.Trial, outcome: _Outcome) -
         )
         return False
     return True
+
+
+def _stops_study(error: Exception, *, user_objective: bool) -> bool:
+    """Whether ``error`` recurs on every trial of the study, whatever the config: the study fails.
+
+    The task's data is missing or unreadable, or names a column that is not there (a
+    :class:`TaskError`, which a user's function may raise too); the space cannot give a config
+    (a :class:`SpaceError`); a user's function cannot import what it needs. Anything else fails
+    only the trial: a config that does not train (NaN, divergence, a bad value) is the search's
+    business, and CUDA out of memory, a lost connection and a killed worker are retried.
+    """
+    if isinstance(error, TaskError | SpaceError):
+        return True
+    return user_objective and isinstance(error, ImportError)
 
 
 def _stopped_reason(signals: _Signals) -> str:
@@ -661,6 +793,7 @@ def run_worker(
     )
     worker.signals.install()
     ran = 0
+    served: set[str] = set()  # the studies this worker ran a trial of
     log.info("worker %s serving %s", worker.worker_id, study or "every open study")
     if objective is None:
         log.info("worker %s reads data under: %s", worker.worker_id, roots.describe())
@@ -689,6 +822,7 @@ def run_worker(
                 )
                 reason = worker._done(current.study_id, current.spec, counts)
                 if reason is not None and study is not None:
+                    worker.raise_if_failed({study})  # says why in one line, exits non-zero
                     log.info("study %s: %s", name, reason)
                     break
                 worker.idle()  # running trials hold the rest of the budget
@@ -696,9 +830,13 @@ def run_worker(
             started = time.perf_counter()
             outcome = worker.serve(current, trial)
             ran += 1
+            served.add(name)
+            if outcome.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                worker.note_prior_misfit(current)
             with contextlib.suppress(Exception):
                 fleet.worker_beat(storage, worker.worker_id, finished_trial=True)
             _log_outcome(name, trial.number, current.spec, outcome, time.perf_counter() - started)
+        worker.raise_if_failed({study} if study is not None else served)
     except WorkerStopped as e:
         log.info("worker %s stopped (%s)", worker.worker_id, e)
     finally:
@@ -717,3 +855,5 @@ def _log_outcome(
         detail = outcome.reason or ""
     state = outcome.state.name.lower()
     log.info("%s trial %d %s: %s (%.1f s)", name, number, state, detail, seconds)
+    if outcome.traceback:
+        log.warning("%s trial %d: your objective raised:\n%s", name, number, outcome.traceback)
