@@ -11,6 +11,7 @@ matter is held more. :func:`prior_misfit` says where the evidence disagrees with
 from __future__ import annotations
 
 import math
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -521,24 +522,63 @@ def _best(study: Study) -> FrozenTrial | None:
 # ---- evidence -----------------------------------------------------------------------------
 
 
-def evidence_importances(study: Study, trials: list[FrozenTrial]) -> dict[str, float]:
+def evidence_importances(
+    study: Study, trials: list[FrozenTrial], *, skip_held: bool = False
+) -> dict[str, float]:
     """PED-ANOVA importance of each parameter on ``trials`` (finished ones of ``study``), as
-    shares summing to 1; ``{}`` when it cannot be computed (too few trials, one objective)."""
+    shares summing to 1; ``{}`` when it cannot be computed (too few trials, one objective).
+
+    With ``skip_held``, a continuous knob is judged only on the trials where it took a value of
+    its own: a trial that repeats an earlier trial's exact value held it there (at the
+    incumbent's), and the good trials that hold a knob would otherwise make it look important
+    whatever it does. :func:`prior_misfit` judges so (on 16 studies of 25 trials each, it then
+    flags a low-tier knob that decides 16 times rather than 12); the sampler's re-ranking does
+    not, since on HPOLib that cost it 0.3 of log regret at 25 trials.
+    """
     if study._is_multi_objective() or len(trials) < 4:
         return {}
-    sub = optuna.create_study(direction=study.direction)
-    sub.add_trials(trials)
-    # With few trials the top decile is one or two trials: look at the top quarter instead.
-    quantile = 0.1 if len(trials) >= 100 else 0.25
-    evaluator = optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile)
-    try:
-        raw = optuna.importance.get_param_importances(sub, evaluator=evaluator, normalize=True)
-    except (ValueError, RuntimeError, ZeroDivisionError):
-        return {}
+    names = sorted({k for t in trials for k in t.params})
+    raw: dict[str, float] = {}
+    for name in names:
+        subset = _own_values(trials, name) if skip_held else [t for t in trials if name in t.params]
+        if len(subset) < 4:
+            continue
+        sub = optuna.create_study(direction=study.direction)
+        sub.add_trials(subset)
+        # With few trials the top decile is one or two trials: look at the top quarter.
+        quantile = 0.1 if len(subset) >= 100 else 0.25
+        evaluator = optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile)
+        try:
+            with warnings.catch_warnings():  # `normalize` is experimental in Optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                value = optuna.importance.get_param_importances(
+                    sub, evaluator=evaluator, params=[name], normalize=False
+                ).get(name, 0.0)
+        except (ValueError, RuntimeError, ZeroDivisionError):
+            continue
+        if math.isfinite(value) and value >= 0:
+            raw[name] = float(value)
     total = sum(raw.values())
     if not raw or not math.isfinite(total) or total <= 0:
         return {}
-    return {k: float(v) / total for k, v in raw.items()}
+    return {k: v / total for k, v in sorted(raw.items(), key=lambda kv: -kv[1])}
+
+
+def _own_values(trials: list[FrozenTrial], name: str) -> list[FrozenTrial]:
+    """The trials that have ``name``; for a continuous knob, only those whose value no earlier
+    trial had (a held value repeats the incumbent's exactly)."""
+    have = [t for t in trials if name in t.params]
+    dist = have[0].distributions.get(name) if have else None
+    if dist is None or _size(dist) != math.inf:
+        return have
+    seen: set[Any] = set()
+    out = []
+    for t in sorted(have, key=lambda t: t.number):
+        key = _key(t.params[name])
+        if key not in seen:
+            out.append(t)
+        seen.add(key)
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -565,7 +605,7 @@ def prior_misfit(study: Study, space: SearchSpace, *, min_trials: int = 15) -> l
     step, scored = _scored(study, min_trials)
     if len(scored) < min_trials:
         return []
-    share = evidence_importances(study, _as_trials(scored[-_EVIDENCE_CAP:]))
+    share = evidence_importances(study, _as_trials(scored[-_EVIDENCE_CAP:]), skip_held=True)
     share = {k: v for k, v in share.items() if k in space.params}
     if not share:
         return []
