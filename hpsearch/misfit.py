@@ -173,6 +173,18 @@ def check_prior(
     return check.model_copy(update={"finished": finished})
 
 
+#: The study system attribute that holds the latest check a worker made (a PriorCheck).
+STORED_ATTR = "hpsearch:prior_check"
+
+
+def store_prior_check(
+    storage: optuna.storages.BaseStorage, study_id: int, check: PriorCheck
+) -> None:
+    """Keep ``check`` with the study, for reads: a worker computes it at each checkpoint, so a
+    status read or a report never pays for PED-ANOVA itself."""
+    storage.set_study_system_attr(study_id, STORED_ATTR, check.model_dump(mode="json"))
+
+
 def spec_prior_check(
     storage: optuna.storages.BaseStorage,
     study_id: int,
@@ -180,11 +192,22 @@ def spec_prior_check(
     *,
     finished: int | None = None,
 ) -> PriorCheck | None:
-    """:func:`check_prior` for a study of ``spec``, or None when its strategy does not use the
-    checklist (``tpe``, ``random``, ...). A failure to compute is logged and gives None: the
-    check never breaks the read it is part of."""
+    """The check of a study of ``spec``: the one its workers stored at the latest checkpoint
+    (:func:`store_prior_check`), else :func:`check_prior` computed here; None when its strategy
+    does not use the checklist (``tpe``, ``random``, ...). A failure to compute is logged and
+    gives None: the check never breaks the read it is part of."""
     if spec.strategy not in MISFIT_STRATEGIES or spec.name is None:
         return None
+    stored = storage.get_study_system_attrs(study_id).get(STORED_ATTR)
+    if stored is not None:
+        try:
+            check = PriorCheck.model_validate(stored)
+        except ValueError:
+            check = None
+        if check is not None:
+            if finished is not None:
+                check = check.model_copy(update={"finished": finished})
+            return check
     try:
         return check_prior(
             storage, study_id, name=spec.name, space=spec.search_space, finished=finished

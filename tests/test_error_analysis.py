@@ -304,7 +304,8 @@ def test_demo_study_report_matches_a_direct_computation(tmp_path, free_port, cap
     # The CLI's error: one line, the same reason.
     assert cli.main(["report", "digits", "--storage", url, "--trial", str(outside.number)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "fell out of the best 2" in err[0]
+    assert err[0].startswith("reading sqlite:")  # where it read, then the one error line
+    assert len(err) == 2 and "fell out of the best 2" in err[1]
 
     # optuna-dashboard lists the kept trial's artifact and serves its file.
     dashboard = start_dashboard(

@@ -344,3 +344,15 @@ def test_a_waiting_worker_picks_up_the_fix_without_a_restart(sqlite_url, tmp_pat
     assert worker.returncode == 0, out
     states = [t.state for t in _trials(sqlite_url, "w")]
     assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE], out
+
+
+def test_a_worker_with_its_own_function_never_fails_another_teams_study(sqlite_url):
+    # Serving every open study, a worker started with --objective may run its function on a
+    # study of the built-in trainer; its import error fails its own trials there, not the study.
+    studies.create_study(
+        open_storage(sqlite_url), {"name": "theirs", "space": "demo", "budget": {"trials": 2}}
+    )
+    run_worker(sqlite_url, objective="fix_objectives:needs_a_missing_module", max_trials=2)
+    status = studies.study_status(open_storage(sqlite_url), "theirs")
+    assert status.state != "failed"
+    assert [t.state for t in _trials(sqlite_url, "theirs")] == [TrialState.FAIL] * 2

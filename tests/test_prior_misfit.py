@@ -255,6 +255,11 @@ def test_a_worker_writes_the_misfit_into_the_dashboard_note_and_keeps_the_users_
     section = note[note.index(NOTE_START) :]
     assert "my.momentum (low impact)" in section and "| my.momentum | 0." in section
     assert f"{TRIALS} finished trials" in section  # rewritten at 25 trials, after 15
+    # The worker kept its check with the study: reads use it and compute nothing.
+    from hpsearch.misfit import STORED_ATTR
+
+    stored = storage.get_study_system_attrs(study._study_id)[STORED_ATTR]
+    assert stored["verdict"] == "misfit" and stored["trials_used"] == TRIALS
     # The note matches the status, and an unchanged check writes nothing.
     status = studies.study_status(storage, "noted")
     assert status.prior_misfit is not None

@@ -416,3 +416,15 @@ def test_uniform_share_follows_the_successive_halving_bracket():
     plans = [sampler.plan(study, n) for n in range(12, 212)]
     uniform = sum(set(p.values()) == {"uniform"} for p in plans)
     assert 30 <= uniform <= 110
+
+
+def test_prior_sampler_survives_pruned_trials_that_reported_only_nan():
+    # A diverged trial reports NaN and is pruned: the next trials must still be sampled.
+    study = optuna.create_study(sampler=PriorSampler(WIDE, seed=0), study_name="prior-test")
+    for value in (float("nan"), float("inf")):
+        trial = study.ask()
+        suggest_config(trial, WIDE)
+        trial.report(value, 1)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    _run_space(None, WIDE, 3, _wd_only, study=study)
+    assert [t.state.name for t in study.trials][-3:] == ["COMPLETE"] * 3

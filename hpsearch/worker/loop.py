@@ -53,7 +53,13 @@ from hpsearch.errors import (
     TrainingDiverged,
     UsageError,
 )
-from hpsearch.misfit import MISFIT_STRATEGIES, check_prior, note_due, update_misfit_note
+from hpsearch.misfit import (
+    MISFIT_STRATEGIES,
+    check_prior,
+    note_due,
+    store_prior_check,
+    update_misfit_note,
+)
 from hpsearch.safe_names import study_folder
 from hpsearch.spaces import suggest_config
 from hpsearch.storage import (
@@ -209,6 +215,7 @@ class _Worker:
         self.keep = keep or parse_keep()
         self.link = Reconnect()
         self.objective = objective
+        self.named_study: str | None = None  # the study given with --study, if any
         self.device = device
         self.checkpoint_dir = checkpoint_dir
         self.poll_seconds = poll_seconds
@@ -571,7 +578,14 @@ class _Worker:
             # A user's function keeps its traceback with the trial: the line alone rarely says
             # where in their code it broke. The built-in trainer's reason says it all.
             tb = bounded_traceback(e) if self.objective is not None else None
-            fatal = _stops_study(e, user_objective=self.objective is not None)
+            # A worker with its own function may serve a study of the built-in trainer: its
+            # function's mistakes fail only its trials there, never that study for everyone.
+            borrowed = (
+                self.objective is not None
+                and spec.task.family != USER_OBJECTIVE_FAMILY
+                and self.named_study != joined.study.study_name
+            )
+            fatal = not borrowed and _stops_study(e, user_objective=self.objective is not None)
             return _Outcome(
                 TrialState.FAIL, reason=f"{type(e).__name__}: {e}", traceback=tb, fatal=fatal
             )
@@ -638,6 +652,7 @@ class _Worker:
                 finished=finished,
             )
             with study_lock(self.storage, joined.study_id):  # one writer of the note at a time
+                store_prior_check(self.storage, joined.study_id, check)
                 if update_misfit_note(joined.study, check):
                     log.info("study %s: the dashboard note says: %s", name, check.line)
         except Exception as e:  # noqa: BLE001 - never fail a trial over its note
@@ -782,6 +797,7 @@ def run_worker(
         data_roots=roots,
     )
     if study is not None:  # fail now (StudyNotFound, a bad spec), not after a poll
+        worker.named_study = study
         worker.join(study)
     worker.link.call(
         "registering the worker",
