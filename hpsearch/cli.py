@@ -235,8 +235,9 @@ SOURCE_RULE = (
     "(--storage URL, as Optuna's CLI does: no service, no token) or through an hpsearch service "
     "(--server URL). One rule picks: a flag on the command line wins (giving both is an error); "
     "else $HPSEARCH_STORAGE if set; else $HPSEARCH_SERVER if set (with both set, the database "
-    "wins, and the line on stderr says so); else the service at http://127.0.0.1:8000. Each "
-    "says on stderr where it went, e.g. `reading sqlite:///hpsearch.db (--storage)`. serve, "
+    "wins, and a read's line on stderr says so); else the service at http://127.0.0.1:8000. "
+    "Each read says on stderr where it read, e.g. `reading sqlite:///hpsearch.db (--storage)`; "
+    "a change that fails names where it was sent. serve, "
     "worker, dashboard, report and token use the database only: --storage, else "
     "$HPSEARCH_STORAGE, else sqlite:///hpsearch.db. Reads never create a database: a URL "
     "naming a file that does not exist is an error."
@@ -712,9 +713,10 @@ def _cmd_extend(args: argparse.Namespace) -> int:
         if args.trials is not None:
             budget["trials"] = _total_trials(args.trials, client, args.name)
         changes = {key: value for key, value in (("budget", budget), ("task", task)) if value}
+        before = len(client.study(args.name).get("history") or [])
         status = client.update_study(args.name, changes)
     history = status.get("history") or []
-    if history:
+    if len(history) > before:  # this call's change, not an earlier one
         print(f"study {args.name} changed: {change_text(history[-1])}")
     else:
         print(f"study {args.name}: nothing changed")

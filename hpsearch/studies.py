@@ -614,8 +614,16 @@ def done_reason(
 def failed_reason(name: str, failure: StudyFailure) -> str:
     """The one line that says why a failed study takes no trials, and how to continue it."""
     at = f" at trial {failure.trial}" if failure.trial is not None else ""
+    # One worker's setup (its data roots, its mounts) may be the cause: say which worker.
+    seen = f" (on worker {failure.worker})" if failure.worker else ""
+    if failure.reason.startswith(("ModuleNotFoundError", "ImportError")):
+        # The user's own function could not import what it needs: no task change fixes it.
+        return (
+            f"failed{at}: {failure.reason}{seen} -- fix your function's imports, then "
+            f"`hpsearch resume {name}`"
+        )
     return (
-        f"failed{at}: {failure.reason} -- fix it and continue with `hpsearch extend {name} "
+        f"failed{at}: {failure.reason}{seen} -- fix it and continue with `hpsearch extend {name} "
         f"--dataset ... --target ...` (PATCH /studies/{name}), or `hpsearch resume {name}` "
         "once the data is in place"
     )

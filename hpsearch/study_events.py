@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -118,13 +119,18 @@ def fail_study(
     reason: str,
     trial: int | None = None,
     worker: str | None = None,
-) -> StudyFailure:
+    unless: Callable[[], bool] | None = None,
+) -> StudyFailure | None:
     """Mark the study failed: workers take no new trial of it until it is changed or resumed.
 
     The first failure is kept: a second worker meeting the same error meanwhile changes
-    nothing. Returns the failure the study has now.
+    nothing. ``unless`` is asked under the study's lock, where changes and resumes are made:
+    when it says the error is out of date (the task was fixed while the trial ran), nothing
+    is marked and None is returned. Returns the failure the study has now.
     """
     with study_lock(storage, study_id):
+        if unless is not None and unless():
+            return None
         current = study_failure(storage, study_id)
         if current is not None:
             return current

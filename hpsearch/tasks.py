@@ -70,6 +70,7 @@ class TaskSpec(BaseModel):
     )
     dataset: str = Field(
         default="digits",
+        max_length=4096,
         description=(
             "A bundled dataset name (digits, diabetes, tones) or a path under the workers' "
             "data roots (`hpsearch worker --data-root`): a CSV, a Parquet file (with pandas "
@@ -78,6 +79,7 @@ class TaskSpec(BaseModel):
     )
     target: str | None = Field(
         default=None,
+        max_length=1024,
         description=(
             "The label column of a CSV or Parquet table; when absent, the column named "
             "`target`, else the last column."

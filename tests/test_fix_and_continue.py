@@ -142,6 +142,9 @@ def test_an_import_error_in_your_function_fails_the_study_at_once(sqlite_url):
         run_worker(sqlite_url, study="f", objective="fix_objectives:needs_a_missing_module")
     (trial,) = _trials(sqlite_url, "f")
     assert trial.state == TrialState.FAIL
+    # The way out is to fix the function, not the task.
+    reason = studies.study_status(open_storage(sqlite_url), "f").done_reason
+    assert "fix your function's imports" in reason and "--dataset" not in reason
 
 
 def test_a_space_that_cannot_give_a_config_fails_the_study_at_once(sqlite_url):
@@ -279,6 +282,7 @@ def test_a_bad_change_answers_422_in_one_line_and_changes_nothing(
         ({"task": {"target": "label"}}, "leave task.target out"),
         ({"pruner": "median"}, "PUT /studies/w/pruner"),
         ({}, "give the study's changes as a mapping"),
+        ({"task": {"dataset": "x" * 100_000}}, "task.dataset"),  # bounded: kept in the history
     ]
     for body, expected in cases:
         r = httpx.patch(f"{live_service}/studies/w", json=body, headers=headers)
@@ -356,3 +360,12 @@ def test_a_worker_with_its_own_function_never_fails_another_teams_study(sqlite_u
     status = studies.study_status(open_storage(sqlite_url), "theirs")
     assert status.state != "failed"
     assert [t.state for t in _trials(sqlite_url, "theirs")] == [TrialState.FAIL] * 2
+
+
+def test_extend_that_changes_nothing_says_so(sqlite_url, capsys):
+    studies.create_study(open_storage(sqlite_url), _spec("e", "digits", None, trials=3))
+    assert main(["extend", "e", "--trials", "+1", "--storage", sqlite_url]) == 0
+    assert "budget.trials 3 -> 4" in capsys.readouterr().out
+    assert main(["extend", "e", "--trials", "4", "--storage", sqlite_url]) == 0
+    out = capsys.readouterr().out
+    assert "nothing changed" in out and "3 -> 4" not in out

@@ -615,17 +615,22 @@ class _Worker:
         """Fail the study over this trial's error, unless its task was changed meanwhile (a
         fix that landed while the trial ran: the next trial runs with it)."""
         name = joined.study.study_name
-        stored = self.storage.get_study_user_attrs(joined.study_id).get(SPEC_ATTR, {})
-        if TaskSpec.model_validate(stored.get("task", {})) != joined.spec.task:
-            log.info("study %s: its task changed while trial %d ran", name, trial.number)
-            return
+
+        def changed() -> bool:  # asked under the study lock, where a PATCH stores its fix
+            stored = self.storage.get_study_user_attrs(joined.study_id).get(SPEC_ATTR, {})
+            return TaskSpec.model_validate(stored.get("task", {})) != joined.spec.task
+
         failure = fail_study(
             self.storage,
             joined.study_id,
             reason=outcome.reason or "an error that recurs on every trial",
             trial=trial.number,
             worker=self.worker_id,
+            unless=changed,
         )
+        if failure is None:
+            log.info("study %s: its task changed while trial %d ran", name, trial.number)
+            return
         log.error("study %s: %s", name, failed_reason(name, failure))
 
     def note_prior_misfit(self, joined: _Joined) -> None:
