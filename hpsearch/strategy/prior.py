@@ -540,26 +540,32 @@ def evidence_importances(
     if study._is_multi_objective() or len(trials) < 4:
         return {}
     names = sorted({k for t in trials for k in t.params})
-    raw: dict[str, float] = {}
+    # Knobs judged on the same trials share one evaluation (all of them, without skip_held).
+    groups: dict[tuple[int, ...], list[str]] = {}
     for name in names:
         subset = _own_values(trials, name) if skip_held else [t for t in trials if name in t.params]
-        if len(subset) < 4:
+        groups.setdefault(tuple(id(t) for t in subset), []).append(name)
+    by_id = {id(t): t for t in trials}
+    raw: dict[str, float] = {}
+    for ids, group in groups.items():
+        if len(ids) < 4:
             continue
         sub = optuna.create_study(direction=study.direction)
-        sub.add_trials(subset)
+        sub.add_trials([by_id[i] for i in ids])
         # With few trials the top decile is one or two trials: look at the top quarter.
-        quantile = 0.1 if len(subset) >= 100 else 0.25
+        quantile = 0.1 if len(ids) >= 100 else 0.25
         evaluator = optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile)
         try:
             with warnings.catch_warnings():  # `normalize` is experimental in Optuna
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                value = optuna.importance.get_param_importances(
-                    sub, evaluator=evaluator, params=[name], normalize=False
-                ).get(name, 0.0)
+                values = optuna.importance.get_param_importances(
+                    sub, evaluator=evaluator, params=group, normalize=False
+                )
         except (ValueError, RuntimeError, ZeroDivisionError):
             continue
-        if math.isfinite(value) and value >= 0:
-            raw[name] = float(value)
+        for name, value in values.items():
+            if math.isfinite(value) and value >= 0:
+                raw[name] = float(value)
     total = sum(raw.values())
     if not raw or not math.isfinite(total) or total <= 0:
         return {}
