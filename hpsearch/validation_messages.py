@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-__all__ = ["clean_errors", "plain_errors", "validation_message"]
+__all__ = ["TYPE_EXPECTED", "clean_errors", "plain_errors", "validation_message"]
 
 # Labels pydantic gives union members and wrapped validators, never a name a user wrote.
 _TAG = re.compile(
@@ -31,8 +31,8 @@ _MODEL_NAMES = frozenset(
     {"SearchSpace", "Param", "NotSearched", "TaskSpec", "Budget", "PrunerSpec", "WarmStart",
      "StudySpec"}
 )  # fmt: skip
-# What a type error of each kind expected, to say a value that fits no union member once.
-_EXPECTED = {
+#: Pydantic's type errors, as the kind of value that was expected (space files use it too).
+TYPE_EXPECTED = {
     "string_type": "a string",
     "int_type": "an integer",
     "int_parsing": "an integer",
@@ -45,8 +45,9 @@ _EXPECTED = {
     "dict_type": "a mapping",
     "model_type": "a mapping",
     "model_attributes_type": "a mapping",
-    "literal_error": None,
 }
+# ... and a literal's error, to say a value that fits no union member once.
+_EXPECTED: dict[str, str | None] = {**TYPE_EXPECTED, "literal_error": None}
 
 
 def _is_tag(part: object) -> bool:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from hpsearch.errors import SpaceError, SpaceNotFound
 from hpsearch.spaces.schema import NotSearched, Param, SearchSpace
+from hpsearch.validation_messages import TYPE_EXPECTED
 from hpsearch.yaml_input import UserYamlLoader
 
 __all__ = ["describe_space_error", "load_space", "list_spaces"]
@@ -143,21 +144,6 @@ def _parse_space(text: str, source: str) -> SearchSpace:
         raise SpaceError(_describe(e, source)) from e
 
 
-# Pydantic's type errors, as the kind of value that was expected.
-_EXPECTED = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "int_from_float": "an integer",
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "bool_type": "a boolean",
-    "bool_parsing": "a boolean",
-    "list_type": "a list",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-}
 
 
 def describe_space_error(error: ValidationError, source: str) -> str:
@@ -206,8 +192,8 @@ def _describe(error: ValidationError, source: str) -> str:
 
 def _summary(errs: list[tuple[str, str, Any]]) -> str:
     # A value that fits no member of a union gives one error per member: say it once.
-    if all(kind in _EXPECTED for kind, _, _ in errs):
-        expected = list(dict.fromkeys(_EXPECTED[kind] for kind, _, _ in errs))
+    if all(kind in TYPE_EXPECTED for kind, _, _ in errs):
+        expected = list(dict.fromkeys(TYPE_EXPECTED[kind] for kind, _, _ in errs))
         if "a number" in expected and "an integer" in expected:
             expected.remove("an integer")
         return f"expected {' or '.join(expected)}, got {errs[0][2]!r}"
