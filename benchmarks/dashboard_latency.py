@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 from fill import add_trials, build_study
 
-from hpsearch.storage import open_storage, redact
+from hpsearch.db.storage import open_storage, redact
 
 BIN = Path(sys.executable).parent
 ADDED = 100
@@ -241,7 +241,7 @@ def inprocess(mode: str, url: str, name: str) -> dict[str, Any]:
     """One cold read of the whole study in this (fresh) process: ``rdb``, ``cache``, ``traced``."""
     import tracemalloc
 
-    from hpsearch.trial_cache import CachedStorage
+    from hpsearch.db.cache import CachedStorage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     backend = open_storage(url)

@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
 
 from hpsearch import studies
 from hpsearch.spaces import Param, SearchSpace
-from hpsearch.storage import open_storage
+from hpsearch.db.storage import open_storage
 
 __all__ = ["EPOCHS", "STATE_MIX", "add_trials", "build_study"]
 

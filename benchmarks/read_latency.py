@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from fill import build_study
 
-from hpsearch.storage import open_storage, redact
+from hpsearch.db.storage import open_storage, redact
 
 
 def _free_port() -> int:
@@ -61,7 +61,7 @@ class Service:
         self.port = _free_port()
         env = {**os.environ, "HPSEARCH_STORAGE": url, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory"]
+            [sys.executable, "-m", "uvicorn", "hpsearch.service.app:create_app", "--factory"]
             + ["--port", str(self.port), "--log-level", "warning"],
             env=env,
             cwd=ROOT,
@@ -85,7 +85,7 @@ class Service:
 
 def _read_headers(url: str) -> dict[str, str]:
     try:
-        from hpsearch.tokens import create_token
+        from hpsearch.db.tokens import create_token
     except ImportError:  # no tokens yet: the service reads anonymously
         return {}
     _info, secret = create_token(

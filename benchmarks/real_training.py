@@ -70,7 +70,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpsearch.spaces import default_config
-from hpsearch.storage import open_storage
+from hpsearch.db.storage import open_storage
 from hpsearch.studies import create_study, enqueue_configs, stop_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

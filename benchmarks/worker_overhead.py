@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 from hpsearch import studies
 from hpsearch.spaces import load_space, suggest_config
-from hpsearch.storage import open_storage, resolve_storage_url
+from hpsearch.db.storage import open_storage, resolve_storage_url
 from hpsearch.worker import run_worker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

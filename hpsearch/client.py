@@ -66,7 +66,7 @@ def _detail(response: httpx.Response) -> str:
     except ValueError:
         return response.text or response.reason_phrase
     if isinstance(detail, list):  # FastAPI's request-validation errors, loc[0] is "body"
-        from hpsearch.validation_messages import validation_message
+        from hpsearch.spaces.messages import validation_message
 
         errors = [e for e in detail if isinstance(e, dict)]
         return validation_message(errors, skip=1) or str(detail)

@@ -3,7 +3,7 @@
 A study spec names files on the workers' machines (``task.dataset``, ``task.pretrained_weights``),
 and whoever holds a write token writes specs. So a worker reads only
 
-- the bundled datasets (:data:`hpsearch.tasks.BUNDLED_DATASETS`), always, and
+- the bundled datasets (:data:`hpsearch.families.BUNDLED_DATASETS`), always, and
 - paths under the data roots it was given: ``hpsearch worker --data-root DIR`` (repeatable),
   else ``$HPSEARCH_DATA_ROOTS`` (folders separated by ``os.pathsep``). With neither, bundled
   datasets only: the safe default, since a worker often runs as root.
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from hpsearch.errors import DataOutsideRoots, SpecError, UsageError
-from hpsearch.tasks import BUNDLED_DATASETS, TaskSpec
+from hpsearch.families import BUNDLED_DATASETS, TaskSpec
 
 __all__ = [
     "DATA_ROOTS_ENV",

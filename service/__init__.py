@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.app import create_app
-from service.settings import Settings
+from hpsearch.service.app import create_app
+from hpsearch.service.settings import Settings
 
 __all__ = ["create_app", "Settings"]

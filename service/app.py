@@ -15,13 +15,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import hpsearch
 from hpsearch.errors import StorageUnavailable
-from hpsearch.hosts import allowed_hosts, host_allowed, wrong_host_message
-from hpsearch.storage import open_storage
-from service.deps import ReadAccess
-from service.errors import install_error_handlers
-from service.input_guard import refuse_unsafe_input
-from service.metrics import install_metrics
-from service.routers import (
+from hpsearch.service.hosts import allowed_hosts, host_allowed, wrong_host_message
+from hpsearch.db.storage import open_storage
+from hpsearch.service.deps import ReadAccess
+from hpsearch.service.errors import install_error_handlers
+from hpsearch.service.input_guard import refuse_unsafe_input
+from hpsearch.service.prometheus import install_metrics
+from hpsearch.service.routers import (
     health,
     importance,
     metrics,
@@ -31,7 +31,7 @@ from service.routers import (
     trials,
     workers,
 )
-from service.settings import Settings
+from hpsearch.service.settings import Settings
 
 __all__ = ["create_app"]
 
@@ -52,7 +52,7 @@ _OPEN_ROUTERS = (health.router,)
 
 
 class AllowedHostsMiddleware:
-    """Answer 400 to requests whose ``Host`` is not an allowed host name (:mod:`hpsearch.hosts`).
+    """Answer 400 to requests whose ``Host`` is not an allowed host name (:mod:`hpsearch.service.hosts`).
 
     Starlette's ``TrustedHostMiddleware`` would do, but it cuts ``[::1]:8000`` at the first
     colon and says only "Invalid host header"; this names the setting that allows a host.
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The hpsearch API over the study database that ``settings`` names.
 
     Every route but the health probes and the docs needs an API token from that database
-    (:mod:`hpsearch.tokens`): scope read for reads (unless ``settings.anonymous_reads``), scope
+    (:mod:`hpsearch.db.tokens`): scope read for reads (unless ``settings.anonymous_reads``), scope
     write for writes. Every request must name an allowed host (``settings.allowed_hosts``
     besides the loopback names) in ``Host``, else it gets 400.
     """

@@ -1,7 +1,7 @@
 """FastAPI dependencies: settings, the study database, and the token guards of reads and writes.
 
 Projects: a token may be limited to the studies whose names start with a prefix
-(:attr:`hpsearch.tokens.TokenInfo.project`). The limit is enforced here and only here:
+(:attr:`hpsearch.db.tokens.TokenInfo.project`). The limit is enforced here and only here:
 
 - :data:`StudyAccess` guards every route with a study ``{name}`` in its path (reads, writes,
   deletes): a study outside the token's project answers 404 with the same message whether it
@@ -23,11 +23,11 @@ import optuna
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from hpsearch import tokens
+from hpsearch.db import tokens
 from hpsearch.errors import UsageError
-from hpsearch.storage import open_storage
+from hpsearch.db.storage import open_storage
 from hpsearch.studies import StudySpec
-from service.settings import Settings
+from hpsearch.service.settings import Settings
 
 __all__ = [
     "CurrentToken",
@@ -184,7 +184,7 @@ def project_spec(spec: StudySpec, token: CurrentToken) -> StudySpec:
     """The spec of a study to create, held to the token's project.
 
     403 when it names a study (or a ``warm_start.study``) outside the project; without a name,
-    one is generated inside it (:func:`hpsearch.tokens.project_study_name`).
+    one is generated inside it (:func:`hpsearch.db.tokens.project_study_name`).
     """
     project = _limited(token)
     if project is None:

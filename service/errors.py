@@ -25,8 +25,8 @@ from hpsearch.errors import (
     TrialNotRunning,
 )
 from hpsearch.studies import StudyBusy
-from hpsearch.validation_messages import clean_errors
-from service.metrics import METRICS_PATH, outage_metrics
+from hpsearch.spaces.messages import clean_errors
+from hpsearch.service.prometheus import METRICS_PATH, outage_metrics
 
 __all__ = ["install_error_handlers"]
 
@@ -55,7 +55,7 @@ def _status_of(error: HpsearchError) -> int:
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every :class:`HpsearchError` with its status and ``{"detail": message}``, and a
     request that fails validation with FastAPI's 422 list, its paths free of pydantic's
-    union-member labels (:func:`hpsearch.validation_messages.clean_errors`)."""
+    union-member labels (:func:`hpsearch.spaces.messages.clean_errors`)."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from hpsearch.hosts import parse_hosts
+from hpsearch.service.hosts import parse_hosts
 
 __all__ = ["Settings"]
 
@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = []
     """Host names besides localhost, 127.0.0.1 and ::1 that requests may name in ``Host``
     (``HPSEARCH_ALLOWED_HOSTS``, comma-separated; ``*.example.com``, ``*`` for any); others get
-    400 (:mod:`hpsearch.hosts`, against DNS rebinding)."""
+    400 (:mod:`hpsearch.service.hosts`, against DNS rebinding)."""
     max_body_bytes: int = 1024 * 1024
     """Requests with larger bodies get 413 (``HPSEARCH_MAX_BODY_BYTES``)."""
     startup_retry_seconds: float = 30.0

@@ -38,7 +38,7 @@ from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
 # Starlette's TestClient sends `Host: testserver`, and the service answers only to allowed host
-# names (hpsearch.hosts): allow that one too. Tests of the host check pass their own lists.
+# names (hpsearch.service.hosts): allow that one too. Tests of the host check pass their own lists.
 os.environ["HPSEARCH_ALLOWED_HOSTS"] = ",".join(
     filter(None, [os.environ.get("HPSEARCH_ALLOWED_HOSTS"), "testserver"])
 )
@@ -410,8 +410,8 @@ def make_api_token() -> Callable[..., str]:
     at ``url`` (a new name each call) and returns its secret, for requests to the service."""
 
     def make(url: str, scope: str = "write") -> str:
-        from hpsearch.storage import open_storage
-        from hpsearch.tokens import create_token
+        from hpsearch.db.storage import open_storage
+        from hpsearch.db.tokens import create_token
 
         name = f"test-{scope}-{uuid.uuid4().hex[:8]}"
         _info, secret = create_token(open_storage(url), name, scopes=scope)
@@ -467,8 +467,8 @@ def serve_app(app: object, port: int) -> Iterator[str]:
 @pytest.fixture
 def live_service(sqlite_url: str, free_port: int) -> Iterator[str]:
     """The hpsearch app over ``sqlite_url``, served over real HTTP; yields its base URL."""
-    from service.app import create_app
-    from service.settings import Settings
+    from hpsearch.service.app import create_app
+    from hpsearch.service.settings import Settings
 
     with serve_app(create_app(Settings(storage=sqlite_url)), free_port) as url:
         yield url

@@ -24,12 +24,13 @@ except ImportError:  # older FastAPI flattens them into app.routes
         return iter(routes)
 
 
-from hpsearch import studies, tokens
+from hpsearch import studies
+from hpsearch.db import tokens
 from hpsearch.client import ApiError, Client
 from hpsearch.errors import TokenExists, TokenNotFound, UsageError
-from hpsearch.storage import open_storage
-from hpsearch.tables import api_tokens
-from service import Settings, create_app
+from hpsearch.db.storage import open_storage
+from hpsearch.db.tables import api_tokens
+from hpsearch.service import Settings, create_app
 
 SPEC = {"name": "auth", "space": "demo", "task": {"epochs": 2}, "budget": {"trials": 5}}
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}

@@ -120,7 +120,11 @@ def test_the_installed_package_carries_the_checklist(tmp_path: Path) -> None:
     build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src)]
     subprocess.run(build, check=True, capture_output=True, timeout=120)
     (wheel,) = wheels.glob("hpsearch-*.whl")
-    assert f"search_spaces/{CHECKLIST_FILE}" in zipfile.ZipFile(wheel).namelist()
+    names = zipfile.ZipFile(wheel).namelist()
+    assert f"hpsearch/search_spaces/{CHECKLIST_FILE}" in names
+    # One import package: service/ and search_spaces/ install inside hpsearch, never beside it.
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"hpsearch"}, top
     target = tmp_path / "installed"
     install = [*pip, "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)]
     subprocess.run(install, check=True, capture_output=True, timeout=120)

@@ -10,8 +10,9 @@ import urllib.request
 
 import pytest
 
-from hpsearch import studies, tokens
-from hpsearch.storage import open_storage
+from hpsearch import studies
+from hpsearch.db import tokens
+from hpsearch.db.storage import open_storage
 
 VERBS = ["demo", "serve", "dashboard", "worker", "submit", "status", "best", "spaces"]
 VERBS += ["try", "lr-find", "token", "importance", "workers", "stop", "resume", "delete"]

@@ -22,8 +22,9 @@ import pytest
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
-from hpsearch import studies, tokens
-from hpsearch.storage import open_storage
+from hpsearch import studies
+from hpsearch.db import tokens
+from hpsearch.db.storage import open_storage
 
 HPSEARCH = [sys.executable, "-m", "hpsearch"]
 

@@ -139,7 +139,7 @@ def test_the_worker_reserves_the_gpus(compose: dict[str, Any]) -> None:
 
 
 def test_anonymous_reads_are_off_unless_the_environment_turns_them_on() -> None:
-    from service import Settings
+    from hpsearch.service import Settings
 
     default = environment_of(load_compose()["services"]["api"])["HPSEARCH_ANONYMOUS_READS"]
     assert Settings(anonymous_reads=default).anonymous_reads is False

@@ -28,11 +28,11 @@ import optuna
 import optuna_dashboard
 import pytest
 
-from hpsearch import tokens
-from hpsearch.artifacts import open_artifact_store
-from hpsearch.dashboard import DashboardServer, start_dashboard
-from hpsearch.dashboard_auth import COOKIE_NAME
-from hpsearch.storage import open_storage
+from hpsearch.db import tokens
+from hpsearch.analysis.artifacts import open_artifact_store
+from hpsearch.service.dashboard import DashboardServer, start_dashboard
+from hpsearch.service.dashboard_auth import COOKIE_NAME
+from hpsearch.db.storage import open_storage
 
 _SAFE = {"GET", "HEAD", "OPTIONS"}
 _HOW = "hpsearch token create NAME --scope write"
@@ -523,7 +523,7 @@ def _api_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, str]
 def test_hpsearch_serve_guards_the_dashboard_and_the_api(world: World, free_port: int) -> None:
     import socket
 
-    from service import Settings, create_app
+    from hpsearch.service import Settings, create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -568,7 +568,7 @@ def test_hpsearch_serve_guards_the_dashboard_and_the_api(world: World, free_port
 def test_compose_services_answer_to_their_service_names_and_yours() -> None:
     import yaml
 
-    from service import Settings
+    from hpsearch.service import Settings
 
     text = (Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text()
 
@@ -590,7 +590,7 @@ def test_compose_services_answer_to_their_service_names_and_yours() -> None:
 def test_the_api_answers_only_to_allowed_hosts(sqlite_url: str) -> None:
     from fastapi.testclient import TestClient
 
-    from service import Settings, create_app
+    from hpsearch.service import Settings, create_app
 
     app = create_app(Settings(storage=sqlite_url, allowed_hosts="api.internal"))
     with TestClient(app, base_url="http://localhost:8000") as api:

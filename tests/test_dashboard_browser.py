@@ -25,8 +25,8 @@ from typing import Any
 import optuna
 import pytest
 
-from hpsearch.dashboard import DashboardServer, start_dashboard
-from hpsearch.storage import open_storage
+from hpsearch.service.dashboard import DashboardServer, start_dashboard
+from hpsearch.db.storage import open_storage
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 _FLAGS = [

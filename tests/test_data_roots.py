@@ -22,8 +22,8 @@ from optuna.trial import TrialState
 from hpsearch import studies
 from hpsearch.data_roots import DataRoots, check_spec_paths, reading_under
 from hpsearch.errors import DataOutsideRoots, SpecError, StudyFailed, UsageError
-from hpsearch.storage import open_storage
-from hpsearch.tasks import TaskSpec
+from hpsearch.db.storage import open_storage
+from hpsearch.families import TaskSpec
 from hpsearch.worker import run_worker
 
 SECRET = "root:*:20228:0:99999:7:::"  # what /etc/shadow's first line looks like
@@ -175,8 +175,8 @@ def test_a_symlink_out_of_a_root_is_refused(sqlite_url, tmp_path):
 def test_files_inside_a_dataset_folder_that_link_out_are_refused(tmp_path):
     from PIL import Image
 
-    from hpsearch.train.audio_data import load_audio
-    from hpsearch.train.image_data import open_image_source
+    from hpsearch.train.audio.data import load_audio
+    from hpsearch.train.image.data import open_image_source
 
     data, outside = tmp_path / "data", tmp_path / "outside"
     for cls in ("a", "b"):
@@ -220,8 +220,8 @@ def test_a_wrong_target_on_a_file_under_a_root_lists_no_columns(sqlite_url, tmp_
 
 
 def test_errors_about_unreadable_files_quote_nothing_of_them(tmp_path):
-    from hpsearch.train.audio_data import load_audio
-    from hpsearch.train.data import load_tabular
+    from hpsearch.train.audio.data import load_audio
+    from hpsearch.train.tabular.data import load_tabular
 
     one_class = tmp_path / "one.csv"
     one_class.write_text("x,secret_label_header\n1,secret-class\n2,secret-class\n")
@@ -295,7 +295,7 @@ def test_the_service_refuses_system_paths_and_dot_dot_at_submit(
 
 
 def test_a_missing_file_under_a_root_is_named_as_missing(tmp_path):
-    from hpsearch.train.data import load_tabular
+    from hpsearch.train.tabular.data import load_tabular
 
     for missing, regression, bundled in ((tmp_path / "nope.csv", False, "digits"),
                                          (tmp_path, True, "diabetes")):  # fmt: skip

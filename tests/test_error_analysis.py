@@ -21,7 +21,7 @@ from sklearn.metrics import (
 )
 
 from hpsearch import cli, studies
-from hpsearch.artifacts import (
+from hpsearch.analysis.artifacts import (
     REMOVED_ATTR,
     KeepPolicy,
     keep_best_predictions,
@@ -30,11 +30,11 @@ from hpsearch.artifacts import (
     predictions_for,
     upload_predictions,
 )
-from hpsearch.error_analysis import build_report, render_plot, write_report
+from hpsearch.analysis.report import build_report, render_plot, write_report
 from hpsearch.errors import ArtifactNotFound, TrialNotFound, UsageError
-from hpsearch.storage import TRIALS_EDITED_ATTR, open_storage
-from hpsearch.train.predictions import ValPredictions
-from service import Settings, create_app
+from hpsearch.db.storage import TRIALS_EDITED_ATTR, open_storage
+from hpsearch.analysis.predictions import ValPredictions
+from hpsearch.service import Settings, create_app
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -215,9 +215,9 @@ def test_only_the_best_n_complete_trials_keep_predictions(storage_url, tmp_path)
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Heartbeat")
 def test_demo_study_report_matches_a_direct_computation(tmp_path, free_port, capsys, monkeypatch):
-    from hpsearch.dashboard import start_dashboard
+    from hpsearch.service.dashboard import start_dashboard
     from hpsearch.train import train
-    from hpsearch.train.data import load_tabular
+    from hpsearch.train.tabular.data import load_tabular
     from hpsearch.worker import run_worker
 
     monkeypatch.delenv("HPSEARCH_ARTIFACTS", raising=False)
@@ -346,7 +346,7 @@ def test_serving_a_report_does_not_import_torch(sqlite_url, tmp_path):
     code = (
         "import sys\n"
         "from fastapi.testclient import TestClient\n"
-        "from service import Settings, create_app\n"
+        "from hpsearch.service import Settings, create_app\n"
         f"app = create_app(Settings(storage={sqlite_url!r}, anonymous_reads=True))\n"
         "with TestClient(app) as c:\n"
         "    assert c.get('/studies/s/report').json()['trial'] == 0\n"

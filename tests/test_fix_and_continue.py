@@ -26,7 +26,7 @@ from hpsearch import studies
 from hpsearch.cli import main
 from hpsearch.client import Client
 from hpsearch.errors import StudyFailed
-from hpsearch.storage import open_storage
+from hpsearch.db.storage import open_storage
 from hpsearch.worker import run_worker
 
 TESTS = Path(__file__).parent

@@ -42,10 +42,11 @@ from schemathesis.checks import (
 )
 from sqlalchemy.engine import make_url
 
-from hpsearch import fleet, studies
-from hpsearch.storage import open_storage
-from hpsearch.tokens import create_token
-from service import Settings, create_app
+from hpsearch import studies
+from hpsearch.db import fleet
+from hpsearch.db.storage import open_storage
+from hpsearch.db.tokens import create_token
+from hpsearch.service import Settings, create_app
 
 STUDY = "fuzz"
 SPEC = {"name": STUDY, "space": "demo", "task": {"epochs": 2}, "budget": {"trials": 6}}

@@ -22,10 +22,10 @@ from optuna.trial import TrialState
 
 from hpsearch import studies
 from hpsearch.errors import NotEnoughTrials
-from hpsearch.importance import parameter_importance
+from hpsearch.analysis.importance import parameter_importance
 from hpsearch.spaces import suggest_config
-from hpsearch.storage import open_storage
-from service import Settings, create_app
+from hpsearch.db.storage import open_storage
+from hpsearch.service import Settings, create_app
 
 N_TRIALS = 60
 

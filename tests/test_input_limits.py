@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 from hpsearch import studies
 from hpsearch.errors import SpaceError, SpecError
 from hpsearch.spaces import SearchSpace, list_spaces, load_space
-from hpsearch.storage import open_storage
+from hpsearch.db.storage import open_storage
 from hpsearch.train import DEFAULTS
-from hpsearch.train.audio_config import AUDIO_DEFAULTS, parse_audio_config
-from hpsearch.train.config import REGRESSION_DEFAULTS, parse_config
-from hpsearch.train.families import FAMILY_KNOBS
-from hpsearch.train.image_config import IMAGE_DEFAULTS
-from service import Settings, create_app
+from hpsearch.train.audio.config import AUDIO_DEFAULTS, parse_audio_config
+from hpsearch.train.core.config import REGRESSION_DEFAULTS, parse_config
+from hpsearch.train.core.family_knobs import FAMILY_KNOBS
+from hpsearch.train.image.config import IMAGE_DEFAULTS
+from hpsearch.service import Settings, create_app
 
 SPEC = {"space": "demo", "task": {"epochs": 2}, "budget": {"trials": 4}}
 

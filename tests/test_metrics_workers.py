@@ -10,11 +10,12 @@ from fastapi.testclient import TestClient
 from optuna.trial import TrialState
 from prometheus_client.parser import text_string_to_metric_families
 
-from hpsearch import fleet, studies
+from hpsearch import studies
+from hpsearch.db import fleet
 from hpsearch.cli import main
 from hpsearch.client import Client
-from hpsearch.storage import open_storage
-from service import Settings, create_app
+from hpsearch.db.storage import open_storage
+from hpsearch.service import Settings, create_app
 
 SPEC = {"name": "fleet-a", "space": "demo", "task": {"epochs": 2}, "budget": {"trials": 4}}
 

@@ -15,12 +15,12 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from hpsearch import studies
-from hpsearch.artifacts import keep_best_predictions, open_artifact_store, parse_keep
+from hpsearch.analysis.artifacts import keep_best_predictions, open_artifact_store, parse_keep
 from hpsearch.cli import main
-from hpsearch.error_analysis import default_report_dir, study_report
+from hpsearch.analysis.report import default_report_dir, study_report
 from hpsearch.errors import ArtifactNotFound
 from hpsearch.safe_names import name_slug, study_folder
-from hpsearch.storage import open_storage
+from hpsearch.db.storage import open_storage
 from hpsearch.worker import run_worker
 
 EVIL = "../../../tmp/escaped"

@@ -26,9 +26,9 @@ import pytest
 from conftest import serve_app
 
 from hpsearch import cli, studies
-from hpsearch.artifacts import open_artifact_store, upload_predictions
+from hpsearch.analysis.artifacts import open_artifact_store, upload_predictions
 from hpsearch.client import Client
-from hpsearch.misfit import (
+from hpsearch.analysis.misfit import (
     NOTE_END,
     NOTE_START,
     PriorCheck,
@@ -39,11 +39,11 @@ from hpsearch.misfit import (
     update_misfit_note,
 )
 from hpsearch.spaces import SearchSpace, suggest_config
-from hpsearch.storage import open_storage
+from hpsearch.db.storage import open_storage
 from hpsearch.strategy import make_sampler, prior_misfit
-from hpsearch.train.predictions import ValPredictions
+from hpsearch.analysis.predictions import ValPredictions
 from hpsearch.worker import run_worker
-from service import Settings, create_app
+from hpsearch.service import Settings, create_app
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat")
 
@@ -238,7 +238,7 @@ def test_the_report_says_when_the_evidence_agrees_or_is_too_young(db):
 def test_a_worker_writes_the_misfit_into_the_dashboard_note_and_keeps_the_users_text(
     sqlite_url, free_port
 ):
-    from hpsearch.dashboard import start_dashboard
+    from hpsearch.service.dashboard import start_dashboard
 
     _create(sqlite_url, "noted")
     _spread_configs(sqlite_url, "noted")
@@ -256,7 +256,7 @@ def test_a_worker_writes_the_misfit_into_the_dashboard_note_and_keeps_the_users_
     assert "my.momentum (low impact)" in section and "| my.momentum | 0." in section
     assert f"{TRIALS} finished trials" in section  # rewritten at 25 trials, after 15
     # The worker kept its check with the study: reads use it and compute nothing.
-    from hpsearch.misfit import STORED_ATTR
+    from hpsearch.analysis.misfit import STORED_ATTR
 
     stored = storage.get_study_system_attrs(study._study_id)[STORED_ATTR]
     assert stored["verdict"] == "misfit" and stored["trials_used"] == TRIALS

@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hpsearch import studies
-from hpsearch.storage import open_storage
-from service import Settings, create_app
+from hpsearch.db.storage import open_storage
+from hpsearch.service import Settings, create_app
 
 SPEC = {"name": "api", "space": "demo", "task": {"epochs": 2}, "budget": {"trials": 3}}
 
@@ -99,6 +99,6 @@ def test_writes_need_a_write_token(sqlite_url, make_api_token):
 def test_importing_the_service_does_not_import_torch():
     import subprocess
 
-    code = "import service, service.app, sys; print('torch' in sys.modules, 'timm' in sys.modules)"
+    code = "import hpsearch.service, hpsearch.service.app, sys; print('torch' in sys.modules, 'timm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

@@ -23,7 +23,7 @@ from hpsearch.spaces import (
     load_space,
     suggest_config,
 )
-from hpsearch.tasks import TASK_FAMILIES
+from hpsearch.families import TASK_FAMILIES
 
 BUNDLED = ["audio", "demo", "image", "tabular"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from hpsearch import studies
 from hpsearch.errors import SpecError, StudyExists, StudyNotFound, TrialNotFound, TrialNotRunning
-from hpsearch.storage import open_storage
+from hpsearch.db.storage import open_storage
 
 
 def _spec(**overrides):

@@ -20,13 +20,14 @@ from fastapi.testclient import TestClient
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from hpsearch import fleet, studies
+from hpsearch import studies
+from hpsearch.db import fleet
 from hpsearch.errors import StudyNotFound
-from hpsearch.storage import open_storage
+from hpsearch.db.storage import open_storage
 from hpsearch.strategy import make_pruner
-from hpsearch.trial_export import trials_csv
+from hpsearch.db.export import trials_csv
 from hpsearch.worker import run_worker
-from service import Settings, create_app
+from hpsearch.service import Settings, create_app
 
 
 def _spec(name, **overrides):

@@ -9,8 +9,8 @@ import time
 import pytest
 import sqlalchemy
 
-from hpsearch import fleet, tokens
-from hpsearch.storage import open_storage
+from hpsearch.db import fleet, tokens
+from hpsearch.db.storage import open_storage
 
 
 @pytest.fixture

@@ -29,11 +29,12 @@ except ImportError:  # older FastAPI flattens them into app.routes
 
 from conftest import serve_app
 
-from hpsearch import studies, tokens
+from hpsearch import studies
+from hpsearch.db import tokens
 from hpsearch.errors import UsageError
-from hpsearch.storage import open_storage
-from hpsearch.tables import api_tokens, create_tables
-from service import Settings, create_app
+from hpsearch.db.storage import open_storage
+from hpsearch.db.tables import api_tokens, create_tables
+from hpsearch.service import Settings, create_app
 
 SPEC = {"space": "demo", "task": {"epochs": 2}, "budget": {"trials": 5}}
 MINE, THEIRS = "team-a-mlp", "team-b-mlp"

@@ -18,7 +18,7 @@ import yaml
 from torch import nn
 
 from hpsearch.errors import TrainingDiverged
-from hpsearch.tasks import FAMILY_METRICS, METRICS, TaskSpec
+from hpsearch.families import FAMILY_METRICS, METRICS, TaskSpec
 from hpsearch.train import (
     DEFAULTS,
     DropConnectLinear,
@@ -30,7 +30,7 @@ from hpsearch.train import (
     parse_config,
     train,
 )
-from hpsearch.train.sampling import batches_per_epoch, class_balance_weights, epoch_batches
+from hpsearch.train.core.sampling import batches_per_epoch, class_balance_weights, epoch_batches
 
 DIGITS = TaskSpec(family="tabular_classification", dataset="digits", epochs=2)
 

@@ -19,16 +19,16 @@ import torch
 from hpsearch import studies
 from hpsearch.errors import TrainingDiverged
 from hpsearch.spaces import load_space
-from hpsearch.storage import open_storage
-from hpsearch.tasks import BUNDLED_DATASETS, TASK_FAMILIES, TaskSpec
+from hpsearch.db.storage import open_storage
+from hpsearch.families import BUNDLED_DATASETS, TASK_FAMILIES, TaskSpec
 from hpsearch.train import FITTERS, fitter
-from hpsearch.train import audio as audio_trainer
-from hpsearch.train.audio import autocast_dtype, fit
-from hpsearch.train.audio_config import AUDIO_DEFAULTS, parse_audio_config
-from hpsearch.train.audio_data import load_audio, log_mel, make_tones, mel_filterbank
-from hpsearch.train.audio_model import AudioCNN, build_audio_model
-from hpsearch.train.runtime import CPU_AMP_ENV
-from hpsearch.train.specaugment import (
+from hpsearch.train.audio import trainer as audio_trainer
+from hpsearch.train.audio.trainer import autocast_dtype, fit
+from hpsearch.train.audio.config import AUDIO_DEFAULTS, parse_audio_config
+from hpsearch.train.audio.data import load_audio, log_mel, make_tones, mel_filterbank
+from hpsearch.train.audio.model import AudioCNN, build_audio_model
+from hpsearch.train.core.device import CPU_AMP_ENV
+from hpsearch.train.audio.specaugment import (
     SpecAugment,
     freq_mask,
     mask_band,
@@ -62,7 +62,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 def test_audio_family_is_registered() -> None:
     assert TASK_FAMILIES["audio_classification"] is True
     assert "tones" in BUNDLED_DATASETS
-    assert FITTERS["audio_classification"] == "hpsearch.train.audio:fit"
+    assert FITTERS["audio_classification"] == "hpsearch.train.audio.trainer:fit"
     assert fitter("audio_classification") is fit
 
 

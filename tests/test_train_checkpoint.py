@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 import torch
 
-from hpsearch.tasks import TaskSpec
-from hpsearch.train import loop, tabular, train
+from hpsearch.families import TaskSpec
+from hpsearch.train import train
+from hpsearch.train.core import loop
+from hpsearch.train.tabular import trainer as tabular
 
 #: Small, but with every piece of state a resume must restore: dropout (torch's RNG), EMA
 #: weights, BatchNorm statistics, a timm schedule, Adam moments, the data-order generator.
@@ -190,7 +192,7 @@ def test_a_checkpoint_of_another_run_is_ignored(
     run[change] = value
     config = run.pop("config")
     fresh_final, fresh = _run(config, DIGITS, **run)
-    with caplog.at_level(logging.WARNING, logger="hpsearch.train.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="hpsearch.train.core.checkpoint"):
         final, reported = _run(config, DIGITS, checkpoint=path, **run)
     assert reported == fresh  # from epoch 1, as if there were no file
     assert final == fresh_final
@@ -226,7 +228,7 @@ def test_a_corrupt_checkpoint_is_ignored(
     path = tmp_path / "state.pt"
     spoil(path)
     fresh_final, fresh = _run(TABULAR, DIGITS)
-    with caplog.at_level(logging.WARNING, logger="hpsearch.train.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="hpsearch.train.core.checkpoint"):
         final, reported = _run(TABULAR, DIGITS, checkpoint=path)
     assert reported == fresh
     assert final == fresh_final

@@ -23,14 +23,15 @@ from timm.layers import DropPath
 from hpsearch import studies
 from hpsearch.errors import TrainingDiverged
 from hpsearch.spaces import load_space
-from hpsearch.storage import open_storage
-from hpsearch.tasks import TaskSpec
-from hpsearch.train import fitter, image
-from hpsearch.train.config import LoopConfig
-from hpsearch.train.image_augment import build_mixup, build_train_transform
-from hpsearch.train.image_config import IMAGE_DEFAULTS, ImageAugmentConfig
-from hpsearch.train.loop import run_epochs
-from hpsearch.train.runtime import CPU_AMP_ENV
+from hpsearch.db.storage import open_storage
+from hpsearch.families import TaskSpec
+from hpsearch.train import fitter
+from hpsearch.train.image import trainer as image
+from hpsearch.train.core.config import LoopConfig
+from hpsearch.train.image.augment import build_mixup, build_train_transform
+from hpsearch.train.image.config import IMAGE_DEFAULTS, ImageAugmentConfig
+from hpsearch.train.core.loop import run_epochs
+from hpsearch.train.core.device import CPU_AMP_ENV
 from hpsearch.worker import run_worker
 
 #: A tiny, fast baseline: every knob test changes one thing against it.

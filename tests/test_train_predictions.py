@@ -20,14 +20,14 @@ import timm
 from sklearn.datasets import load_diabetes
 from timm.data import resolve_data_config
 
-from hpsearch.tasks import TaskSpec
+from hpsearch.families import TaskSpec
 from hpsearch.train import WORST_KEPT, ValPredictions, train
-from hpsearch.train import audio as audio_trainer
-from hpsearch.train import image as image_trainer
-from hpsearch.train import tabular as tabular_trainer
-from hpsearch.train.data import load_tabular
-from hpsearch.train.image_data import load_images, open_image_source
-from hpsearch.train.loop import EpochResult
+from hpsearch.train.audio import trainer as audio_trainer
+from hpsearch.train.image import trainer as image_trainer
+from hpsearch.train.tabular import trainer as tabular_trainer
+from hpsearch.train.tabular.data import load_tabular
+from hpsearch.train.image.data import load_images, open_image_source
+from hpsearch.train.core.loop import EpochResult
 
 COLORS = {"red": "warm", "orange": "warm", "blue": "cool", "green": "leafy"}
 

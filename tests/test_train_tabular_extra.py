@@ -12,11 +12,11 @@ import torch
 import yaml
 
 from hpsearch.studies import SpecError, resolve_spec
-from hpsearch.tasks import TaskSpec
+from hpsearch.families import TaskSpec
 from hpsearch.train import build_model, load_tabular, parse_config, train
-from hpsearch.train.config import REGRESSION_DEFAULTS, parse_regression_config
-from hpsearch.train.pretrain import DenoisingAutoencoder, pretrain_dae
-from hpsearch.train.tabular import fit, fit_regression
+from hpsearch.train.core.config import REGRESSION_DEFAULTS, parse_regression_config
+from hpsearch.train.core.pretrain import DenoisingAutoencoder, pretrain_dae
+from hpsearch.train.tabular.trainer import fit, fit_regression
 
 DIABETES = TaskSpec(family="tabular_regression", dataset="diabetes", epochs=2)
 
@@ -111,7 +111,7 @@ def test_regression_study_metric_defaults_and_is_checked() -> None:
 def test_regression_study_runs_two_trials(tmp_path: Path) -> None:
     import optuna
 
-    from hpsearch.storage import open_storage
+    from hpsearch.db.storage import open_storage
     from hpsearch.studies import create_study
     from hpsearch.worker import run_worker
 

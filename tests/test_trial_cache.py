@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.storage import mark_trials_edited, open_storage, study_lock
-from hpsearch.trial_cache import CachedStorage
+from hpsearch.db.storage import mark_trials_edited, open_storage, study_lock
+from hpsearch.db.cache import CachedStorage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = [
@@ -272,7 +272,7 @@ def _dashboard_detail(base: str, study_id: int) -> dict[str, Any]:
 
 
 def test_the_dashboard_over_the_cache_answers_as_a_fresh_one(sqlite_url: str) -> None:
-    from hpsearch.dashboard import start_dashboard
+    from hpsearch.service.dashboard import start_dashboard
 
     storage = open_storage(sqlite_url)
     study = optuna.create_study(storage=storage, study_name="d")

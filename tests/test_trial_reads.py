@@ -9,8 +9,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from hpsearch.storage import open_storage
-from hpsearch.trial_reads import load_trials
+from hpsearch.db.storage import open_storage
+from hpsearch.db.reads import load_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from hpsearch.storage import RETRY_OF_ATTR, open_storage
-from hpsearch.trial_stats import TrialStats, trial_stats
+from hpsearch.db.storage import RETRY_OF_ATTR, open_storage
+from hpsearch.db.stats import TrialStats, trial_stats
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = [

@@ -15,8 +15,8 @@ import pytest
 
 from hpsearch.errors import UsageError
 from hpsearch.spaces import load_space
-from hpsearch.tasks import TaskSpec
-from hpsearch.tryout import configs_to_try, describe_target, device_defaults, pin_pretrained
+from hpsearch.families import TaskSpec
+from hpsearch.cli.tryout import configs_to_try, describe_target, device_defaults, pin_pretrained
 
 HPSEARCH = [sys.executable, "-c", "import sys; from hpsearch.cli import main; sys.exit(main())"]
 # One torch thread: the models are tiny, and the cores are shared.

@@ -15,10 +15,10 @@ import torch
 from hpsearch.cli import main
 from hpsearch.errors import UsageError
 from hpsearch.spaces import load_space
-from hpsearch.tasks import TaskSpec
+from hpsearch.families import TaskSpec
 from hpsearch.train import train
 from hpsearch.train.lr_finder import lr_range_test, suggest_lr_bounds
-from hpsearch.tryout import configs_to_try, parse_assignments, trainer_for, try_configs
+from hpsearch.cli.tryout import configs_to_try, parse_assignments, trainer_for, try_configs
 
 torch.set_num_threads(1)
 

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from hpsearch import studies
 from hpsearch.errors import SpecError
-from hpsearch.storage import open_storage
-from service import Settings, create_app
+from hpsearch.db.storage import open_storage
+from hpsearch.service import Settings, create_app
 
 ROOT = Path(__file__).parents[1]
 EXAMPLE = ROOT / "examples" / "own_objective"

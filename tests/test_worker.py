@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from hpsearch import studies
 from hpsearch.errors import SpecError, UsageError
-from hpsearch.storage import open_storage
+from hpsearch.db.storage import open_storage
 from hpsearch.worker import run_worker
 
 TESTS = Path(__file__).parent

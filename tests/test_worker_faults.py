@@ -19,8 +19,9 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from hpsearch import fleet, studies
-from hpsearch.storage import open_storage
+from hpsearch import studies
+from hpsearch.db import fleet
+from hpsearch.db.storage import open_storage
 from hpsearch.worker import run_worker
 
 TESTS = Path(__file__).parent

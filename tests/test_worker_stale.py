@@ -15,7 +15,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from hpsearch import studies
-from hpsearch.storage import open_storage
+from hpsearch.db.storage import open_storage
 from hpsearch.worker import run_worker
 from hpsearch.worker.claim import CLAIM_ATTR, claim_trial, find_claimed, new_trial
 from hpsearch.worker.stale import UNBEATEN_REASON, fail_stale_trials, unbeaten_trial_ids

@@ -20,7 +20,7 @@ __all__ = ["CHECKLIST_FILE", "ChecklistRow", "checklist_text", "load_checklist",
 #: The checklist's file name inside the ``search_spaces`` package.
 CHECKLIST_FILE = "checklist.md"
 
-_BUNDLE = "search_spaces"
+_BUNDLE = "hpsearch.search_spaces"
 _LINK = re.compile(r"^\[([^\]]+)\]\([^)]*\)$")
 _BULLET = re.compile(r"^(\s*)[-*] (.+?)\s*$")
 _HEADING = re.compile(r"^#\s+(.+?)\s*$")

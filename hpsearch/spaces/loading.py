@@ -14,12 +14,12 @@ from pydantic import ValidationError
 
 from hpsearch.errors import SpaceError, SpaceNotFound
 from hpsearch.spaces.schema import NotSearched, Param, SearchSpace
-from hpsearch.validation_messages import TYPE_EXPECTED
+from hpsearch.spaces.messages import TYPE_EXPECTED
 from hpsearch.yaml_input import UserYamlLoader
 
 __all__ = ["describe_space_error", "load_space", "list_spaces"]
 
-_BUNDLE = "search_spaces"
+_BUNDLE = "hpsearch.search_spaces"
 _SUFFIXES = (".yaml", ".yml")
 
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from hpsearch.errors import SpaceError
-from hpsearch.tasks import USER_OBJECTIVE_FAMILY
+from hpsearch.families import USER_OBJECTIVE_FAMILY
 
 __all__ = [
     "MAX_ABS_INT",

@@ -13,59 +13,59 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hpsearch.train.audio import fit as fit_audio
-    from hpsearch.train.config import DEFAULTS, TrainConfig, parse_config
-    from hpsearch.train.data import TabularData, TabularSplit, load_tabular
-    from hpsearch.train.image import fit as fit_image
-    from hpsearch.train.loop import EpochResult
-    from hpsearch.train.losses import ProbabilityMSELoss, SoftF1Loss, build_loss
-    from hpsearch.train.models import (
+    from hpsearch.train.audio.trainer import fit as fit_audio
+    from hpsearch.train.core.config import DEFAULTS, TrainConfig, parse_config
+    from hpsearch.train.tabular.data import TabularData, TabularSplit, load_tabular
+    from hpsearch.train.image.trainer import fit as fit_image
+    from hpsearch.train.core.loop import EpochResult
+    from hpsearch.train.core.losses import ProbabilityMSELoss, SoftF1Loss, build_loss
+    from hpsearch.train.tabular.model import (
         DropConnectLinear,
         GeneralRelu,
         HiddenBlock,
         TabularMLP,
         build_model,
     )
-    from hpsearch.train.optim import (
+    from hpsearch.train.core.optim import (
         LrSchedule,
         build_optimizer,
         build_schedule,
         timm_optimizer_name,
     )
-    from hpsearch.train.predictions import WORST_KEPT, ValPredictions
-    from hpsearch.train.run import FITTERS, fitter, train
-    from hpsearch.train.tabular import fit
+    from hpsearch.analysis.predictions import WORST_KEPT, ValPredictions
+    from hpsearch.train.core.dispatch import FITTERS, fitter, train
+    from hpsearch.train.tabular.trainer import fit
 
-# Imported when first used: ``hpsearch.train.predictions`` (numpy only) must stay importable
+# Imported when first used: ``hpsearch.analysis.predictions`` (numpy only) must stay importable
 # without torch, for the service and the error-analysis report.
 _WHERE = {
-    "fit_audio": ("hpsearch.train.audio", "fit"),
-    "DEFAULTS": ("hpsearch.train.config", "DEFAULTS"),
-    "TrainConfig": ("hpsearch.train.config", "TrainConfig"),
-    "parse_config": ("hpsearch.train.config", "parse_config"),
-    "TabularData": ("hpsearch.train.data", "TabularData"),
-    "TabularSplit": ("hpsearch.train.data", "TabularSplit"),
-    "load_tabular": ("hpsearch.train.data", "load_tabular"),
-    "fit_image": ("hpsearch.train.image", "fit"),
-    "EpochResult": ("hpsearch.train.loop", "EpochResult"),
-    "ProbabilityMSELoss": ("hpsearch.train.losses", "ProbabilityMSELoss"),
-    "SoftF1Loss": ("hpsearch.train.losses", "SoftF1Loss"),
-    "build_loss": ("hpsearch.train.losses", "build_loss"),
-    "DropConnectLinear": ("hpsearch.train.models", "DropConnectLinear"),
-    "GeneralRelu": ("hpsearch.train.models", "GeneralRelu"),
-    "HiddenBlock": ("hpsearch.train.models", "HiddenBlock"),
-    "TabularMLP": ("hpsearch.train.models", "TabularMLP"),
-    "build_model": ("hpsearch.train.models", "build_model"),
-    "LrSchedule": ("hpsearch.train.optim", "LrSchedule"),
-    "build_optimizer": ("hpsearch.train.optim", "build_optimizer"),
-    "build_schedule": ("hpsearch.train.optim", "build_schedule"),
-    "timm_optimizer_name": ("hpsearch.train.optim", "timm_optimizer_name"),
-    "WORST_KEPT": ("hpsearch.train.predictions", "WORST_KEPT"),
-    "ValPredictions": ("hpsearch.train.predictions", "ValPredictions"),
-    "FITTERS": ("hpsearch.train.run", "FITTERS"),
-    "fitter": ("hpsearch.train.run", "fitter"),
-    "train": ("hpsearch.train.run", "train"),
-    "fit": ("hpsearch.train.tabular", "fit"),
+    "fit_audio": ("hpsearch.train.audio.trainer", "fit"),
+    "DEFAULTS": ("hpsearch.train.core.config", "DEFAULTS"),
+    "TrainConfig": ("hpsearch.train.core.config", "TrainConfig"),
+    "parse_config": ("hpsearch.train.core.config", "parse_config"),
+    "TabularData": ("hpsearch.train.tabular.data", "TabularData"),
+    "TabularSplit": ("hpsearch.train.tabular.data", "TabularSplit"),
+    "load_tabular": ("hpsearch.train.tabular.data", "load_tabular"),
+    "fit_image": ("hpsearch.train.image.trainer", "fit"),
+    "EpochResult": ("hpsearch.train.core.loop", "EpochResult"),
+    "ProbabilityMSELoss": ("hpsearch.train.core.losses", "ProbabilityMSELoss"),
+    "SoftF1Loss": ("hpsearch.train.core.losses", "SoftF1Loss"),
+    "build_loss": ("hpsearch.train.core.losses", "build_loss"),
+    "DropConnectLinear": ("hpsearch.train.tabular.model", "DropConnectLinear"),
+    "GeneralRelu": ("hpsearch.train.tabular.model", "GeneralRelu"),
+    "HiddenBlock": ("hpsearch.train.tabular.model", "HiddenBlock"),
+    "TabularMLP": ("hpsearch.train.tabular.model", "TabularMLP"),
+    "build_model": ("hpsearch.train.tabular.model", "build_model"),
+    "LrSchedule": ("hpsearch.train.core.optim", "LrSchedule"),
+    "build_optimizer": ("hpsearch.train.core.optim", "build_optimizer"),
+    "build_schedule": ("hpsearch.train.core.optim", "build_schedule"),
+    "timm_optimizer_name": ("hpsearch.train.core.optim", "timm_optimizer_name"),
+    "WORST_KEPT": ("hpsearch.analysis.predictions", "WORST_KEPT"),
+    "ValPredictions": ("hpsearch.analysis.predictions", "ValPredictions"),
+    "FITTERS": ("hpsearch.train.core.dispatch", "FITTERS"),
+    "fitter": ("hpsearch.train.core.dispatch", "fitter"),
+    "train": ("hpsearch.train.core.dispatch", "train"),
+    "fit": ("hpsearch.train.tabular.trainer", "fit"),
 }
 
 

@@ -34,12 +34,12 @@ from torch import nn
 
 from hpsearch.errors import UsageError
 from hpsearch.spaces import SearchSpace, default_config
-from hpsearch.tasks import TaskSpec
-from hpsearch.train.config import parse_config
-from hpsearch.train.losses import build_loss
-from hpsearch.train.optim import build_optimizer
-from hpsearch.train.sampling import epoch_batches
-from hpsearch.train.tabular import TabularTensors, prepare, tabular_loss
+from hpsearch.families import TaskSpec
+from hpsearch.train.core.config import parse_config
+from hpsearch.train.core.losses import build_loss
+from hpsearch.train.core.optim import build_optimizer
+from hpsearch.train.core.sampling import epoch_batches
+from hpsearch.train.tabular.trainer import TabularTensors, prepare, tabular_loss
 
 __all__ = [
     "EXPLODE_FACTOR",

@@ -56,7 +56,7 @@ def claim_trial(storage: optuna.storages.RDBStorage, study_id: int, token: str) 
     The study's oldest WAITING trial (a retry, an enqueued config) is taken first, else a new
     trial is created. In the same transaction the trial gets its first heartbeat and the claim's
     ``token`` (a new one for every claim; see :func:`find_claimed`). The budget is the caller's
-    business: hold :func:`hpsearch.storage.study_lock` around the check and this call.
+    business: hold :func:`hpsearch.db.storage.study_lock` around the check and this call.
     """
     # As Optuna's own trial creation writes it: the local clock, naive (``datetime.now()``).
     now = dt.datetime.now()

@@ -5,7 +5,7 @@ Faults a worker survives, and how:
 - killed (SIGKILL, power loss, preemption): its trials stop beating; the next worker to claim a
   trial of the study, or to find the study's budget held by running trials, fails them
   (``worker.stale``) and the storage's retry callback queues a copy with the same params to run
-  again (``hpsearch.storage``);
+  again (``hpsearch.db.storage``);
 - a database restart during a claim: the trial and its first heartbeat are one commit, and a
   retried claim finds the trial a lost reply was about (``worker.claim``);
 - stopped (SIGTERM/SIGINT): the objective is interrupted at once, the trial is failed with the
@@ -35,8 +35,8 @@ import optuna
 from optuna.trial import TrialState
 from pydantic import ValidationError
 
-from hpsearch import fleet
-from hpsearch.artifacts import (
+from hpsearch.db import fleet
+from hpsearch.analysis.artifacts import (
     ArtifactStore,
     KeepPolicy,
     keep_best_predictions,
@@ -53,7 +53,7 @@ from hpsearch.errors import (
     TrainingDiverged,
     UsageError,
 )
-from hpsearch.misfit import (
+from hpsearch.analysis.misfit import (
     MISFIT_STRATEGIES,
     check_prior,
     note_due,
@@ -62,7 +62,7 @@ from hpsearch.misfit import (
 )
 from hpsearch.safe_names import study_folder
 from hpsearch.spaces import suggest_config
-from hpsearch.storage import (
+from hpsearch.db.storage import (
     RETRY_OF_ATTR,
     count_retries,
     count_trials_by_state,
@@ -94,8 +94,8 @@ from hpsearch.studies import (
     open_study,
     prune_requested,
 )
-from hpsearch.study_events import fail_study, history_lengths, study_failure
-from hpsearch.tasks import USER_OBJECTIVE_FAMILY, TaskSpec
+from hpsearch.studies.history import fail_study, history_lengths, study_failure
+from hpsearch.families import USER_OBJECTIVE_FAMILY, TaskSpec
 from hpsearch.worker.claim import claim_trial, find_claimed, new_trial
 from hpsearch.worker.heartbeat import Heartbeat
 from hpsearch.worker.objective import (
@@ -635,7 +635,7 @@ class _Worker:
 
     def note_prior_misfit(self, joined: _Joined) -> None:
         """At 15, 25, 35, ... finished trials (every 50 from 100), check the study's evidence
-        against the checklist and write it in the study's dashboard note (:mod:`hpsearch.misfit`).
+        against the checklist and write it in the study's dashboard note (:mod:`hpsearch.analysis.misfit`).
 
         One count query per trial otherwise. A failure costs only the note: it is logged.
         """
@@ -767,10 +767,10 @@ def run_worker(
     ``objective`` (``package.module:function``) replaces the built-in trainer. With
     ``checkpoint_dir`` (a local or shared directory) trials save a checkpoint after every
     epoch, and a retried trial resumes from it. The worker records itself in the fleet table
-    (``hpsearch.fleet``) while it runs. Returns the number of trials this worker ran.
+    (``hpsearch.db.fleet``) while it runs. Returns the number of trials this worker ran.
 
     Reports: with the built-in trainer, each complete trial's validation predictions are kept
-    in the artifact store ``artifacts`` (:func:`hpsearch.artifacts.open_artifact_store`: a
+    in the artifact store ``artifacts`` (:func:`hpsearch.analysis.artifacts.open_artifact_store`: a
     directory or ``s3://bucket/prefix``; by default beside a SQLite study database, off for
     PostgreSQL) for the best ``keep_artifacts`` trials (``best:N``, default ``best:3``, or
     ``all``). A user ``objective`` gets no reports.

@@ -3,7 +3,7 @@
 A restart of PostgreSQL (or a SQLite file locked for long) must cost a worker a pause, not a
 result. Every storage call the worker makes goes through :meth:`Reconnect.call`, which retries
 the errors a lost connection raises, with exponential backoff, for up to ``give_up_after``
-seconds. SQLAlchemy's ``pool_pre_ping`` (set by :func:`hpsearch.storage.open_storage`) replaces
+seconds. SQLAlchemy's ``pool_pre_ping`` (set by :func:`hpsearch.db.storage.open_storage`) replaces
 dead pooled connections once the server answers again.
 """
 

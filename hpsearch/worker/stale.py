@@ -22,7 +22,7 @@ import sqlalchemy
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
-from hpsearch.storage import grace_seconds
+from hpsearch.db.storage import grace_seconds
 from hpsearch.studies import FAIL_REASON_ATTR
 
 __all__ = ["UNBEATEN_REASON", "fail_stale_trials", "unbeaten_trial_ids"]

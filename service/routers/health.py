@@ -6,8 +6,8 @@ import sqlalchemy
 from fastapi import APIRouter
 
 from hpsearch.errors import StorageUnavailable
-from service.deps import StorageDep
-from service.schemas import Health
+from hpsearch.service.deps import StorageDep
+from hpsearch.service.schemas import Health
 
 router = APIRouter(tags=["health"])
 

@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from hpsearch.importance import ImportanceReport, parameter_importance
-from service.deps import StorageDep, StudyAccess
+from hpsearch.analysis.importance import ImportanceReport, parameter_importance
+from hpsearch.service.deps import StorageDep, StudyAccess
 
 router = APIRouter(prefix="/studies/{name}", tags=["importance"], dependencies=[StudyAccess])
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.deps import FleetAccess
+from hpsearch.service.deps import FleetAccess
 
 router = APIRouter(tags=["metrics"], dependencies=[FleetAccess])
 
@@ -15,7 +15,7 @@ router = APIRouter(tags=["metrics"], dependencies=[FleetAccess])
 def metrics(request: Request) -> Response:
     """Metrics in Prometheus' text format; the gauges are counted in the database per scrape.
 
-    See ``service.metrics`` for each metric and its labels.
+    See ``hpsearch.service.prometheus`` for each metric and its labels.
     """
     body = generate_latest(request.app.state.metrics_registry)
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from hpsearch.artifacts import ArtifactStore, open_artifact_store
-from hpsearch.error_analysis import ErrorReport, PlotName, render_plot, study_report
-from service.deps import SettingsDep, StorageDep, StudyAccess
-from service.settings import Settings
+from hpsearch.analysis.artifacts import ArtifactStore, open_artifact_store
+from hpsearch.analysis.report import ErrorReport, PlotName, render_plot, study_report
+from hpsearch.service.deps import SettingsDep, StorageDep, StudyAccess
+from hpsearch.service.settings import Settings
 
 router = APIRouter(prefix="/studies/{name}/report", tags=["reports"], dependencies=[StudyAccess])
 

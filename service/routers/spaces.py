@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from hpsearch.spaces import list_spaces, load_space
-from service.schemas import SpacePublic, SpacesPublic
+from hpsearch.service.schemas import SpacePublic, SpacesPublic
 
 router = APIRouter(prefix="/spaces", tags=["spaces"])
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Response, status
 
 from hpsearch import studies
-from service.deps import (
+from hpsearch.service.deps import (
     CurrentToken,
     ProjectSpec,
     StorageDep,
@@ -16,7 +16,7 @@ from service.deps import (
     StudyPrefix,
     WriteAccess,
 )
-from service.schemas import (
+from hpsearch.service.schemas import (
     EnqueuePublic,
     EnqueueRequest,
     Offset,

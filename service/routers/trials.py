@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import StreamingResponse
 
 from hpsearch import studies
-from hpsearch.trial_export import trials_csv
-from service.deps import StorageDep, StudyAccess, WriteAccess
-from service.schemas import Offset, TrialNumber, TrialPublic, TrialsPublic
+from hpsearch.db.export import trials_csv
+from hpsearch.service.deps import StorageDep, StudyAccess, WriteAccess
+from hpsearch.service.schemas import Offset, TrialNumber, TrialPublic, TrialsPublic
 
 router = APIRouter(prefix="/studies/{name}", tags=["trials"], dependencies=[StudyAccess])
 

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from hpsearch import fleet
-from service.deps import FleetAccess, StorageDep
+from hpsearch.db import fleet
+from hpsearch.service.deps import FleetAccess, StorageDep
 
 router = APIRouter(prefix="/workers", tags=["workers"], dependencies=[FleetAccess])
 

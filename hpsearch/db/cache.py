@@ -1,0 +1,399 @@
+"""An Optuna storage for readers that reads each finished trial from the database once.
+
+optuna-dashboard (and any reader of whole studies) asks for every trial of a study on each poll;
+over Optuna's RDB storage that loads the whole study again: about a minute at 100,000 trials.
+:class:`CachedStorage` wraps the RDB storage and keeps each study's trials in memory. A finished
+trial never changes in Optuna, so every read only fetches what may have changed since the last:
+
+- trials with an id above the largest seen (new trials),
+- trials that were RUNNING or WAITING at the last read (they may have finished, been pruned,
+  failed, or been failed by a retry),
+- trials that hpsearch edited after they finished (the study's ``hpsearch:trials_edited``
+  marker, :func:`hpsearch.db.storage.mark_trials_edited`),
+- and, when the count of trials up to the largest id seen differs from the cache's (a trial
+  committed out of id order by another process, or trials deleted), the missing or gone ids.
+
+Each read costs three small queries plus the changed trials, so a read that starts after a
+write committed sees it, whichever process or machine wrote it: several service replicas over
+one database each keep their own cache and stay correct. A deleted study is dropped; a study
+id reused for a new study (SQLite can) is told apart by its name and trial count.
+
+Memory is bounded: at most ``max_trials`` trials are kept across studies
+(``$HPSEARCH_CACHE_TRIALS``, default 300,000), the least recently read studies go first, and a
+study bigger than the whole budget is read from the database each time, uncached. A trial of
+the demo space (12 parameters, 10 intermediate values, its config) takes about 5 KB: 100,000
+trials add about 530 MB to the process (``benchmarks/dashboard_latency.py``). Studies are read
+with :func:`hpsearch.db.reads.load_trials` in chunks, so the peak stays near that too.
+Writes go straight to the wrapped storage. Workers use the plain storage; this is for readers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import sqlalchemy
+from optuna.distributions import BaseDistribution
+from optuna.study import StudyDirection
+from optuna.study._frozen import FrozenStudy
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch.db.storage import TRIALS_EDITED_ATTR
+from hpsearch.db.reads import load_trials
+
+__all__ = ["DEFAULT_MAX_TRIALS", "CacheInfo", "CachedStorage"]
+
+log = logging.getLogger(__name__)
+
+#: Trials kept in memory across studies unless ``$HPSEARCH_CACHE_TRIALS`` says otherwise.
+DEFAULT_MAX_TRIALS = 300_000
+
+_UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
+
+_PROBE = sqlalchemy.text(
+    "SELECT s.study_name, "
+    "(SELECT COUNT(*) FROM trials t WHERE t.study_id = s.study_id AND t.trial_id <= :max_id), "
+    "(SELECT a.value_json FROM study_system_attributes a "
+    " WHERE a.study_id = s.study_id AND a.key = :edited_key) "
+    "FROM studies s WHERE s.study_id = :study_id"
+)
+_NEW_IDS = sqlalchemy.text(
+    "SELECT trial_id FROM trials WHERE study_id = :study_id AND trial_id > :max_id"
+)
+_ALL_IDS = sqlalchemy.text("SELECT trial_id FROM trials WHERE study_id = :study_id")
+_IDS_UP_TO = sqlalchemy.text(
+    "SELECT trial_id FROM trials WHERE study_id = :study_id AND trial_id <= :max_id"
+)
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """What the cache holds now, and how reads went since it was made."""
+
+    studies: int
+    trials: int
+    max_trials: int
+    hits: int  # reads answered from memory plus the changed rows
+    full_loads: int  # studies read whole (first read, reused id, missed edits)
+    repairs: int  # reads that found trials committed out of id order, or deleted
+
+
+@dataclass
+class _Study:
+    name: str
+    trials: dict[int, FrozenTrial] = field(default_factory=dict)  # by trial id
+    by_number: list[FrozenTrial] | None = None  # sorted by number; rebuilt after changes
+    unfinished: set[int] = field(default_factory=set)
+    max_id: int = -1
+    edited_seq: int = 0
+    best_id: int | None = None
+    best_stale: bool = True
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def put(self, trials: Sequence[FrozenTrial]) -> None:
+        for trial in trials:
+            old = self.trials.get(trial._trial_id)
+            self.trials[trial._trial_id] = trial
+            self.max_id = max(self.max_id, trial._trial_id)
+            if trial.state in _UNFINISHED:
+                self.unfinished.add(trial._trial_id)
+            else:
+                self.unfinished.discard(trial._trial_id)
+            if old is None or old.number != trial.number:
+                self.by_number = None
+            elif self.by_number is not None:
+                # Same number: swap the object in place, no re-sort.
+                self.by_number[self._position(trial.number)] = trial
+            if trial.state == TrialState.COMPLETE:
+                self.best_stale = True  # cheap to recompute lazily, once per read
+
+    def _position(self, number: int) -> int:
+        assert self.by_number is not None
+        # Numbers are dense from 0 in Optuna; fall back to a search when a gap exists.
+        if number < len(self.by_number) and self.by_number[number].number == number:
+            return number
+        return next(i for i, t in enumerate(self.by_number) if t.number == number)
+
+    def drop(self, trial_ids: set[int]) -> None:
+        for trial_id in trial_ids:
+            self.trials.pop(trial_id, None)
+            self.unfinished.discard(trial_id)
+        self.by_number = None
+        self.best_stale = True
+
+    def ordered(self) -> list[FrozenTrial]:
+        if self.by_number is None:
+            self.by_number = sorted(self.trials.values(), key=lambda t: t.number)
+        return self.by_number
+
+    def best(self, direction: StudyDirection) -> FrozenTrial | None:
+        if self.best_stale:
+            complete = [t for t in self.trials.values() if t.state == TrialState.COMPLETE]
+            sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+            # Ties go to the lowest number, as hpsearch's other reads of the best do.
+            best = min(complete, key=lambda t: (sign * t.value, t.number), default=None)
+            self.best_id = None if best is None else best._trial_id
+            self.best_stale = False
+        return None if self.best_id is None else self.trials[self.best_id]
+
+
+class CachedStorage(optuna.storages.BaseStorage):
+    """``backend`` (Optuna's RDB storage) with every study's trials kept in memory for reads.
+
+    Reads of trials (:meth:`get_all_trials`, :meth:`get_n_trials`, :meth:`get_best_trial`)
+    refresh the study from the database first and fetch only what may have changed; everything
+    else, writes included, goes to ``backend``. Thread-safe. Attributes the backend has and
+    this class does not (``engine``, ...) are the backend's, so hpsearch's SQL helpers accept
+    either.
+    """
+
+    def __init__(
+        self, backend: optuna.storages.RDBStorage, *, max_trials: int | None = None
+    ) -> None:
+        self._backend = backend
+        if max_trials is None:
+            max_trials = int(os.environ.get("HPSEARCH_CACHE_TRIALS", DEFAULT_MAX_TRIALS))
+        if max_trials < 0:
+            raise ValueError(f"max_trials must be 0 or more, got {max_trials}")
+        self.max_trials = max_trials
+        self._studies: OrderedDict[int, _Study] = OrderedDict()  # least recently read first
+        self._lock = threading.Lock()
+        self._hits = self._full_loads = self._repairs = 0
+        self._too_big_logged: set[int] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes this class lacks: engine, scoped_session, url, ...
+        return getattr(self._backend, name)
+
+    @property
+    def backend(self) -> optuna.storages.RDBStorage:
+        """The wrapped storage."""
+        return self._backend
+
+    def cache_info(self) -> CacheInfo:
+        """How many studies and trials are cached, and how reads went."""
+        with self._lock:
+            return CacheInfo(
+                studies=len(self._studies),
+                trials=sum(len(s.trials) for s in self._studies.values()),
+                max_trials=self.max_trials,
+                hits=self._hits,
+                full_loads=self._full_loads,
+                repairs=self._repairs,
+            )
+
+    # -- reads of trials, from the cache -------------------------------------------------
+
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        trials = self._read(study_id, lambda study: list(study.ordered()))
+        if trials is None:  # too big for the cache
+            return self._backend.get_all_trials(study_id, deepcopy=deepcopy, states=states)
+        if states is not None:
+            trials = [t for t in trials if t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    def get_best_trial(self, study_id: int) -> FrozenTrial:
+        directions = self.get_study_directions(study_id)
+        if len(directions) > 1:
+            raise RuntimeError("Best trial can be obtained only for single-objective optimization.")
+        best = self._read(study_id, lambda study: (study.best(directions[0]),))
+        if best is None:
+            return self._backend.get_best_trial(study_id)
+        if best[0] is None:
+            raise ValueError("No trials are completed yet.")
+        return best[0]
+
+    def _read(self, study_id: int, answer: Callable[[_Study], Any]) -> Any:
+        """``answer(study)`` on the refreshed study, or None when it is too big to cache."""
+        with self._lock:
+            study = self._studies.get(study_id)
+            if study is not None:
+                self._studies.move_to_end(study_id)
+        if study is not None:
+            with study.lock:
+                if self._refresh(study_id, study):
+                    return answer(study)
+            with self._lock:  # the study is gone, or the id names another study now
+                self._studies.pop(study_id, None)
+        study = self._load(study_id)
+        return None if study is None else answer(study)
+
+    def _load(self, study_id: int) -> _Study | None:
+        """Read the whole study and cache it, or None when it is bigger than the cache."""
+        name = self._backend.get_study_name_from_id(study_id)  # KeyError when there is none
+        study = _Study(name=name)
+        with study.lock:
+            study.edited_seq = self._edited_seq(study_id)
+            with self._backend.engine.connect() as conn:
+                ids = [r[0] for r in conn.execute(_ALL_IDS, {"study_id": study_id})]
+            if len(ids) > self.max_trials:
+                if study_id not in self._too_big_logged:
+                    self._too_big_logged.add(study_id)
+                    log.warning(
+                        "study %r has %d trials, more than the trial cache holds (%d, "
+                        "$HPSEARCH_CACHE_TRIALS): it is read from the database on every request",
+                        name,
+                        len(ids),
+                        self.max_trials,
+                    )
+                return None
+            # In chunks (trial_reads.load_trials), not Optuna's one read of the whole study:
+            # the peak memory of a read is a chunk's rows, not the study's.
+            study.put(load_trials(self._backend, ids))
+        with self._lock:
+            self._full_loads += 1
+            self._studies[study_id] = study
+            self._evict(keep=study_id)
+        return study
+
+    def _refresh(self, study_id: int, study: _Study) -> bool:
+        """Bring ``study`` up to date; False when the id no longer names the cached study."""
+        with self._backend.engine.connect() as conn:
+            row = conn.execute(
+                _PROBE,
+                {"study_id": study_id, "max_id": study.max_id, "edited_key": TRIALS_EDITED_ATTR},
+            ).first()
+            if row is None or row[0] != study.name:
+                return False
+            _, known, edited_json = row
+            to_load = set(study.unfinished)
+            to_load.update(
+                r[0] for r in conn.execute(_NEW_IDS, {"study_id": study_id, "max_id": study.max_id})
+            )
+            if known != len(study.trials):  # every cached id is <= max_id
+                # Committed out of id order by another process, or deleted: diff the ids.
+                in_db = {
+                    r[0]
+                    for r in conn.execute(
+                        _IDS_UP_TO, {"study_id": study_id, "max_id": study.max_id}
+                    )
+                }
+                study.drop({i for i in study.trials if i <= study.max_id} - in_db)
+                to_load.update(in_db - study.trials.keys())
+                with self._lock:
+                    self._repairs += 1
+        edited = _edited_ids(edited_json, since=study.edited_seq)
+        if edited is None:  # more edits than the marker lists since the last read
+            return False
+        seq, edited_ids = edited
+        to_load.update(i for i in edited_ids if i in study.trials)
+        study.edited_seq = seq
+        if to_load:
+            study.put(load_trials(self._backend, sorted(to_load)))
+        with self._lock:
+            self._hits += 1
+        return True
+
+    def _edited_seq(self, study_id: int) -> int:
+        marker = self._backend.get_study_system_attrs(study_id).get(TRIALS_EDITED_ATTR) or {}
+        return int(marker.get("seq", 0))
+
+    def _evict(self, *, keep: int) -> None:
+        total = sum(len(s.trials) for s in self._studies.values())
+        for study_id in list(self._studies):
+            if total <= self.max_trials:
+                break
+            if study_id != keep:
+                total -= len(self._studies.pop(study_id).trials)
+
+    # -- everything else: the backend ----------------------------------------------------
+
+    def create_new_study(
+        self, directions: Sequence[StudyDirection], study_name: str | None = None
+    ) -> int:
+        return self._backend.create_new_study(directions, study_name=study_name)
+
+    def delete_study(self, study_id: int) -> None:
+        with self._lock:
+            self._studies.pop(study_id, None)
+        self._backend.delete_study(study_id)
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._backend.set_study_user_attr(study_id, key, value)
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._backend.set_study_system_attr(study_id, key, value)
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        return self._backend.get_study_id_from_name(study_name)
+
+    def get_study_name_from_id(self, study_id: int) -> str:
+        return self._backend.get_study_name_from_id(study_id)
+
+    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
+        return self._backend.get_study_directions(study_id)
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._backend.get_study_user_attrs(study_id)
+
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._backend.get_study_system_attrs(study_id)
+
+    def get_all_studies(self) -> list[FrozenStudy]:
+        return self._backend.get_all_studies()
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        return self._backend.create_new_trial(study_id, template_trial)
+
+    def set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: BaseDistribution,
+    ) -> None:
+        self._backend.set_trial_param(trial_id, param_name, param_value_internal, distribution)
+
+    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
+        return self._backend.get_trial_id_from_study_id_trial_number(study_id, trial_number)
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        return self._backend.set_trial_state_values(trial_id, state, values)
+
+    def set_trial_intermediate_value(
+        self, trial_id: int, step: int, intermediate_value: float
+    ) -> None:
+        self._backend.set_trial_intermediate_value(trial_id, step, intermediate_value)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._backend.set_trial_user_attr(trial_id, key, value)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._backend.set_trial_system_attr(trial_id, key, value)
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        # One trial costs a few indexed queries; reading it fresh keeps it exact.
+        return self._backend.get_trial(trial_id)
+
+    def remove_session(self) -> None:
+        self._backend.remove_session()
+
+
+def _edited_ids(edited_json: str | None, *, since: int) -> tuple[int, list[int]] | None:
+    """The marker's sequence number and the trials edited after ``since``; None if some
+    edits after ``since`` are no longer listed."""
+    if edited_json is None:
+        return since, []
+    marker = json.loads(edited_json)
+    seq = int(marker.get("seq", 0))
+    recent = [(int(s), int(t)) for s, t in marker.get("recent", [])]
+    if seq == since:
+        return seq, []
+    if seq < since or not recent or recent[0][0] > since + 1:
+        return None
+    return seq, [t for s, t in recent if s > since]

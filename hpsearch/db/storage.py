@@ -1,0 +1,404 @@
+"""The study database: opening Optuna's RDB storage, small SQL reads on its tables, the study lock.
+
+Optuna's storage is hpsearch's only source of truth. This module opens it (SQLite by default,
+PostgreSQL across machines) and adds the few things Optuna's storage API does not offer cheaply:
+counting a study's trials by state without loading them, and a lock that serializes "is there
+budget left? then ask a trial" across worker processes and machines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import json
+import os
+import sqlite3
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import optuna
+import sqlalchemy
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+
+from hpsearch.errors import StorageUnavailable, UsageError
+from hpsearch.db.tables import create_tables
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "RETRY_OF_ATTR",
+    "TRIALS_EDITED_ATTR",
+    "count_retries",
+    "count_trials_by_state",
+    "count_trials_by_study",
+    "grace_seconds",
+    "mark_trials_edited",
+    "open_storage",
+    "page_trial_ids",
+    "redact",
+    "resolve_storage_url",
+    "set_trial_user_attrs",
+    "studies_with_user_attr",
+    "study_lock",
+]
+
+#: The embedded default: a SQLite file in the working directory.
+DEFAULT_STORAGE = "sqlite:///hpsearch.db"
+
+#: Seconds between a running trial's heartbeats (``$HPSEARCH_HEARTBEAT_SECONDS`` overrides);
+#: a trial silent for 3x this is failed and retried.
+HEARTBEAT_INTERVAL = 10
+#: Trial system attribute Optuna's retry callback sets on a retry: the failed trial's number.
+RETRY_OF_ATTR = "failed_trial"
+#: How many times a trial whose worker died or was stopped is retried (``$HPSEARCH_MAX_RETRIES``).
+MAX_RETRIES = 3
+#: How many of the latest edits of finished trials the study's marker lists.
+_EDITS_KEPT = 1000
+#: Study system attribute bumped whenever hpsearch edits rows of a study's FINISHED trials
+#: (Optuna itself never does): readers that cache finished trials re-read them when it changes.
+TRIALS_EDITED_ATTR = "hpsearch:trials_edited"
+
+
+def _env_int(name: str, default: int, *, minimum: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"${name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise UsageError(f"${name} must be >= {minimum}, got {value}")
+    return value
+
+
+def resolve_storage_url(url: str | None = None) -> str:
+    """The storage URL to use: the argument, else ``$HPSEARCH_STORAGE``, else a SQLite file."""
+    url = url or os.environ.get("HPSEARCH_STORAGE") or DEFAULT_STORAGE
+    if url.startswith("postgresql://"):
+        # psycopg 3 is the driver hpsearch installs; SQLAlchemy's bare scheme means psycopg2.
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def grace_seconds(storage: optuna.storages.RDBStorage) -> float:
+    """How long a running trial may go without a heartbeat before it counts as stale: the
+    storage's grace period (3 heartbeats with :func:`open_storage`), else Optuna's default of
+    2 heartbeat intervals."""
+    interval = storage.get_heartbeat_interval() or HEARTBEAT_INTERVAL
+    return float(storage.grace_period or 2 * interval)
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, fit for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is shown as given
+        return url
+
+
+def _on_sqlite_connect(dbapi_connection, _record) -> None:
+    # WAL lets readers (the service, the dashboard) work while a worker writes.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def open_storage(url: str | None = None, *, create: bool = True) -> optuna.storages.RDBStorage:
+    """Open (and create if needed) the study database at ``url``, with worker heartbeats on.
+
+    One storage object per URL and process: callers share its connection pool. Raises
+    :class:`StorageUnavailable` with the URL (password hidden) when it cannot be reached.
+
+    With ``create=False`` (reads, and changes to studies that must exist) nothing is created:
+    a SQLite file that does not exist, or a database without Optuna's tables, raises
+    :class:`StorageUnavailable` saying so, instead of becoming a new, empty study database.
+    """
+    url = resolve_storage_url(url)
+    if not create:
+        _check_exists(url)
+    return _open_storage(url)
+
+
+def _has_study_tables(engine: sqlalchemy.Engine) -> bool:
+    try:
+        return sqlalchemy.inspect(engine).has_table("studies")
+    finally:
+        engine.dispose()
+
+
+def _check_exists(url: str) -> None:
+    """Raise StorageUnavailable unless ``url`` names an existing database with Optuna's tables."""
+    try:
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+    except Exception:  # noqa: BLE001 - _open_storage names what is wrong with the URL
+        return
+    where = "check --storage or $HPSEARCH_STORAGE; reads never create a database"
+    if backend == "sqlite":
+        database = parsed.database
+        if not database or database == ":memory:" or parsed.query.get("uri"):
+            return  # in memory, or a URI form that SQLite itself resolves
+        path = Path(database)
+        if not path.is_file():
+            raise StorageUnavailable(
+                f"no study database at {redact(url)}: the file {str(path.absolute())!r} does "
+                f"not exist ({where})"
+            )
+        # Read-only, so that not even a journal is made in a file that is not a database.
+        ro_uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+        ro = sqlalchemy.create_engine(
+            "sqlite://",
+            creator=lambda: sqlite3.connect(ro_uri, uri=True),
+            poolclass=sqlalchemy.pool.NullPool,
+        )
+    elif backend == "postgresql":
+        ro = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    else:
+        return
+    try:
+        found = _has_study_tables(ro)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as e:
+        raise StorageUnavailable(
+            f"cannot open the study database {redact(url)}: {_first_line(e)} ({where})"
+        ) from e
+    if not found:
+        raise StorageUnavailable(
+            f"{redact(url)} is not a study database yet (it has no Optuna tables): {where}, "
+            "or start `hpsearch serve` or a worker on it first"
+        )
+
+
+def _first_line(e: BaseException) -> str:
+    # SQLAlchemy wraps the driver's message in several lines and a link; keep the driver's line.
+    orig = getattr(e, "orig", None)
+    text = str(orig if orig is not None else e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+@functools.cache
+def _open_storage(url: str) -> optuna.storages.RDBStorage:
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception as e:
+        raise StorageUnavailable(f"not a database URL: {redact(url)!r}") from e
+    if backend not in ("sqlite", "postgresql"):
+        raise StorageUnavailable(
+            f"unsupported storage {redact(url)!r}: use sqlite:///FILE or postgresql://..."
+        )
+    engine_kwargs: dict = {"pool_pre_ping": True}
+    if backend == "sqlite":
+        # Several processes share one file: wait for the write lock instead of failing at once.
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    interval = _env_int("HPSEARCH_HEARTBEAT_SECONDS", HEARTBEAT_INTERVAL, minimum=1)
+    max_retries = _env_int("HPSEARCH_MAX_RETRIES", MAX_RETRIES, minimum=0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # A trial whose worker stops beating is failed by the next worker that claims a
+            # trial (fail_stale_trials), and this callback queues a copy of it (same params,
+            # user attributes and learning curve so far) to run again, up to max_retries times.
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=max_retries, inherit_intermediate_values=True
+            )
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=interval,
+                grace_period=3 * interval,
+                heartbeat_stale_trial_callback=retry,
+            )
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
+        raise StorageUnavailable(f"cannot open the study database {redact(url)}: {e}") from e
+    if backend == "sqlite":
+        sqlalchemy.event.listen(storage.engine, "connect", _on_sqlite_connect)
+        with storage.engine.connect() as conn:  # switch the file to WAL now, once
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    _create_own_tables(storage.engine)
+    return storage
+
+
+#: Indexes hpsearch adds to Optuna's ``trials`` table: pages of trials by number, and counts by
+#: state, read without visiting the rows (Optuna indexes only ``study_id``).
+_TRIAL_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ix_hpsearch_trials_study_number ON trials (study_id, number)",
+    "CREATE INDEX IF NOT EXISTS ix_hpsearch_trials_study_state ON trials (study_id, state)",
+)
+
+
+def _create_own_tables(engine: sqlalchemy.Engine) -> None:
+    # Processes starting together race to create the tables: the loser finds them made.
+    for attempt in range(3):
+        try:
+            create_tables(engine)
+            with engine.begin() as conn:
+                for statement in _TRIAL_INDEXES:
+                    conn.exec_driver_sql(statement)
+            return
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def count_trials_by_state(
+    storage: optuna.storages.RDBStorage, study_id: int
+) -> dict[TrialState, int]:
+    """How many trials of the study are in each state, in one SQL query (no trial is loaded)."""
+    query = sqlalchemy.text(
+        "SELECT state, COUNT(*) FROM trials WHERE study_id = :study_id GROUP BY state"
+    )
+    counts = {state: 0 for state in TrialState}
+    with storage.engine.connect() as conn:
+        for state, n in conn.execute(query, {"study_id": study_id}):
+            counts[TrialState[state]] = n
+    return counts
+
+
+def count_trials_by_study(storage: optuna.storages.RDBStorage) -> dict[int, dict[TrialState, int]]:
+    """Trial counts by state of every study in the database, in one SQL query."""
+    query = sqlalchemy.text("SELECT study_id, state, COUNT(*) FROM trials GROUP BY study_id, state")
+    counts: dict[int, dict[TrialState, int]] = {}
+    with storage.engine.connect() as conn:
+        for study_id, state, n in conn.execute(query):
+            by_state = counts.setdefault(study_id, {s: 0 for s in TrialState})
+            by_state[TrialState[state]] = n
+    return counts
+
+
+def studies_with_user_attr(storage: optuna.storages.RDBStorage, key: str) -> list[tuple[int, str]]:
+    """``(study_id, name)`` of the studies that have the user attribute ``key``, oldest first."""
+    query = sqlalchemy.text(
+        "SELECT s.study_id, s.study_name FROM studies s JOIN study_user_attributes a"
+        " ON a.study_id = s.study_id WHERE a.key = :key ORDER BY s.study_id"
+    )
+    with storage.engine.connect() as conn:
+        return [(row[0], row[1]) for row in conn.execute(query, {"key": key})]
+
+
+def count_retries(storage: optuna.storages.RDBStorage, study_id: int) -> int:
+    """How many of the study's trials are retries of a failed one (one SQL query).
+
+    Each retry stands for one failed trial that was run again, so ``FAIL - retries`` is the
+    number of failures that cost the study a trial.
+    """
+    query = sqlalchemy.text(
+        "SELECT COUNT(*) FROM trial_system_attributes a JOIN trials t ON t.trial_id = a.trial_id"
+        " WHERE t.study_id = :study_id AND a.key = :key"
+    )
+    with storage.engine.connect() as conn:
+        return conn.execute(query, {"study_id": study_id, "key": RETRY_OF_ATTR}).scalar_one()
+
+
+def page_trial_ids(
+    storage: optuna.storages.RDBStorage,
+    study_id: int,
+    *,
+    offset: int,
+    limit: int,
+    states: tuple[TrialState, ...] | None = None,
+) -> tuple[list[int], int]:
+    """The ids of one page of a study's trials (by trial number) and how many match in all."""
+    where = "study_id = :study_id"
+    params: dict = {"study_id": study_id, "limit": limit, "offset": offset}
+    if states:
+        where += " AND state IN :states"
+        params["states"] = [s.name for s in states]
+    page = sqlalchemy.text(
+        f"SELECT trial_id FROM trials WHERE {where} ORDER BY number LIMIT :limit OFFSET :offset"
+    )
+    count = sqlalchemy.text(f"SELECT COUNT(*) FROM trials WHERE {where}")
+    if states:
+        page = page.bindparams(sqlalchemy.bindparam("states", expanding=True))
+        count = count.bindparams(sqlalchemy.bindparam("states", expanding=True))
+    with storage.engine.connect() as conn:
+        ids = [row[0] for row in conn.execute(page, params)]
+        total = conn.execute(count, params).scalar_one()
+    return ids, total
+
+
+@contextlib.contextmanager
+def study_lock(storage: optuna.storages.RDBStorage, study_id: int) -> Iterator[None]:
+    """Hold an exclusive lock on one study across processes and machines.
+
+    PostgreSQL: a transaction-scoped advisory lock (works across machines). SQLite: an OS file
+    lock beside the database file (SQLite is one machine by nature). Keep the block short.
+    """
+    url = storage.engine.url
+    if url.get_backend_name() == "postgresql":
+        digest = hashlib.blake2b(f"hpsearch:{study_id}".encode(), digest_size=8).digest()
+        key = int.from_bytes(digest, "big", signed=True)
+        with storage.engine.connect() as conn, conn.begin():
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            yield
+        return
+    database = url.database
+    if not database or database == ":memory:":
+        yield  # one process owns an in-memory database: nothing to serialize against
+        return
+    lock_path = Path(f"{database}.lock")
+    with open(lock_path, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def set_trial_user_attrs(
+    storage: optuna.storages.RDBStorage, trial_id: int, attrs: dict[str, Any]
+) -> None:
+    """Set several user attributes of a running trial in one transaction.
+
+    What ``Trial.set_user_attr`` does for one key (a transaction each, with a read of the
+    trial), done once for all: the row of the trial is locked, its state checked, the keys
+    replaced. Raises Optuna's ``UpdateFinishedTrialError`` when the trial has finished.
+    """
+    from optuna.storages._rdb import models
+
+    table = models.TrialUserAttributeModel.__table__
+    state_q = sqlalchemy.select(models.TrialModel.state).where(
+        models.TrialModel.trial_id == trial_id
+    )
+    if storage.engine.dialect.name == "postgresql":
+        state_q = state_q.with_for_update()
+    with storage.engine.begin() as conn:
+        state = conn.execute(state_q).scalar_one()
+        storage.check_trial_is_updatable(trial_id, TrialState(state))
+        conn.execute(
+            table.delete().where(table.c.trial_id == trial_id, table.c.key.in_(list(attrs)))
+        )
+        conn.execute(
+            table.insert(),
+            [
+                {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                for k, v in attrs.items()
+            ],
+        )
+
+
+def mark_trials_edited(
+    storage: optuna.storages.BaseStorage, study_id: int, trial_ids: Iterable[int]
+) -> None:
+    """Tell every cache of finished trials that these finished trials' rows were edited.
+
+    Call it under :func:`study_lock`, after committing an edit of finished trials' rows with
+    SQL (Optuna's API refuses such edits). The study's marker is a sequence number and the
+    latest edits; caches (:mod:`hpsearch.db.cache`) compare it on every read and re-read
+    exactly the trials edited since, or the whole study when they missed too many.
+    """
+    marker = storage.get_study_system_attrs(study_id).get(TRIALS_EDITED_ATTR) or {}
+    seq = int(marker.get("seq", 0))
+    recent = list(marker.get("recent", []))
+    for trial_id in trial_ids:
+        seq += 1
+        recent.append([seq, int(trial_id)])
+    del recent[:-_EDITS_KEPT]
+    storage.set_study_system_attr(study_id, TRIALS_EDITED_ATTR, {"seq": seq, "recent": recent})

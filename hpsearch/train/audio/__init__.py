@@ -1,0 +1,2 @@
+"""The audio trainer: log-mel data, SpecAugment, the audio model and its ``fit``.
+"""

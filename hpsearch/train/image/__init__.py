@@ -1,0 +1,2 @@
+"""The image trainer: timm models, data, augmentation and its ``fit``.
+"""

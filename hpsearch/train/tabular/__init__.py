@@ -1,0 +1,2 @@
+"""The tabular trainer: CSV/parquet data, normalization, the MLP and its ``fit``.
+"""
