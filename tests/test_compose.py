@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import shlex
 import subprocess
@@ -260,11 +259,6 @@ def test_the_image_copies_everything_the_install_needs() -> None:
     needed = {"pyproject.toml"}
     if isinstance(project["project"].get("readme"), str):
         needed.add(project["project"]["readme"])
-    include = project["tool"]["setuptools"]["packages"]["find"]["include"]
-    needed |= {
-        p.name
-        for p in REPO.iterdir()
-        if (p / "__init__.py").exists()  # packages, not build leftovers like *.egg-info
-        and any(fnmatch.fnmatch(p.name, pattern) for pattern in include)
-    }
+    # The folders pyproject maps into the one import package (hpsearch, service, search_spaces).
+    needed |= {Path(folder).parts[0] for folder in project["tool"]["setuptools"]["package-dir"].values()}
     assert "." in copied or needed <= copied, f"not copied into the image: {needed - copied}"
