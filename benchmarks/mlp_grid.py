@@ -95,7 +95,10 @@ def _split(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[torch.Tensor, ...]:
     val, train = order[:n_val], order[n_val:][:MAX_TRAIN]
     mean, std = x[train].mean(0), x[train].std(0) + 1e-8
     y = np.unique(y, return_inverse=True)[1]
-    f = lambda a: torch.tensor((a - mean) / std, dtype=torch.float32)
+
+    def f(a: np.ndarray) -> torch.Tensor:
+        return torch.tensor((a - mean) / std, dtype=torch.float32)
+
     return f(x[train]), torch.tensor(y[train]), f(x[val]), torch.tensor(y[val])
 
 

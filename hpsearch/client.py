@@ -1,4 +1,8 @@
-"""A Python client of the hpsearch REST API."""
+"""A Python client of the hpsearch REST API.
+
+Results are the API's JSON as plain dicts; their types (:mod:`hpsearch.api_types`) name each
+key, mirroring the response models in the service's OpenAPI document.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,22 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import yaml
 
-from hpsearch.errors import HpsearchError
+from hpsearch.api_types import (
+    EnqueuePublic,
+    ErrorReport,
+    Health,
+    ImportanceReport,
+    SearchSpace,
+    SpacesPublic,
+    StudiesPublic,
+    StudySpec,
+    StudyStatus,
+    TrialRecord,
+    TrialsPublic,
+    WorkersPublic,
+)
+from hpsearch.errors import ApiError, HpsearchError, ServiceUnreachable
+from hpsearch.settings import get_settings
 from hpsearch.yaml_input import load_user_yaml, read_user_yaml_file, yaml_error_line
 
 __all__ = [
@@ -23,18 +42,6 @@ __all__ = [
 ]
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
-
-
-class ApiError(HpsearchError):
-    """The service answered with an error; ``status`` is the HTTP status."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-
-
-class ServiceUnreachable(HpsearchError):
-    """No hpsearch service answers at the URL."""
 
 
 def read_spec_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -86,8 +93,10 @@ class Client:
     def __init__(
         self, server: str | None = None, *, token: str | None = None, timeout: float = 30.0
     ) -> None:
-        self.server = (server or os.environ.get("HPSEARCH_SERVER") or DEFAULT_SERVER).rstrip("/")
-        token = token or os.environ.get("HPSEARCH_API_TOKEN")
+        settings = get_settings()
+        self.server = (server or settings.server or DEFAULT_SERVER).rstrip("/")
+        if not token and settings.api_token is not None:
+            token = settings.api_token.get_secret_value()
         self._sends_token = bool(token)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
@@ -129,10 +138,11 @@ class Client:
             return f"{detail} [the token sent came from token=... or $HPSEARCH_API_TOKEN]"
         return detail
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> Health:
+        """``{"status": "ok"}`` when the service answers."""
         return self._request("GET", "/healthz")
 
-    def create_study(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def create_study(self, spec: dict[str, Any]) -> StudyStatus:
         """Create a study from a spec (a dict as in a study YAML); returns its status."""
         return self._request("POST", "/studies", json=spec)
 
@@ -143,7 +153,7 @@ class Client:
         limit: int = 100,
         state: str | None = None,
         prefix: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> StudiesPublic:
         """A page of studies, oldest first: ``state`` open|stopped|done, ``prefix`` of the name."""
         params: dict[str, Any] = {"offset": offset, "limit": limit}
         if state:
@@ -152,15 +162,15 @@ class Client:
             params["prefix"] = prefix
         return self._request("GET", "/studies", params=params)
 
-    def stop(self, name: str) -> dict[str, Any]:
+    def stop(self, name: str) -> StudyStatus:
         """Stop the study (no new trials; running ones finish); returns its status."""
         return self._request("POST", f"/studies/{name}/stop")
 
-    def resume(self, name: str) -> dict[str, Any]:
+    def resume(self, name: str) -> StudyStatus:
         """Let a stopped or failed study take trials again; returns its status."""
         return self._request("POST", f"/studies/{name}/resume")
 
-    def update_study(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+    def update_study(self, name: str, changes: dict[str, Any]) -> StudyStatus:
         """Change a study's budget or task data and let it continue (``PATCH /studies/{name}``).
 
         ``changes`` as ``{"budget": {"trials": 40, "max_failures": 20}, "task": {"target":
@@ -175,12 +185,14 @@ class Client:
 
     def set_pruner(
         self, name: str, pruner: str, args: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    ) -> StudySpec:
         """Replace the study's pruner (e.g. ``"asha", {"reduction_factor": 2}``); returns the spec."""
         body = {"name": pruner, "args": args or {}}
         return self._request("PUT", f"/studies/{name}/pruner", json=body)
 
-    def enqueue(self, name: str, configs: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
+    def enqueue(
+        self, name: str, configs: dict[str, Any] | list[dict[str, Any]]
+    ) -> EnqueuePublic:
         """Queue one config or several (``{param: value}``) to run first: ``{enqueued, given}``."""
         if isinstance(configs, dict):
             configs = [configs]
@@ -208,37 +220,40 @@ class Client:
             ) from e
         return None
 
-    def study(self, name: str) -> dict[str, Any]:
+    def study(self, name: str) -> StudyStatus:
         """The study's status: counts by state, budget used, best value, done, and
         ``prior_misfit`` (where its evidence disagrees with the checklist's tiers, or None)."""
         return self._request("GET", f"/studies/{name}")
 
-    def spec(self, name: str) -> dict[str, Any]:
+    def spec(self, name: str) -> StudySpec:
+        """The study's resolved spec (defaults filled in), as stored with the study."""
         return self._request("GET", f"/studies/{name}/spec")
 
     def trials(
         self, name: str, *, offset: int = 0, limit: int = 50, state: str | None = None
-    ) -> dict[str, Any]:
+    ) -> TrialsPublic:
+        """A page of the study's trials by number: ``{data, count}``."""
         params: dict[str, Any] = {"offset": offset, "limit": limit}
         if state:
             params["state"] = state
         return self._request("GET", f"/studies/{name}/trials", params=params)
 
-    def trial(self, name: str, number: int) -> dict[str, Any]:
+    def trial(self, name: str, number: int) -> TrialRecord:
+        """One trial by number."""
         return self._request("GET", f"/studies/{name}/trials/{number}")
 
-    def best(self, name: str) -> dict[str, Any]:
+    def best(self, name: str) -> TrialRecord:
         """The best trial with its full resolved config."""
         return self._request("GET", f"/studies/{name}/best")
 
-    def importance(self, name: str, *, evaluator: str = "ped_anova") -> dict[str, Any]:
+    def importance(self, name: str, *, evaluator: str = "ped_anova") -> ImportanceReport:
         """Which parameters mattered, each beside its checklist tier (``ped_anova`` or ``fanova``).
 
         Raises :class:`ApiError` with status 409 while the study has fewer than 2 complete trials.
         """
         return self._request("GET", f"/studies/{name}/importance", params={"evaluator": evaluator})
 
-    def report(self, name: str, *, trial: int | None = None) -> dict[str, Any]:
+    def report(self, name: str, *, trial: int | None = None) -> ErrorReport:
         """The error analysis of the study's best trial (or trial number ``trial``).
 
         Per-class precision, recall, F1 and the confusion matrix (or RMSE, MAE, residuals),
@@ -254,11 +269,11 @@ class Client:
         path = f"/studies/{name}/report/plots/{plot}.png"
         return self._request("GET", path, params=params, raw=True)
 
-    def prune(self, name: str, number: int) -> dict[str, Any]:
+    def prune(self, name: str, number: int) -> TrialRecord:
         """Ask the worker running trial ``number`` to prune it after its current epoch."""
         return self._request("POST", f"/studies/{name}/trials/{number}/prune")
 
-    def workers(self, *, all: bool = False, study: str | None = None) -> dict[str, Any]:
+    def workers(self, *, all: bool = False, study: str | None = None) -> WorkersPublic:
         """The live workers (``all=True``: also stopped and dead ones), newest heartbeat first.
 
         With ``study``, only those running one of that study's trials now.
@@ -272,8 +287,10 @@ class Client:
         """The service's Prometheus metrics in text format (parse with ``prometheus_client``)."""
         return self._request("GET", "/metrics", text=True)
 
-    def spaces(self) -> dict[str, Any]:
+    def spaces(self) -> SpacesPublic:
+        """The names of the bundled search spaces."""
         return self._request("GET", "/spaces")
 
-    def space(self, name: str) -> dict[str, Any]:
+    def space(self, name: str) -> SearchSpace:
+        """One bundled search space, as in its YAML file."""
         return self._request("GET", f"/spaces/{name}")

@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from hpsearch.errors import DataOutsideRoots, SpecError, UsageError
 from hpsearch.families import BUNDLED_DATASETS, TaskSpec
+from hpsearch.settings import get_settings
 
 __all__ = [
     "DATA_ROOTS_ENV",
@@ -93,15 +94,18 @@ class DataRoots:
     def from_options(
         cls, roots: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None
     ) -> DataRoots:
-        """The roots named by ``--data-root`` (``roots``), else by ``$HPSEARCH_DATA_ROOTS``.
+        """The roots named by ``--data-root`` (``roots``), else by ``$HPSEARCH_DATA_ROOTS``
+        (the settings' ``data_roots``, or ``environ``'s variable when given).
 
         Raises :class:`UsageError` for a root that is not an existing folder.
         """
-        env = os.environ if environ is None else environ
         given = [r for r in (roots or []) if r.strip()]
         source = "--data-root"
         if not given:
-            given = [r for r in env.get(DATA_ROOTS_ENV, "").split(os.pathsep) if r.strip()]
+            if environ is None:
+                given = get_settings().data_roots
+            else:
+                given = [r for r in environ.get(DATA_ROOTS_ENV, "").split(os.pathsep) if r.strip()]
             source = DATA_ROOTS_ENV
         resolved = []
         for root in given:

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 __all__ = [
     "HpsearchError",
+    "NotFound",
     "SpaceError",
     "SpaceNotFound",
     "SpecError",
     "StudyNotFound",
     "StudyExists",
+    "StudyBusy",
     "TrialNotFound",
     "TrialNotRunning",
     "ArtifactNotFound",
     "StorageUnavailable",
     "ArtifactStoreUnavailable",
     "TrainingDiverged",
+    "CudaOutOfMemory",
     "NotEnoughTrials",
     "TaskError",
     "DataOutsideRoots",
@@ -26,6 +29,9 @@ __all__ = [
     "UsageError",
     "TokenExists",
     "TokenNotFound",
+    "ApiError",
+    "ServiceUnreachable",
+    "WorkerStopped",
 ]
 
 
@@ -33,11 +39,18 @@ class HpsearchError(Exception):
     """Base class of every error hpsearch raises on purpose."""
 
 
+class NotFound(HpsearchError, LookupError):
+    """What was asked for (a study, a trial, a token, a space, an artifact) is not there.
+
+    The service answers every one of these with 404; catch this to handle any of them.
+    """
+
+
 class SpaceError(HpsearchError, ValueError):
     """A search space (a YAML file or a dict) is malformed."""
 
 
-class SpaceNotFound(SpaceError, LookupError):
+class SpaceNotFound(SpaceError, NotFound):
     """No bundled search space of that name."""
 
 
@@ -45,7 +58,7 @@ class SpecError(HpsearchError, ValueError):
     """A study spec is malformed or does not match its search space."""
 
 
-class StudyNotFound(HpsearchError, LookupError):
+class StudyNotFound(NotFound):
     """No study of that name in the study database."""
 
 
@@ -53,7 +66,11 @@ class StudyExists(HpsearchError):
     """A study of that name already exists."""
 
 
-class TrialNotFound(HpsearchError, LookupError):
+class StudyBusy(HpsearchError):
+    """The study has running trials, so it cannot be deleted without ``force``."""
+
+
+class TrialNotFound(NotFound):
     """No trial of that number in the study."""
 
 
@@ -61,10 +78,11 @@ class TrialNotRunning(HpsearchError):
     """The trial has already finished, so it cannot be pruned or changed."""
 
 
-class ArtifactNotFound(TrialNotFound):
+class ArtifactNotFound(NotFound):
     """The trial exists but kept no artifact to build its report from; the message says why.
 
-    A :class:`TrialNotFound`: what was asked for (the trial's report) is not there.
+    Not a :class:`TrialNotFound`: the trial is there, what was asked of it (its report, a plot)
+    is not.
     """
 
 
@@ -78,6 +96,10 @@ class ArtifactStoreUnavailable(StorageUnavailable):
 
 class TrainingDiverged(HpsearchError, ArithmeticError):
     """Training produced a non-finite loss; the trial fails with this reason."""
+
+
+class CudaOutOfMemory(HpsearchError):
+    """The config does not fit in GPU memory even at the smallest batch."""
 
 
 class NotEnoughTrials(HpsearchError):
@@ -113,5 +135,26 @@ class TokenExists(HpsearchError):
     """An API token of that name already exists (revoked ones keep their name)."""
 
 
-class TokenNotFound(HpsearchError, LookupError):
+class TokenNotFound(NotFound):
     """No API token of that name in the study database."""
+
+
+class ApiError(HpsearchError):
+    """The service answered with an error; ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+class ServiceUnreachable(HpsearchError):
+    """No hpsearch service answers at the URL."""
+
+
+class WorkerStopped(BaseException):
+    """SIGTERM or SIGINT reached the worker; the running trial is failed, queued again, and the
+    worker exits.
+
+    Outside the :class:`HpsearchError` tree on purpose: like :class:`KeyboardInterrupt`, it must
+    pass through a user objective's ``except Exception``.
+    """

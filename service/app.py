@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+import tenacity
 from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
@@ -14,7 +14,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import hpsearch
-from hpsearch.errors import StorageUnavailable
+from hpsearch.db.transient import retry_if_transient
 from hpsearch.service.hosts import allowed_hosts, host_allowed, wrong_host_message
 from hpsearch.db.storage import open_storage
 from hpsearch.service.deps import ReadAccess
@@ -73,18 +73,16 @@ class AllowedHostsMiddleware:
 
 
 def _connect_with_retry(settings: Settings) -> None:
-    # In compose the API may start before PostgreSQL accepts connections.
-    deadline = time.monotonic() + settings.startup_retry_seconds
-    delay = 0.5
-    while True:
-        try:
-            open_storage(settings.storage)
-            return
-        except StorageUnavailable:
-            if time.monotonic() + delay > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    # In compose the API may start before PostgreSQL accepts connections: wait for it (0.5 s,
+    # doubling up to 5 s) while the failure is an outage, for up to startup_retry_seconds. A
+    # wrong URL or a missing driver is no outage and fails at once.
+    retrying = tenacity.Retrying(
+        retry=retry_if_transient,
+        stop=tenacity.stop_before_delay(settings.startup_retry_seconds),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=5.0),
+        reraise=True,
+    )
+    retrying(open_storage, settings.storage)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

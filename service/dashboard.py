@@ -17,9 +17,10 @@ import optuna_dashboard
 
 from hpsearch.service import hosts
 from hpsearch.analysis.artifacts import ArtifactStore
-from hpsearch.service.dashboard_auth import DashboardGuard, anonymous_reads_from_env
+from hpsearch.service.dashboard_auth import DashboardGuard
 from hpsearch.db.storage import open_storage
 from hpsearch.db.cache import CachedStorage
+from hpsearch.settings import get_settings
 
 __all__ = ["DashboardServer", "start_dashboard"]
 
@@ -123,10 +124,12 @@ def start_dashboard(
     _move_search_space_cursor_on()
     storage = open_storage(storage_url)
     dashboard = optuna_dashboard.wsgi(CachedStorage(storage), artifact_store=artifact_store)
+    if anonymous_reads is None:
+        anonymous_reads = get_settings().anonymous_reads
     app = DashboardGuard(
         dashboard,
         storage=storage,
-        anonymous_reads=anonymous_reads_from_env() if anonymous_reads is None else anonymous_reads,
+        anonymous_reads=anonymous_reads,
         allowed_hosts=hosts.allowed_hosts(allowed_hosts, bind_host=host),
     )
     server = make_server(

@@ -29,7 +29,6 @@ import html
 import io
 import json
 import logging
-import os
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from http.cookies import CookieError, SimpleCookie
@@ -41,7 +40,7 @@ import sqlalchemy
 
 from hpsearch.db import tokens
 from hpsearch.analysis.artifacts import is_artifact_id
-from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.errors import HpsearchError
 from hpsearch.service.hosts import host_allowed, wrong_host_message
 
 __all__ = [
@@ -49,7 +48,6 @@ __all__ = [
     "LOGIN_PATH",
     "LOGOUT_PATH",
     "DashboardGuard",
-    "anonymous_reads_from_env",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,22 +81,6 @@ _URL_SAFE = "/?#[]@!$&'()*+,;=:%~"
 
 _StartResponse = Callable[..., Any]
 _Environ = dict[str, Any]
-
-_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
-_FALSE = frozenset({"0", "off", "f", "false", "n", "no", ""})
-
-
-def anonymous_reads_from_env() -> bool:
-    """``$HPSEARCH_ANONYMOUS_READS`` as the service reads it (``true``/``false``, ``1``/``0``)."""
-    value = os.environ.get("HPSEARCH_ANONYMOUS_READS", "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise UsageError(
-        f"HPSEARCH_ANONYMOUS_READS={value!r}: use true or false (reads need a token when false)"
-    )
-
 
 class _Refusal(Exception):
     def __init__(self, status: str, reason: str, *, bearer: bool = False) -> None:
@@ -161,11 +143,11 @@ class DashboardGuard:
             return _refuse(start_response, refusal)
         except (sqlalchemy.exc.SQLAlchemyError, HpsearchError) as e:
             log.warning("dashboard: the study database did not answer: %s", e)
-            refusal = _Refusal(
+            outage = _Refusal(
                 "503 Service Unavailable",
                 "the study database is not answering; try again in a moment",
             )
-            return _refuse(start_response, refusal)
+            return _refuse(start_response, outage)
 
     # -- the dashboard's own routes ------------------------------------------------------------
 

@@ -11,12 +11,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from hpsearch.errors import (
+    ArtifactNotFound,
     HpsearchError,
     NotEnoughTrials,
+    NotFound,
     SpaceError,
     SpaceNotFound,
     SpecError,
     StorageUnavailable,
+    StudyBusy,
     StudyExists,
     StudyNotFound,
     TokenExists,
@@ -24,7 +27,6 @@ from hpsearch.errors import (
     TrialNotFound,
     TrialNotRunning,
 )
-from hpsearch.studies import StudyBusy
 from hpsearch.spaces.messages import clean_errors
 from hpsearch.service.prometheus import METRICS_PATH, outage_metrics
 
@@ -32,11 +34,14 @@ __all__ = ["install_error_handlers"]
 
 log = logging.getLogger("service")
 
+# First match wins: SpaceNotFound is a SpaceError too, and must answer 404, not 422.
 _STATUS: list[tuple[type[HpsearchError], int]] = [
     (StudyNotFound, 404),
     (SpaceNotFound, 404),
     (TrialNotFound, 404),
+    (ArtifactNotFound, 404),
     (TokenNotFound, 404),
+    (NotFound, 404),
     (StudyExists, 409),
     (TokenExists, 409),
     (TrialNotRunning, 409),

@@ -10,11 +10,11 @@ allows any host; ``*.example.com`` allows the subdomains of ``example.com``.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Sequence
 
 from hpsearch.errors import UsageError
+from hpsearch.settings import get_settings
 
 __all__ = [
     "ALLOWED_HOSTS_ENV",
@@ -74,7 +74,7 @@ def allowed_hosts(
     ``extra`` defaults to ``$HPSEARCH_ALLOWED_HOSTS``; pass ``()`` to ignore the environment.
     """
     if extra is None:
-        extra = os.environ.get(ALLOWED_HOSTS_ENV, "")
+        extra = get_settings().allowed_hosts
     names = [*LOOPBACK_HOSTS]
     if bind_host is not None and bind_host.strip() not in _ANY_ADDRESS:
         names.append(bind_host)

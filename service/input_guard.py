@@ -60,7 +60,7 @@ async def refuse_unsafe_input(request: Request) -> None:
     try:
         # The route has read and parsed the body already (Starlette caches it on the request).
         data = await request.json()
-    except Exception:  # not JSON, or over the size limit: the route answers that itself
+    except Exception:  # noqa: BLE001 - not JSON, or over the size limit: the route answers that
         return
     problem = unsafe_value(data)
     if problem is not None:

@@ -40,6 +40,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hpsearch.db import fleet
+from hpsearch.db.queries import duration_sql, trial_counts_by_state
 from hpsearch.errors import HpsearchError
 from hpsearch.db.storage import open_storage
 from hpsearch.studies import SPEC_ATTR, study_states
@@ -62,20 +63,13 @@ METRICS_PATH = "/metrics"
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-_COUNTS = sqlalchemy.text(
-    "SELECT s.study_name, t.state, COUNT(*) FROM trials t "
-    "JOIN studies s ON s.study_id = t.study_id "
-    "JOIN study_user_attributes a ON a.study_id = s.study_id AND a.key = :key "
-    "GROUP BY s.study_name, t.state"
+#: The hpsearch studies (those with a spec), as a condition on ``studies s``.
+_HPSEARCH_STUDIES = (
+    "EXISTS (SELECT 1 FROM study_user_attributes a WHERE a.study_id = s.study_id AND a.key = :key)"
 )
-_SECONDS = {
-    "sqlite": "(julianday(t.datetime_complete) - julianday(t.datetime_start)) * 86400.0",
-    "postgresql": "EXTRACT(EPOCH FROM (t.datetime_complete - t.datetime_start))",
-}
 
 
-def _durations_query(dialect: str) -> sqlalchemy.TextClause:
-    seconds = _SECONDS[dialect]
+def _durations_query(seconds: str) -> sqlalchemy.TextClause:
     return sqlalchemy.text(
         f"SELECT s.study_name, t.state, COUNT(*), SUM({seconds}), MAX({seconds}) FROM trials t "
         "JOIN studies s ON s.study_id = t.study_id "
@@ -116,21 +110,20 @@ class StudyDatabaseCollector(Collector):
 
     def _families(self, storage: optuna.storages.RDBStorage) -> list[Metric]:
         params = {"key": SPEC_ATTR}
-        dialect = storage.engine.dialect.name
+        seconds = duration_sql(storage.engine.dialect.name)
         states = study_states(storage)  # the same state as every study's status
         with storage.engine.connect() as conn:
-            count_rows = conn.execute(_COUNTS, params).all()
-            duration_rows = (
-                conn.execute(_durations_query(dialect), params).all() if dialect in _SECONDS else []
+            by_name = trial_counts_by_state(
+                conn, studies_where=_HPSEARCH_STUDIES, params=params, key="study_name"
             )
+            result = conn.execute(_durations_query(seconds), params) if seconds else None
+            duration_rows = result.all() if result is not None else []
         live = fleet.live_workers(storage)
 
+        # Only studies with a state: not those whose spec this version cannot read.
         counts: dict[str, dict[TrialState, int]] = {
-            name: dict.fromkeys(TrialState, 0) for name in states
+            name: by_name.get(name, dict.fromkeys(TrialState, 0)) for name in states
         }
-        for name, state, n in count_rows:
-            if name in counts:  # not a study whose spec this version cannot read
-                counts[name][TrialState[state]] = n
 
         trials = GaugeMetricFamily(
             "hpsearch_trials", "Trials of each hpsearch study by state.", labels=["study", "state"]
@@ -146,8 +139,8 @@ class StudyDatabaseCollector(Collector):
             for state, n in counts[name].items():
                 trials.add_metric([name, state.name.lower()], n)
             by_state[states[name]] += 1
-        for state, n in by_state.items():
-            studies.add_metric([state], n)
+        for study_state, n in by_state.items():
+            studies.add_metric([study_state], n)
 
         durations = SummaryMetricFamily(
             "hpsearch_trial_duration_seconds",

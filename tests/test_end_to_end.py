@@ -1,7 +1,8 @@
 """The whole path as users run it: `hpsearch serve`, two `hpsearch worker` processes, the client.
 
-On PostgreSQL (the multi-machine setup) and on the embedded SQLite default, with real training
-of the demo task on digits.
+On PostgreSQL (the multi-machine setup), with real training of the demo task on digits. The
+embedded SQLite default runs the same path in the demo's test (tests/test_cli.py) and two
+worker processes on one SQLite study in tests/test_worker.py.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def _hpsearch(*args, **kwargs):
 
 @pytest.fixture
 def service(storage_url, free_port, tmp_path, make_api_token):
-    log = open(tmp_path / "serve.log", "wb")
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed once the service stops
     proc = _hpsearch(
         "serve",
         "--storage",
@@ -52,6 +53,9 @@ def service(storage_url, free_port, tmp_path, make_api_token):
     log.close()
 
 
+@pytest.mark.parametrize(
+    "storage_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_two_workers_complete_a_20_trial_study_through_the_service(
     service, storage_url, tmp_path, make_api_token
 ):

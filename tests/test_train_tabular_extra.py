@@ -11,8 +11,9 @@ import pytest
 import torch
 import yaml
 
-from hpsearch.studies import SpecError, resolve_spec
+from hpsearch.errors import SpecError
 from hpsearch.families import TaskSpec
+from hpsearch.studies import resolve_spec
 from hpsearch.train import build_model, load_tabular, parse_config, train
 from hpsearch.train.core.config import REGRESSION_DEFAULTS, parse_regression_config
 from hpsearch.train.core.pretrain import DenoisingAutoencoder, pretrain_dae

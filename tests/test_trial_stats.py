@@ -140,3 +140,35 @@ def test_a_reused_study_id_starts_over(sqlite_url: str) -> None:
     assert _check(storage, second, "minimize").counts[TrialState.COMPLETE] == 1
     with pytest.raises(KeyError):
         trial_stats(storage, 10_000, epochs=EPOCHS)
+
+
+def test_an_edit_of_a_finished_trial_shows_once_marked(storage_url: str) -> None:
+    from hpsearch.db.storage import TRIALS_EDITED_ATTR, mark_trials_edited, study_lock
+
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
+    storage = optuna.storages.RDBStorage(
+        storage_url, heartbeat_interval=1, grace_period=1, heartbeat_stale_trial_callback=retry
+    )
+    study = optuna.create_study(storage=storage, study_name="e")
+    storage.record_heartbeat(study.ask()._trial_id)
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    study.tell(study.ask(), 1.0)  # the retry completes: a finished trial with the retry marker
+    assert _check(storage, study, "minimize").retries == 1
+    retried = study.trials[1]._trial_id
+    with study_lock(storage, study._study_id):
+        with storage.engine.begin() as conn:  # an edit of the finished trial's attribute rows
+            conn.execute(
+                sqlalchemy.text(
+                    "DELETE FROM trial_system_attributes WHERE trial_id = :i AND key = :k"
+                ),
+                {"i": retried, "k": RETRY_OF_ATTR},
+            )
+        mark_trials_edited(storage, study._study_id, [retried])
+    assert _check(storage, study, "minimize").retries == 0
+    # The marker moved on by more edits than it lists (as after 1,000 more): the totals start
+    # over, and still agree.
+    marker = {"seq": 5000, "recent": [[5000, retried]]}
+    storage.set_study_system_attr(study._study_id, TRIALS_EDITED_ATTR, marker)
+    study.tell(study.ask(), 0.5)
+    assert _check(storage, study, "minimize").best_number == 2

@@ -20,7 +20,6 @@ import functools
 import io
 import json
 import logging
-import os
 import re
 import threading
 import uuid
@@ -44,7 +43,9 @@ from hpsearch.errors import (
     TrialNotFound,
     UsageError,
 )
+from hpsearch.db.incremental import rank_key
 from hpsearch.db.storage import mark_trials_edited, resolve_storage_url, study_lock
+from hpsearch.settings import get_settings
 from hpsearch.studies import best_trial_id
 from hpsearch.analysis.predictions import ValPredictions  # numpy only: no torch for the service
 
@@ -162,7 +163,7 @@ def open_artifact_store(
     pass it; readers do not create folders). Raises :class:`UsageError` for an S3 location
     without boto3 installed or a malformed one.
     """
-    raw = location if location is not None else os.environ.get("HPSEARCH_ARTIFACTS")
+    raw = location if location is not None else get_settings().artifacts
     raw = (raw or "").strip()
     if raw.lower() in ("off", "none"):
         return None
@@ -212,7 +213,7 @@ class KeepPolicy:
 
 def parse_keep(value: str | None = None) -> KeepPolicy:
     """``best:N`` or ``all`` (else ``$HPSEARCH_KEEP_ARTIFACTS``, else ``best:3``)."""
-    raw = value if value is not None else os.environ.get("HPSEARCH_KEEP_ARTIFACTS")
+    raw = value if value is not None else get_settings().keep_artifacts
     raw = (raw or DEFAULT_KEEP).strip().lower()
     if raw == "all":
         return KeepPolicy(best=None)
@@ -357,8 +358,7 @@ def _to_remove(
         holders.setdefault(key, []).append((trial_id, number, state))
         if state == TrialState.COMPLETE.name and value is not None:
             complete[trial_id] = (value, number)
-    sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
-    kept = set(sorted(complete, key=lambda t: (sign * complete[t][0], complete[t][1]))[:best])
+    kept = set(sorted(complete, key=lambda t: rank_key(*complete[t], direction))[:best])
     # A retried trial's copy inherits its artifact rows: a file goes only when no holder keeps it.
     unfinished = {TrialState.RUNNING.name, TrialState.WAITING.name}
     return {

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import optuna
 import sqlalchemy
@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, Field
 
 from hpsearch.errors import NotEnoughTrials, UsageError
-from hpsearch.db.storage import count_trials_by_state
+from hpsearch.db.queries import count_trials_by_state
 from hpsearch.studies import StudySpec, load_spec
 
 __all__ = [
@@ -68,7 +68,8 @@ VERDICT_RULE = (
 )
 
 _TIER_THIRD = {"high": 0, "medium": 1, "low": 2}
-_THIRD_NAMES = ("top", "middle", "bottom")
+Third = Literal["top", "middle", "bottom"]
+_THIRD_NAMES: tuple[Third, Third, Third] = ("top", "middle", "bottom")
 
 
 class ImportanceRow(BaseModel):
@@ -80,7 +81,7 @@ class ImportanceRow(BaseModel):
         "parameter was not evaluated (see `reason`)."
     )
     rank: int | None = Field(description="1 = most important; None when not evaluated.")
-    third: Literal["top", "middle", "bottom"] | None
+    third: Third | None
     impact: Literal["high", "medium", "low"] | None = Field(
         description="The checklist tier from the study's space; None for a parameter the "
         "space does not define."
@@ -252,6 +253,10 @@ def _evaluate(
     return importances, notes
 
 
+def _is_evaluator(name: str) -> TypeGuard[Evaluator]:
+    return name in EVALUATORS
+
+
 def parameter_importance(
     storage: optuna.storages.RDBStorage,
     name: str,
@@ -280,7 +285,7 @@ def parameter_importance(
     unknown evaluator, and :class:`~hpsearch.errors.NotEnoughTrials` with fewer than two
     complete trials or when every complete trial has the same value.
     """
-    if evaluator not in EVALUATORS:
+    if not _is_evaluator(evaluator):
         raise UsageError(f"unknown evaluator {evaluator!r}; use one of {', '.join(EVALUATORS)}")
     spec: StudySpec = load_spec(storage, name)
     study_id = storage.get_study_id_from_name(name)
@@ -376,7 +381,7 @@ def parameter_importance(
         )
     return ImportanceReport(
         study=name,
-        evaluator=evaluator,  # type: ignore[arg-type]
+        evaluator=evaluator,
         metric=spec.metric,
         direction=spec.direction or "minimize",
         seed=seed if evaluator == "fanova" else None,

@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, Field
 
 from hpsearch.spaces import SearchSpace
-from hpsearch.db.storage import count_trials_by_state, page_trial_ids
+from hpsearch.db.queries import count_trials_by_state, page_trial_ids
 from hpsearch.strategy import prior_misfit
 from hpsearch.db.reads import load_trials
 
@@ -146,9 +146,11 @@ def check_prior(
     study's count of finished trials when the caller has it (one query otherwise). The answer
     is cached per study and checkpoint in this process.
     """
-    if finished is None:
+    if finished is None and isinstance(storage, optuna.storages.RDBStorage):
         counts = count_trials_by_state(storage, study_id)
         finished = sum(counts[s] for s in _FINISHED)
+    elif finished is None:  # not a database (an in-memory study)
+        finished = len(storage.get_all_trials(study_id, deepcopy=False, states=_FINISHED))
     point = evidence_point(finished)
     if point is None:
         return PriorCheck(
@@ -292,7 +294,7 @@ def _evidence_trials(
 ) -> list[FrozenTrial]:
     """The latest :data:`EVIDENCE_CAP` of the study's first ``point`` finished trials."""
     offset, limit = max(0, point - EVIDENCE_CAP), min(point, EVIDENCE_CAP)
-    if not hasattr(storage, "engine"):  # not a database (an in-memory study)
+    if not isinstance(storage, optuna.storages.RDBStorage):  # not a database (an in-memory study)
         done = storage.get_all_trials(study_id, deepcopy=False, states=_FINISHED)
         return sorted(done, key=lambda t: t.number)[offset : offset + limit]
     ids, _ = page_trial_ids(storage, study_id, offset=offset, limit=limit, states=_FINISHED)

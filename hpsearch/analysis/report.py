@@ -26,6 +26,7 @@ from hpsearch.safe_names import name_slug
 
 if TYPE_CHECKING:
     import optuna
+    from matplotlib.figure import Figure
 
     from hpsearch.analysis.artifacts import ArtifactStore
     from hpsearch.analysis.predictions import ValPredictions
@@ -311,7 +312,7 @@ def render_plot(report: ErrorReport, preds: ValPredictions, plot: str) -> bytes:
     return buf.getvalue()
 
 
-def _confusion_figure(report: ErrorReport, figure: type) -> object:
+def _confusion_figure(report: ErrorReport, figure: type[Figure]) -> Figure:
     assert report.confusion is not None
     labels = report.confusion.labels
     m = np.asarray(report.confusion.matrix)
@@ -340,7 +341,7 @@ def _confusion_figure(report: ErrorReport, figure: type) -> object:
     return fig
 
 
-def _residuals_figure(preds: ValPredictions, figure: type) -> object:
+def _residuals_figure(preds: ValPredictions, figure: type[Figure]) -> Figure:
     y_true = np.asarray(preds.y_true, dtype=np.float64)
     residual = np.asarray(preds.y_pred, dtype=np.float64) - y_true
     fig = figure(figsize=(7, 4.5))
@@ -357,7 +358,7 @@ def _residuals_figure(preds: ValPredictions, figure: type) -> object:
     return fig
 
 
-def _worst_figure(report: ErrorReport, preds: ValPredictions, figure: type) -> object:
+def _worst_figure(report: ErrorReport, preds: ValPredictions, figure: type[Figure]) -> Figure:
     images = np.asarray(preds.worst_images)
     n = min(len(images), len(report.worst))
     cols = min(8, n)

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from hpsearch.api_types import StudyStatus
 from hpsearch.client import Client, ServiceUnreachable
 from hpsearch.cli.output import format_config, progress_line
 from hpsearch.errors import HpsearchError
@@ -136,9 +137,9 @@ class _Processes:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.children: list[tuple[str, subprocess.Popen[bytes], Path]] = []
-        self._cleanups: list[Callable[[], None]] = []
+        self._cleanups: list[Callable[[], object]] = []
 
-    def on_stop(self, cleanup: Callable[[], None]) -> None:
+    def on_stop(self, cleanup: Callable[[], object]) -> None:
         self._cleanups.append(cleanup)
 
     def start(
@@ -196,7 +197,7 @@ def _wait_for_service(client: Client, procs: _Processes, serve: subprocess.Popen
 
 def _show_progress(
     client: Client, name: str, procs: _Processes, workers: list[subprocess.Popen[bytes]]
-) -> dict[str, Any]:
+) -> StudyStatus:
     interactive = sys.stdout.isatty()
     last_print = 0.0
     while True:

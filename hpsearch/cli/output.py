@@ -2,24 +2,69 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
-__all__ = ["change_text", "format_config", "print_rows", "progress_line", "status_rows"]
+__all__ = [
+    "Column",
+    "change_text",
+    "format_config",
+    "print_rows",
+    "progress_line",
+    "render_table",
+    "status_rows",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Column:
+    """One column of :func:`render_table`."""
+
+    title: str = ""
+    align: Literal["<", ">"] = "<"
+    width: int | None = None
+    """Cells are padded to this width (a longer one overflows, as a fixed-width column does);
+    ``None``: to the widest cell or title."""
+    gap: str = "  "
+    """What stands before the column (not before the first)."""
+
+
+def render_table(
+    columns: Sequence[Column], rows: Sequence[Sequence[str]], *, indent: str = ""
+) -> list[str]:
+    """The lines of a table: a header of the columns' titles (when any has one), then ``rows``.
+
+    Every table the CLI prints goes through here. No line ends in spaces.
+    """
+    titles = [c.title for c in columns]
+    table = [titles, *rows] if any(titles) else list(rows)
+    widths = [
+        c.width if c.width is not None else max((len(row[i]) for row in table), default=0)
+        for i, c in enumerate(columns)
+    ]
+    if columns and columns[-1].align == "<":
+        widths[-1] = 0
+    lines = []
+    for row in table:
+        cells = [
+            ("" if i == 0 else column.gap) + (f"{cell:{column.align}{width}}" if width else cell)
+            for i, (column, cell, width) in enumerate(zip(columns, row, widths, strict=True))
+        ]
+        lines.append((indent + "".join(cells)).rstrip())
+    return lines
 
 
 def format_config(config: dict[str, Any]) -> list[str]:
     """Lines ``name  value`` for a resolved config, aligned."""
-    width = max((len(k) for k in config), default=0)
-    lines = []
-    for key in sorted(config):
-        value = config[key]
-        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-        lines.append(f"  {key:<{width}}  {shown}")
-    return lines
+    rows = [
+        (key, f"{config[key]:.4g}" if isinstance(config[key], float) else str(config[key]))
+        for key in sorted(config)
+    ]
+    return render_table([Column(), Column()], rows, indent="  ")
 
 
-def _best_text(status: dict[str, Any]) -> str:
+def _best_text(status: Mapping[str, Any]) -> str:
     if status["best_value"] is None:
         return "-"
     return f"{status['best_value']:.4f} (trial {status['best_trial']})"
@@ -60,12 +105,10 @@ def change_text(change: dict[str, Any]) -> str:
 
 def print_rows(rows: Sequence[tuple[str, str]]) -> None:
     """Print ``(label, value)`` rows with the labels aligned."""
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    print("\n".join(render_table([Column(), Column()], rows)))
 
 
-def progress_line(status: dict[str, Any]) -> str:
+def progress_line(status: Mapping[str, Any]) -> str:
     """One line of progress: a bar of finished trials, states, the best value, elapsed time."""
     total = status["budget_trials"] or 0
     done = status["finished"]

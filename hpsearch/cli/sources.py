@@ -1,152 +1,119 @@
-"""The REST client's methods done straight on the study database, for whoever holds its URL.
+"""Where a verb reads and changes studies: the study database itself, or an hpsearch service.
 
-``hpsearch status --storage URL`` (and every verb that takes ``--storage``) works through
-:class:`DatabaseClient`: the same operations of :mod:`hpsearch.studies` the service's routes
-call, returning the same JSON as :class:`hpsearch.client.Client`, so a CLI verb does not care
-which one it holds. Like Optuna's own CLI, holding the database URL is the permission: no token
-is asked for.
-
-Opening never creates a database, except for :meth:`DatabaseClient.create_study` (the first
-study of a new database): a mistyped URL says that the file does not exist instead of answering
-"no studies yet" from a new, empty one.
+One rule, :data:`SOURCE_RULE`, decides it for every verb, and this module is its only place:
+:func:`pick_source` applies it to the verbs that can ask a service, :func:`database_source` to
+those that work on the study database only, and :func:`open_source` opens the client chosen.
+Nothing here imports Optuna until a database is opened, so ``--help`` stays quick.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Self
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Literal
 
-import optuna
+from hpsearch.errors import UsageError
 
-from hpsearch import studies
-from hpsearch.db.storage import open_storage, redact, resolve_storage_url
+__all__ = ["SOURCE_RULE", "Source", "database_source", "open_source", "pick_source"]
 
-__all__ = ["DatabaseClient"]
+#: The rule of every verb that reads or changes studies, for `hpsearch --help` and the README.
+SOURCE_RULE = (
+    "Where studies are read and changed: status, best, trials, importance, workers, submit, "
+    "stop, resume, extend, delete, prune, enqueue and pruner work either on the study database itself "
+    "(--storage URL, as Optuna's CLI does: no service, no token) or through an hpsearch service "
+    "(--server URL). One rule picks: a flag on the command line wins (giving both is an error); "
+    "else $HPSEARCH_STORAGE if set; else $HPSEARCH_SERVER if set (with both set, the database "
+    "wins, and a read's line on stderr says so); else the service at http://127.0.0.1:8000. "
+    "Each read says on stderr where it read, e.g. `reading sqlite:///hpsearch.db (--storage)`; "
+    "a change that fails names where it was sent. serve, "
+    "worker, dashboard, report and token use the database only: --storage, else "
+    "$HPSEARCH_STORAGE, else sqlite:///hpsearch.db. Reads never create a database: a URL "
+    "naming a file that does not exist is an error."
+)
 
 
-class DatabaseClient:
-    """Read and change studies in the study database at ``storage`` (a URL).
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    """Where a verb works, and why there (the words of the line ``reading URL (why)``)."""
 
-    Args:
-        storage: the study database URL; ``$HPSEARCH_STORAGE`` or the SQLite default if None.
-        create: whether opening may create the database (only for submitting a study).
+    kind: Literal["storage", "server"]
+    url: str
+    why: str
+
+
+def pick_source(*, storage: str | None, server: str | None) -> Source:
+    """Apply :data:`SOURCE_RULE` to a verb's ``--storage`` and ``--server`` values.
+
+    Raises :class:`UsageError` when both are given.
     """
-
-    def __init__(self, storage: str | None = None, *, create: bool = False) -> None:
-        self.storage_url = resolve_storage_url(storage)
-        self._storage: optuna.storages.RDBStorage = open_storage(self.storage_url, create=create)
-
-    def __repr__(self) -> str:
-        return f"DatabaseClient({redact(self.storage_url)!r})"
-
-    def close(self) -> None:
-        """Nothing to close: the storage is shared within the process."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def create_study(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Validate the spec and create the study, as ``POST /studies``; returns its status."""
-        created = studies.create_study(self._storage, spec, allow_space_paths=False)
-        return self.study(created.name)
-
-    def list_studies(
-        self,
-        *,
-        offset: int = 0,
-        limit: int = 2**31 - 1,
-        state: str | None = None,
-        prefix: str | None = None,
-    ) -> dict[str, Any]:
-        """Studies, oldest first: ``{data, count}`` as ``GET /studies``."""
-        page, count = studies.page_studies(
-            self._storage, offset=offset, limit=limit, state=state, prefix=prefix
+    if storage and server:
+        raise UsageError(
+            f"give --storage or --server, not both (got --storage {storage!r} and --server "
+            f"{server!r}): --storage works on the study database itself, --server asks a service"
         )
-        return {"data": [s.model_dump(mode="json") for s in page], "count": count}
-
-    def study(self, name: str) -> dict[str, Any]:
-        """The study's status, as ``GET /studies/{name}``."""
-        return studies.study_status(self._storage, name).model_dump(mode="json")
-
-    def best(self, name: str) -> dict[str, Any]:
-        """The best trial with its full resolved config."""
-        return studies.best_trial(self._storage, name).model_dump(mode="json")
-
-    def trials(
-        self, name: str, *, offset: int = 0, limit: int = 50, state: str | None = None
-    ) -> dict[str, Any]:
-        """A page of the study's trials by number: ``{data, count}``."""
-        page, count = studies.list_trials(
-            self._storage, name, offset=offset, limit=limit, state=state
+    if storage:
+        return Source(kind="storage", url=storage, why="--storage")
+    if server:
+        return Source(kind="server", url=server, why="--server")
+    env_storage = os.environ.get("HPSEARCH_STORAGE", "").strip()
+    env_server = os.environ.get("HPSEARCH_SERVER", "").strip()
+    if env_storage:
+        why = "$HPSEARCH_STORAGE" + (
+            ", which wins over $HPSEARCH_SERVER; pass --server to ask the service"
+            if env_server
+            else ""
         )
-        return {"data": [t.model_dump(mode="json") for t in page], "count": count}
+        return Source(kind="storage", url=env_storage, why=why)
+    if env_server:
+        return Source(kind="server", url=env_server, why="$HPSEARCH_SERVER")
+    from hpsearch.client import DEFAULT_SERVER  # here: the client imports httpx (0.1-0.2 s)
 
-    def trial(self, name: str, number: int) -> dict[str, Any]:
-        """One trial by number."""
-        return studies.get_trial(self._storage, name, number).model_dump(mode="json")
+    return Source(
+        kind="server",
+        url=DEFAULT_SERVER,
+        why="the default; set --storage or --server to read elsewhere",
+    )
 
-    def trials_csv(
-        self, name: str, *, state: str | None = None, path: str | None = None
-    ) -> str | None:
-        """The study's trials as CSV: returned as text, or written into ``path`` (then None)."""
-        from hpsearch.db.export import trials_csv
 
-        lines = trials_csv(self._storage, name, state=state)
-        if path is None:
-            return "".join(lines)
-        with open(path, "w", newline="") as f:
-            f.writelines(lines)
-        return None
+def database_source(storage: str | None) -> Source:
+    """The study database of a verb that works on it only (serve, worker, dashboard, report,
+    token): ``--storage``, else ``$HPSEARCH_STORAGE``, else the SQLite default; ``url`` resolved."""
+    from hpsearch.db.storage import resolve_storage_url
 
-    def stop(self, name: str) -> dict[str, Any]:
-        """Stop the study (no new trials; running ones finish); returns its status."""
-        return studies.stop_study(self._storage, name).model_dump(mode="json")
+    if storage:
+        why = "--storage"
+    elif os.environ.get("HPSEARCH_STORAGE"):
+        why = "$HPSEARCH_STORAGE"
+    else:
+        why = "the default"
+    return Source(kind="storage", url=resolve_storage_url(storage), why=why)
 
-    def resume(self, name: str) -> dict[str, Any]:
-        """Let a stopped study take trials again; returns its status."""
-        return studies.resume_study(self._storage, name).model_dump(mode="json")
 
-    def update_study(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """Change the study's budget or task data and let it continue; returns its status."""
-        return studies.patch_study(self._storage, name, changes).model_dump(mode="json")
+def open_source(args: argparse.Namespace, *, doing: str, create: bool = False) -> Any:
+    """A :class:`~hpsearch.client.Client` of the service or a
+    :class:`~hpsearch.cli.database.DatabaseClient`, as :func:`pick_source` chooses.
 
-    def delete(self, name: str, *, force: bool = False) -> None:
-        """Delete the study and its trials; ``force`` even while trials run."""
-        studies.delete_study(self._storage, name, force=force)
+    ``doing`` "reading": one line on stderr says where, e.g. ``reading sqlite:///x.db
+    (--storage)``. "writing": no extra line (a bad input stays one line), but an error names
+    where it was (``args.source_line``, which :func:`hpsearch.cli.main` appends). A database is
+    never created unless ``create``.
+    """
+    source = pick_source(storage=args.storage, server=args.server)
+    if source.kind == "storage":
+        from hpsearch.cli.database import DatabaseClient
+        from hpsearch.db.storage import redact, resolve_storage_url
 
-    def set_pruner(
-        self, name: str, pruner: str, args: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """Replace the study's pruner; returns the updated spec."""
-        spec = studies.set_pruner(self._storage, name, {"name": pruner, "args": args or {}})
-        return spec.model_dump(mode="json")
+        shown = redact(resolve_storage_url(source.url))
+        args.source_line = f"{doing} {shown} ({source.why})"
+        client: Any = DatabaseClient(source.url, create=create)  # a missing file: its own line
+    else:
+        from hpsearch.client import Client, masked_url
 
-    def enqueue(
-        self, name: str, configs: dict[str, Any] | Sequence[dict[str, Any]]
-    ) -> dict[str, Any]:
-        """Queue one config or several to run first: ``{enqueued, given}``."""
-        if isinstance(configs, dict):
-            configs = [configs]
-        enqueued = studies.enqueue_configs(self._storage, name, list(configs))
-        return {"enqueued": enqueued, "given": len(configs)}
-
-    def prune(self, name: str, number: int) -> dict[str, Any]:
-        """Ask the worker running trial ``number`` to prune it after its current epoch."""
-        return studies.request_prune(self._storage, name, number).model_dump(mode="json")
-
-    def importance(self, name: str, *, evaluator: str = "ped_anova") -> dict[str, Any]:
-        """Which parameters mattered, each beside its checklist tier."""
-        from hpsearch.analysis.importance import parameter_importance
-
-        report = parameter_importance(self._storage, name, evaluator=evaluator)
-        return report.model_dump(mode="json")
-
-    def workers(self, *, all: bool = False, study: str | None = None) -> dict[str, Any]:
-        """The live workers (``all=True``: also stopped and dead ones), newest heartbeat first."""
-        from hpsearch.db import fleet
-
-        found = fleet.list_workers(self._storage, live_only=not all, study=study)
-        return {"data": [w.model_dump(mode="json") for w in found], "count": len(found)}
+        args.source_line = f"{doing} {masked_url(source.url.rstrip('/'))} ({source.why})"
+        client = Client(source.url)
+    if doing == "reading":
+        print(args.source_line, file=sys.stderr, flush=True)
+        args.source_line_shown = True
+    return client

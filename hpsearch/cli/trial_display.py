@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hpsearch.cli.output import Column, render_table
+
 __all__ = ["format_trial", "trial_rows"]
 
 #: Widest fail reason in the table; `hpsearch trials NAME N` shows it whole.
@@ -24,18 +26,26 @@ def _reason(trial: Mapping[str, Any]) -> str:
 def trial_rows(trials: Sequence[Mapping[str, Any]]) -> list[str]:
     """The table of ``hpsearch trials``: number, state, value, seconds, worker, and why a trial
     failed or was pruned (its first line, cut to :data:`REASON_WIDTH`)."""
-    workers = [str(t.get("worker") or "-") for t in trials]
-    width = max([len("worker"), *map(len, workers)])
-    lines = [f"{'#':>5} {'state':<9} {'value':>10} {'seconds':>9}  {'worker':<{width}}  reason"]
-    for t, worker in zip(trials, workers, strict=True):
-        value = "-" if t.get("value") is None else f"{t['value']:.4f}"
-        seconds = "-" if t.get("duration_seconds") is None else f"{t['duration_seconds']:.1f}"
-        row = (
-            f"{t['number']:>5} {t['state']:<9} {value:>10} {seconds:>9}  {worker:<{width}}  "
-            f"{_reason(t) or '-'}"
+    columns = [
+        Column(title="#", align=">", width=5),
+        Column(title="state", width=9, gap=" "),
+        Column(title="value", align=">", width=10, gap=" "),
+        Column(title="seconds", align=">", width=9, gap=" "),
+        Column(title="worker"),
+        Column(title="reason"),
+    ]
+    rows = [
+        (
+            str(t["number"]),
+            str(t["state"]),
+            "-" if t.get("value") is None else f"{t['value']:.4f}",
+            "-" if t.get("duration_seconds") is None else f"{t['duration_seconds']:.1f}",
+            str(t.get("worker") or "-"),
+            _reason(t) or "-",
         )
-        lines.append(row.rstrip())
-    return lines
+        for t in trials
+    ]
+    return render_table(columns, rows)
 
 
 def format_trial(trial: Mapping[str, Any]) -> str:

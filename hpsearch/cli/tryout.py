@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ValidationError
 
+from hpsearch.cli.output import Column, render_table
 from hpsearch.errors import HpsearchError, SpaceError, UsageError
 from hpsearch.spaces import SearchSpace, default_config, suggest_config
 from hpsearch.families import METRICS, TaskSpec
@@ -451,10 +452,19 @@ def format_summary(results: Sequence[TryResult]) -> list[str]:
         return []
     metric = results[0].metric
     best = best_result(results)
-    lines = [f"{'config':>6}  {metric:>12}  {'seconds':>7}  failed"]
-    for r in results:
-        mark = "*" if r is best else " "
-        final = "-" if r.final is None else f"{r.final:.4f}"
-        row = f"{r.number:>5}{mark}  {final:>12}  {r.seconds:>7.1f}  {r.error or ''}"
-        lines.append(row.rstrip())
-    return lines
+    columns = [
+        Column(title="config", align=">", width=6),
+        Column(title=metric, align=">", width=12),
+        Column(title="seconds", align=">", width=7),
+        Column(title="failed"),
+    ]
+    rows = [
+        (
+            f"{r.number}{'*' if r is best else ' '}",
+            "-" if r.final is None else f"{r.final:.4f}",
+            f"{r.seconds:.1f}",
+            r.error or "",
+        )
+        for r in results
+    ]
+    return render_table(columns, rows)

@@ -3,20 +3,18 @@
 optuna-dashboard (and any reader of whole studies) asks for every trial of a study on each poll;
 over Optuna's RDB storage that loads the whole study again: about a minute at 100,000 trials.
 :class:`CachedStorage` wraps the RDB storage and keeps each study's trials in memory. A finished
-trial never changes in Optuna, so every read only fetches what may have changed since the last:
+trial never changes in Optuna, so every read only fetches what may have changed since the last,
+as the study's :class:`~hpsearch.db.incremental.StudyCursor` finds it: new trials, trials that
+were RUNNING or WAITING at the last read, trials hpsearch edited after they finished (the edit
+marker, :func:`hpsearch.db.storage.mark_trials_edited`), and, when the count of trials up to the
+largest id seen differs from the cache's (a trial committed out of id order by another process,
+or trials deleted), the missing or gone ids.
 
-- trials with an id above the largest seen (new trials),
-- trials that were RUNNING or WAITING at the last read (they may have finished, been pruned,
-  failed, or been failed by a retry),
-- trials that hpsearch edited after they finished (the study's ``hpsearch:trials_edited``
-  marker, :func:`hpsearch.db.storage.mark_trials_edited`),
-- and, when the count of trials up to the largest id seen differs from the cache's (a trial
-  committed out of id order by another process, or trials deleted), the missing or gone ids.
-
-Each read costs three small queries plus the changed trials, so a read that starts after a
-write committed sees it, whichever process or machine wrote it: several service replicas over
-one database each keep their own cache and stay correct. A deleted study is dropped; a study
-id reused for a new study (SQLite can) is told apart by its name and trial count.
+Each read costs two small queries (three after a repair) plus the changed trials, so a read
+that starts after a write committed sees it, whichever process or machine wrote it: several
+service replicas over one database each keep their own cache and stay correct. A deleted study
+is dropped; a study id reused for a new study (SQLite can) is told apart by its name and
+direction, and a study that missed more edits than the marker lists is read anew.
 
 Memory is bounded: at most ``max_trials`` trials are kept across studies
 (``$HPSEARCH_CACHE_TRIALS``, default 300,000), the least recently read studies go first, and a
@@ -30,48 +28,32 @@ Writes go straight to the wrapped storage. Workers use the plain storage; this i
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Collection, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-import sqlalchemy
 from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.db.storage import TRIALS_EDITED_ATTR
+from hpsearch.db.incremental import StudyCursor, rank_key
 from hpsearch.db.reads import load_trials
+from hpsearch.settings import Settings, get_settings
 
 __all__ = ["DEFAULT_MAX_TRIALS", "CacheInfo", "CachedStorage"]
 
 log = logging.getLogger(__name__)
 
 #: Trials kept in memory across studies unless ``$HPSEARCH_CACHE_TRIALS`` says otherwise.
-DEFAULT_MAX_TRIALS = 300_000
+DEFAULT_MAX_TRIALS: int = Settings.model_fields["cache_trials"].default
 
-_UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
-
-_PROBE = sqlalchemy.text(
-    "SELECT s.study_name, "
-    "(SELECT COUNT(*) FROM trials t WHERE t.study_id = s.study_id AND t.trial_id <= :max_id), "
-    "(SELECT a.value_json FROM study_system_attributes a "
-    " WHERE a.study_id = s.study_id AND a.key = :edited_key) "
-    "FROM studies s WHERE s.study_id = :study_id"
-)
-_NEW_IDS = sqlalchemy.text(
-    "SELECT trial_id FROM trials WHERE study_id = :study_id AND trial_id > :max_id"
-)
-_ALL_IDS = sqlalchemy.text("SELECT trial_id FROM trials WHERE study_id = :study_id")
-_IDS_UP_TO = sqlalchemy.text(
-    "SELECT trial_id FROM trials WHERE study_id = :study_id AND trial_id <= :max_id"
-)
+#: What the cursor reads of a changed trial: its id (the cache then loads the trials whole).
+_IDS = "SELECT t.trial_id FROM trials t"
 
 
 @dataclass(frozen=True)
@@ -88,12 +70,9 @@ class CacheInfo:
 
 @dataclass
 class _Study:
-    name: str
+    cursor: StudyCursor
     trials: dict[int, FrozenTrial] = field(default_factory=dict)  # by trial id
     by_number: list[FrozenTrial] | None = None  # sorted by number; rebuilt after changes
-    unfinished: set[int] = field(default_factory=set)
-    max_id: int = -1
-    edited_seq: int = 0
     best_id: int | None = None
     best_stale: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -102,11 +81,7 @@ class _Study:
         for trial in trials:
             old = self.trials.get(trial._trial_id)
             self.trials[trial._trial_id] = trial
-            self.max_id = max(self.max_id, trial._trial_id)
-            if trial.state in _UNFINISHED:
-                self.unfinished.add(trial._trial_id)
-            else:
-                self.unfinished.discard(trial._trial_id)
+            self.cursor.saw(trial._trial_id, trial.state)
             if old is None or old.number != trial.number:
                 self.by_number = None
             elif self.by_number is not None:
@@ -122,10 +97,10 @@ class _Study:
             return number
         return next(i for i, t in enumerate(self.by_number) if t.number == number)
 
-    def drop(self, trial_ids: set[int]) -> None:
+    def drop(self, trial_ids: Collection[int]) -> None:
         for trial_id in trial_ids:
             self.trials.pop(trial_id, None)
-            self.unfinished.discard(trial_id)
+        self.cursor.forget(trial_ids)
         self.by_number = None
         self.best_stale = True
 
@@ -136,11 +111,13 @@ class _Study:
 
     def best(self, direction: StudyDirection) -> FrozenTrial | None:
         if self.best_stale:
-            complete = [t for t in self.trials.values() if t.state == TrialState.COMPLETE]
-            sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
-            # Ties go to the lowest number, as hpsearch's other reads of the best do.
-            best = min(complete, key=lambda t: (sign * t.value, t.number), default=None)
-            self.best_id = None if best is None else best._trial_id
+            complete = [
+                (t.value, t.number, t._trial_id)
+                for t in self.trials.values()
+                if t.state == TrialState.COMPLETE and t.value is not None
+            ]
+            best = min(complete, key=lambda c: rank_key(c[0], c[1], direction), default=None)
+            self.best_id = None if best is None else best[2]
             self.best_stale = False
         return None if self.best_id is None else self.trials[self.best_id]
 
@@ -160,7 +137,7 @@ class CachedStorage(optuna.storages.BaseStorage):
     ) -> None:
         self._backend = backend
         if max_trials is None:
-            max_trials = int(os.environ.get("HPSEARCH_CACHE_TRIALS", DEFAULT_MAX_TRIALS))
+            max_trials = get_settings().cache_trials
         if max_trials < 0:
             raise ValueError(f"max_trials must be 0 or more, got {max_trials}")
         self.max_trials = max_trials
@@ -233,25 +210,26 @@ class CachedStorage(optuna.storages.BaseStorage):
 
     def _load(self, study_id: int) -> _Study | None:
         """Read the whole study and cache it, or None when it is bigger than the cache."""
-        name = self._backend.get_study_name_from_id(study_id)  # KeyError when there is none
-        study = _Study(name=name)
+        study = _Study(cursor=StudyCursor(study_id=study_id))
         with study.lock:
-            study.edited_seq = self._edited_seq(study_id)
             with self._backend.engine.connect() as conn:
-                ids = [r[0] for r in conn.execute(_ALL_IDS, {"study_id": study_id})]
+                # KeyError when there is no such study; a first read never has to start over.
+                changes = study.cursor.read(conn, select=_IDS, held=0)
+            assert changes is not None
+            ids = [r[0] for r in changes.rows]
             if len(ids) > self.max_trials:
                 if study_id not in self._too_big_logged:
                     self._too_big_logged.add(study_id)
                     log.warning(
                         "study %r has %d trials, more than the trial cache holds (%d, "
                         "$HPSEARCH_CACHE_TRIALS): it is read from the database on every request",
-                        name,
+                        study.cursor.name,
                         len(ids),
                         self.max_trials,
                     )
                 return None
-            # In chunks (trial_reads.load_trials), not Optuna's one read of the whole study:
-            # the peak memory of a read is a chunk's rows, not the study's.
+            # In chunks (reads.load_trials), not Optuna's one read of the whole study: the
+            # peak memory of a read is a chunk's rows, not the study's.
             study.put(load_trials(self._backend, ids))
         with self._lock:
             self._full_loads += 1
@@ -260,46 +238,26 @@ class CachedStorage(optuna.storages.BaseStorage):
         return study
 
     def _refresh(self, study_id: int, study: _Study) -> bool:
-        """Bring ``study`` up to date; False when the id no longer names the cached study."""
-        with self._backend.engine.connect() as conn:
-            row = conn.execute(
-                _PROBE,
-                {"study_id": study_id, "max_id": study.max_id, "edited_key": TRIALS_EDITED_ATTR},
-            ).first()
-            if row is None or row[0] != study.name:
-                return False
-            _, known, edited_json = row
-            to_load = set(study.unfinished)
-            to_load.update(
-                r[0] for r in conn.execute(_NEW_IDS, {"study_id": study_id, "max_id": study.max_id})
-            )
-            if known != len(study.trials):  # every cached id is <= max_id
-                # Committed out of id order by another process, or deleted: diff the ids.
-                in_db = {
-                    r[0]
-                    for r in conn.execute(
-                        _IDS_UP_TO, {"study_id": study_id, "max_id": study.max_id}
-                    )
-                }
-                study.drop({i for i in study.trials if i <= study.max_id} - in_db)
-                to_load.update(in_db - study.trials.keys())
-                with self._lock:
-                    self._repairs += 1
-        edited = _edited_ids(edited_json, since=study.edited_seq)
-        if edited is None:  # more edits than the marker lists since the last read
+        """Bring ``study`` up to date; False when the id no longer names the cached study, or
+        the cache missed edits that it cannot tell apart any more."""
+        try:
+            with self._backend.engine.connect() as conn:
+                changes = study.cursor.read(
+                    conn, select=_IDS, held=len(study.trials), held_ids=study.trials.keys
+                )
+        except KeyError:  # the study is gone
             return False
-        seq, edited_ids = edited
-        to_load.update(i for i in edited_ids if i in study.trials)
-        study.edited_seq = seq
+        if changes is None:
+            return False
+        if changes.gone:
+            study.drop(changes.gone)
+        to_load = sorted(r[0] for r in changes.rows)
         if to_load:
-            study.put(load_trials(self._backend, sorted(to_load)))
+            study.put(load_trials(self._backend, to_load))
         with self._lock:
             self._hits += 1
+            self._repairs += changes.repaired
         return True
-
-    def _edited_seq(self, study_id: int) -> int:
-        marker = self._backend.get_study_system_attrs(study_id).get(TRIALS_EDITED_ATTR) or {}
-        return int(marker.get("seq", 0))
 
     def _evict(self, *, keep: int) -> None:
         total = sum(len(s.trials) for s in self._studies.values())
@@ -382,18 +340,3 @@ class CachedStorage(optuna.storages.BaseStorage):
 
     def remove_session(self) -> None:
         self._backend.remove_session()
-
-
-def _edited_ids(edited_json: str | None, *, since: int) -> tuple[int, list[int]] | None:
-    """The marker's sequence number and the trials edited after ``since``; None if some
-    edits after ``since`` are no longer listed."""
-    if edited_json is None:
-        return since, []
-    marker = json.loads(edited_json)
-    seq = int(marker.get("seq", 0))
-    recent = [(int(s), int(t)) for s, t in marker.get("recent", [])]
-    if seq == since:
-        return seq, []
-    if seq < since or not recent or recent[0][0] > since + 1:
-        return None
-    return seq, [t for s, t in recent if s > since]

@@ -12,6 +12,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from hpsearch.studies import load_spec, trial_record, trial_states
+from hpsearch.db.queries import with_states
 from hpsearch.db.reads import load_trials
 
 __all__ = ["CSV_COLUMNS", "defuse", "trials_csv"]
@@ -59,16 +60,12 @@ def _page_ids(
     states: tuple[TrialState, ...] | None,
 ) -> list[tuple[int, int]]:
     # Keyset paging on the trial number: trials added while the export runs shift nothing.
-    where = "study_id = :study_id AND number > :after"
-    params: dict[str, Any] = {"study_id": study_id, "after": after, "limit": limit}
-    if states:
-        where += " AND state IN :states"
-        params["states"] = [s.name for s in states]
-    query = sqlalchemy.text(
-        f"SELECT trial_id, number FROM trials WHERE {where} ORDER BY number LIMIT :limit"
+    query, params = with_states(
+        "SELECT trial_id, number FROM trials WHERE study_id = :study_id AND number > :after"
+        "{states} ORDER BY number LIMIT :limit",
+        states,
+        {"study_id": study_id, "after": after, "limit": limit},
     )
-    if states:
-        query = query.bindparams(sqlalchemy.bindparam("states", expanding=True))
     with storage.engine.connect() as conn:
         return [(row[0], row[1]) for row in conn.execute(query, params)]
 

@@ -1,9 +1,9 @@
-"""The study database: opening Optuna's RDB storage, small SQL reads on its tables, the study lock.
+"""The study database: opening Optuna's RDB storage, the study lock, the marker of edited trials.
 
 Optuna's storage is hpsearch's only source of truth. This module opens it (SQLite by default,
-PostgreSQL across machines) and adds the few things Optuna's storage API does not offer cheaply:
-counting a study's trials by state without loading them, and a lock that serializes "is there
-budget left? then ask a trial" across worker processes and machines.
+PostgreSQL across machines), checks that its tables have the schema the installed Optuna
+expects, and adds a lock that serializes "is there budget left? then ask a trial" across worker
+processes and machines. The small SQL reads on Optuna's tables are in :mod:`hpsearch.db.queries`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import fcntl
 import functools
 import hashlib
 import json
-import os
 import sqlite3
-import time
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,40 +22,33 @@ from urllib.parse import quote
 
 import optuna
 import sqlalchemy
+import tenacity
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from hpsearch.errors import StorageUnavailable, UsageError
+from hpsearch.errors import StorageUnavailable
 from hpsearch.db.tables import create_tables
+from hpsearch.settings import get_settings, grace_period
 
 __all__ = [
     "DEFAULT_STORAGE",
     "RETRY_OF_ATTR",
     "TRIALS_EDITED_ATTR",
-    "count_retries",
-    "count_trials_by_state",
-    "count_trials_by_study",
     "grace_seconds",
+    "heartbeat_interval",
     "mark_trials_edited",
     "open_storage",
-    "page_trial_ids",
     "redact",
     "resolve_storage_url",
     "set_trial_user_attrs",
-    "studies_with_user_attr",
     "study_lock",
 ]
 
 #: The embedded default: a SQLite file in the working directory.
 DEFAULT_STORAGE = "sqlite:///hpsearch.db"
 
-#: Seconds between a running trial's heartbeats (``$HPSEARCH_HEARTBEAT_SECONDS`` overrides);
-#: a trial silent for 3x this is failed and retried.
-HEARTBEAT_INTERVAL = 10
 #: Trial system attribute Optuna's retry callback sets on a retry: the failed trial's number.
 RETRY_OF_ATTR = "failed_trial"
-#: How many times a trial whose worker died or was stopped is retried (``$HPSEARCH_MAX_RETRIES``).
-MAX_RETRIES = 3
 #: How many of the latest edits of finished trials the study's marker lists.
 _EDITS_KEPT = 1000
 #: Study system attribute bumped whenever hpsearch edits rows of a study's FINISHED trials
@@ -65,34 +56,26 @@ _EDITS_KEPT = 1000
 TRIALS_EDITED_ATTR = "hpsearch:trials_edited"
 
 
-def _env_int(name: str, default: int, *, minimum: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UsageError(f"${name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise UsageError(f"${name} must be >= {minimum}, got {value}")
-    return value
-
-
 def resolve_storage_url(url: str | None = None) -> str:
     """The storage URL to use: the argument, else ``$HPSEARCH_STORAGE``, else a SQLite file."""
-    url = url or os.environ.get("HPSEARCH_STORAGE") or DEFAULT_STORAGE
+    url = url or get_settings().storage or DEFAULT_STORAGE
     if url.startswith("postgresql://"):
         # psycopg 3 is the driver hpsearch installs; SQLAlchemy's bare scheme means psycopg2.
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 
+def heartbeat_interval(storage: optuna.storages.RDBStorage) -> int:
+    """Seconds between a running trial's heartbeats: the storage's (``$HPSEARCH_HEARTBEAT_SECONDS``
+    with :func:`open_storage`), else the setting."""
+    return storage.get_heartbeat_interval() or get_settings().heartbeat_seconds
+
+
 def grace_seconds(storage: optuna.storages.RDBStorage) -> float:
-    """How long a running trial may go without a heartbeat before it counts as stale: the
-    storage's grace period (3 heartbeats with :func:`open_storage`), else Optuna's default of
-    2 heartbeat intervals."""
-    interval = storage.get_heartbeat_interval() or HEARTBEAT_INTERVAL
-    return float(storage.grace_period or 2 * interval)
+    """How long a running trial (or a worker) may go without a heartbeat before it counts as
+    dead: the storage's grace period, else :func:`hpsearch.settings.grace_period` of its
+    heartbeat interval (3 heartbeats, the grace :func:`open_storage` gives)."""
+    return float(storage.grace_period or grace_period(heartbeat_interval(storage)))
 
 
 def redact(url: str) -> str:
@@ -197,8 +180,8 @@ def _open_storage(url: str) -> optuna.storages.RDBStorage:
     if backend == "sqlite":
         # Several processes share one file: wait for the write lock instead of failing at once.
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    interval = _env_int("HPSEARCH_HEARTBEAT_SECONDS", HEARTBEAT_INTERVAL, minimum=1)
-    max_retries = _env_int("HPSEARCH_MAX_RETRIES", MAX_RETRIES, minimum=0)
+    settings = get_settings()
+    interval, max_retries = settings.heartbeat_seconds, settings.max_retries
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -211,10 +194,14 @@ def _open_storage(url: str) -> optuna.storages.RDBStorage:
             storage = optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
+                # _check_schema below does the same check for a fraction of its cost, and says
+                # what to do in one line instead of raising a RuntimeError.
+                skip_compatibility_check=True,
                 heartbeat_interval=interval,
-                grace_period=3 * interval,
+                grace_period=grace_period(interval),
                 heartbeat_stale_trial_callback=retry,
             )
+        _check_schema(storage, url)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
         raise StorageUnavailable(f"cannot open the study database {redact(url)}: {e}") from e
     if backend == "sqlite":
@@ -225,6 +212,35 @@ def _open_storage(url: str) -> optuna.storages.RDBStorage:
     return storage
 
 
+#: The installed Optuna's head schema revision (from its alembic scripts: the same for every
+#: database, so read once per process).
+_head_revision: str | None = None
+
+
+def _check_schema(storage: optuna.storages.RDBStorage, url: str) -> None:
+    """Raise StorageUnavailable unless the database's Optuna schema is the one this Optuna
+    expects: RDBStorage's own check, once per process and URL (open_storage's cache), with
+    the head revision read once per process, and a message that says what to do."""
+    global _head_revision
+    current = storage.get_current_version()  # one query of alembic_version
+    if _head_revision is None:
+        _head_revision = storage.get_head_version()
+    if current == _head_revision:
+        return
+    storage.engine.dispose()
+    if current in storage.get_all_versions():
+        raise StorageUnavailable(
+            f"the study database {redact(url)} has Optuna's table schema {current}, older than "
+            f"the {_head_revision} that Optuna {optuna.__version__} needs: back it up, then run "
+            f"`optuna storage upgrade --storage {redact(url)}`"
+        )
+    raise StorageUnavailable(
+        f"the study database {redact(url)} has Optuna's table schema {current}, which Optuna "
+        f"{optuna.__version__} does not know (a newer Optuna made it): upgrade Optuna "
+        "(`pip install -U optuna`) on every machine that uses this database"
+    )
+
+
 #: Indexes hpsearch adds to Optuna's ``trials`` table: pages of trials by number, and counts by
 #: state, read without visiting the rows (Optuna indexes only ``study_id``).
 _TRIAL_INDEXES = (
@@ -233,95 +249,19 @@ _TRIAL_INDEXES = (
 )
 
 
+# Processes starting together race to create the tables: the loser finds them made on its
+# next try (0.2 s, then 0.4 s later), and a third failure is real.
+@tenacity.retry(
+    retry=tenacity.retry_if_exception_type(sqlalchemy.exc.SQLAlchemyError),
+    stop=tenacity.stop_after_attempt(3),
+    wait=tenacity.wait_incrementing(start=0.2, increment=0.2),
+    reraise=True,
+)
 def _create_own_tables(engine: sqlalchemy.Engine) -> None:
-    # Processes starting together race to create the tables: the loser finds them made.
-    for attempt in range(3):
-        try:
-            create_tables(engine)
-            with engine.begin() as conn:
-                for statement in _TRIAL_INDEXES:
-                    conn.exec_driver_sql(statement)
-            return
-        except sqlalchemy.exc.SQLAlchemyError:
-            if attempt == 2:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-
-
-def count_trials_by_state(
-    storage: optuna.storages.RDBStorage, study_id: int
-) -> dict[TrialState, int]:
-    """How many trials of the study are in each state, in one SQL query (no trial is loaded)."""
-    query = sqlalchemy.text(
-        "SELECT state, COUNT(*) FROM trials WHERE study_id = :study_id GROUP BY state"
-    )
-    counts = {state: 0 for state in TrialState}
-    with storage.engine.connect() as conn:
-        for state, n in conn.execute(query, {"study_id": study_id}):
-            counts[TrialState[state]] = n
-    return counts
-
-
-def count_trials_by_study(storage: optuna.storages.RDBStorage) -> dict[int, dict[TrialState, int]]:
-    """Trial counts by state of every study in the database, in one SQL query."""
-    query = sqlalchemy.text("SELECT study_id, state, COUNT(*) FROM trials GROUP BY study_id, state")
-    counts: dict[int, dict[TrialState, int]] = {}
-    with storage.engine.connect() as conn:
-        for study_id, state, n in conn.execute(query):
-            by_state = counts.setdefault(study_id, {s: 0 for s in TrialState})
-            by_state[TrialState[state]] = n
-    return counts
-
-
-def studies_with_user_attr(storage: optuna.storages.RDBStorage, key: str) -> list[tuple[int, str]]:
-    """``(study_id, name)`` of the studies that have the user attribute ``key``, oldest first."""
-    query = sqlalchemy.text(
-        "SELECT s.study_id, s.study_name FROM studies s JOIN study_user_attributes a"
-        " ON a.study_id = s.study_id WHERE a.key = :key ORDER BY s.study_id"
-    )
-    with storage.engine.connect() as conn:
-        return [(row[0], row[1]) for row in conn.execute(query, {"key": key})]
-
-
-def count_retries(storage: optuna.storages.RDBStorage, study_id: int) -> int:
-    """How many of the study's trials are retries of a failed one (one SQL query).
-
-    Each retry stands for one failed trial that was run again, so ``FAIL - retries`` is the
-    number of failures that cost the study a trial.
-    """
-    query = sqlalchemy.text(
-        "SELECT COUNT(*) FROM trial_system_attributes a JOIN trials t ON t.trial_id = a.trial_id"
-        " WHERE t.study_id = :study_id AND a.key = :key"
-    )
-    with storage.engine.connect() as conn:
-        return conn.execute(query, {"study_id": study_id, "key": RETRY_OF_ATTR}).scalar_one()
-
-
-def page_trial_ids(
-    storage: optuna.storages.RDBStorage,
-    study_id: int,
-    *,
-    offset: int,
-    limit: int,
-    states: tuple[TrialState, ...] | None = None,
-) -> tuple[list[int], int]:
-    """The ids of one page of a study's trials (by trial number) and how many match in all."""
-    where = "study_id = :study_id"
-    params: dict = {"study_id": study_id, "limit": limit, "offset": offset}
-    if states:
-        where += " AND state IN :states"
-        params["states"] = [s.name for s in states]
-    page = sqlalchemy.text(
-        f"SELECT trial_id FROM trials WHERE {where} ORDER BY number LIMIT :limit OFFSET :offset"
-    )
-    count = sqlalchemy.text(f"SELECT COUNT(*) FROM trials WHERE {where}")
-    if states:
-        page = page.bindparams(sqlalchemy.bindparam("states", expanding=True))
-        count = count.bindparams(sqlalchemy.bindparam("states", expanding=True))
-    with storage.engine.connect() as conn:
-        ids = [row[0] for row in conn.execute(page, params)]
-        total = conn.execute(count, params).scalar_one()
-    return ids, total
+    create_tables(engine)
+    with engine.begin() as conn:
+        for statement in _TRIAL_INDEXES:
+            conn.exec_driver_sql(statement)
 
 
 @contextlib.contextmanager

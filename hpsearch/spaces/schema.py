@@ -76,9 +76,7 @@ def _rows(checklist: str | list[str] | None) -> list[str]:
     return [checklist] if isinstance(checklist, str) else list(checklist)
 
 
-def _check_checklist(value: str | list[str] | None) -> str | list[str] | None:
-    if value is None:
-        return None
+def _check_checklist(value: str | list[str]) -> str | list[str]:
     rows = _rows(value)
     if not rows:
         raise ValueError("`checklist` is an empty list; name at least one checklist row")
@@ -186,7 +184,8 @@ class Param(BaseModel):
     @classmethod
     def _no_bool_bounds(cls, value: Any) -> Any:
         if isinstance(value, bool):
-            raise ValueError(f"must be a number, got the boolean {value!r}")
+            # A ValueError: pydantic turns it into a validation error, but not a TypeError.
+            raise ValueError(f"must be a number, got the boolean {value!r}")  # noqa: TRY004
         if _too_large(value):
             raise ValueError(_large_message(value))
         return value
@@ -194,7 +193,7 @@ class Param(BaseModel):
     @field_validator("checklist")
     @classmethod
     def _checklist_rows(cls, value: str | list[str] | None) -> str | list[str] | None:
-        return _check_checklist(value)
+        return None if value is None else _check_checklist(value)
 
     @field_validator("when", mode="before")
     @classmethod

@@ -99,7 +99,11 @@ class ImpactSampler(optuna.samplers.BaseSampler):
             return 0
         sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
         finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        values = sorted((t.number, sign * t.value) for t in finished if t.number < before)
+        values = sorted(
+            (t.number, sign * t.value)
+            for t in finished
+            if t.number < before and t.value is not None  # a complete trial has one
+        )
         best, since, stalls = math.inf, 0, 0
         for number, value in values:
             if value < best:

@@ -15,7 +15,7 @@ import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 import optuna
@@ -119,7 +119,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         self._intersection = IntersectionSearchSpace(include_pruned=True)
         self._defaults = default_config(space)
         self._sizes = {name: _size(p.distribution()) for name, p in space.params.items()}
-        self._importance: dict[tuple[str, int], dict[str, float]] = {}
+        self._importance: dict[tuple[str, int, int | None], dict[str, float]] = {}
         self._plans: dict[tuple[str, int, int], dict[str, Role]] = {}
         self._pending: dict[int, dict[str, Any]] = {}  # this process's asked, unsuggested trials
         self._incumbents: dict[tuple[str, int], dict[str, Any]] = {}
@@ -145,7 +145,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
 
     def tiers(self, study: Study) -> dict[str, str]:
         """Each knob's effective tier: the checklist's, or the evidence's once there is enough."""
-        tiers = {name: p.impact for name, p in self._space.params.items()}
+        tiers: dict[str, str] = {name: p.impact for name, p in self._space.params.items()}
         share = self.importances(study)
         if share:
             d = len(share)
@@ -365,7 +365,7 @@ def uniform_share(study: Study, trial_number: int) -> float:
     pruner = study.pruner
     if isinstance(pruner, optuna.pruners.HyperbandPruner):
         try:
-            rung = pruner._get_bracket_id(study, _Numbered(trial_number))
+            rung = pruner._get_bracket_id(study, _numbered(trial_number))
             eta = pruner._reduction_factor
         except (AttributeError, TypeError, AssertionError):  # Optuna's internals moved
             return 0.0
@@ -379,9 +379,21 @@ def uniform_share(study: Study, trial_number: int) -> float:
     return 1.0 / (1.0 + float(eta) ** int(rung))
 
 
-@dataclass(frozen=True)
-class _Numbered:
-    number: int
+def _numbered(number: int) -> FrozenTrial:
+    # A stand-in for trial `number`: Hyperband's bracket depends on the number alone.
+    return FrozenTrial(
+        number=number,
+        state=TrialState.WAITING,
+        value=None,
+        datetime_start=None,
+        datetime_complete=None,
+        params={},
+        distributions={},
+        user_attrs={},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=-1,
+    )
 
 
 # ---- prior draws --------------------------------------------------------------------------
@@ -481,8 +493,8 @@ def _scored(study: Study, enough: int) -> tuple[int | None, list[tuple[FrozenTri
         return None, [(t, t.value) for t in _completed(study) if _finite(t.value)]
     counts: dict[int, int] = {}
     for t in trials:
-        for step, v in t.intermediate_values.items():
-            if _finite(v):
+        for step, reported in t.intermediate_values.items():
+            if _finite(reported):
                 counts[step] = counts.get(step, 0) + 1
     if not counts:  # the pruned trials reported nothing finite (NaN losses, say)
         return None, [(t, t.value) for t in _completed(study) if _finite(t.value)]
@@ -498,7 +510,7 @@ def _scored(study: Study, enough: int) -> tuple[int | None, list[tuple[FrozenTri
     return step, out
 
 
-def _finite(value: float | None) -> bool:
+def _finite(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 

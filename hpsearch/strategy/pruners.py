@@ -55,14 +55,15 @@ PRUNERS: dict[str, str] = {name: entry.summary for name, entry in _TABLE.items()
 
 def _defaults(name: str, epochs: int) -> dict[str, Any]:
     warmup = max(1, epochs // 5)  # a few epochs before judging: early curves cross often
-    return {
+    table: dict[str, dict[str, Any]] = {
         "median": {"n_startup_trials": 5, "n_warmup_steps": warmup},
         "percentile": {"percentile": 25.0, "n_startup_trials": 5, "n_warmup_steps": warmup},
         "asha": {"min_resource": 1, "reduction_factor": 3},
         "hyperband": {"min_resource": 1, "max_resource": epochs, "reduction_factor": 3},
         "wilcoxon": {"p_threshold": 0.1},
         "patient": {"patience": max(2, epochs // 5)},
-    }.get(name, {})
+    }
+    return table.get(name, {})
 
 
 def _wrapped(wraps: Any, *, epochs: int) -> optuna.pruners.BasePruner | None:

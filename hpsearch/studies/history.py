@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from hpsearch.db.storage import study_lock
 from hpsearch.db.timestamps import UtcDatetime
+from hpsearch.studies.attrs import FAILED_ATTR, HISTORY_ATTR
 
 __all__ = [
     "FAILED_ATTR",
@@ -39,11 +40,6 @@ __all__ = [
     "parse_history",
     "study_failure",
 ]
-
-#: The study user attribute holding the failure that stopped the study (a StudyFailure), or null.
-FAILED_ATTR = "hpsearch:failed"
-#: The study user attribute holding the changes made to the study (a list of StudyChange).
-HISTORY_ATTR = "hpsearch:history"
 
 #: A failure reason is one line of at most this many characters.
 MAX_REASON_CHARS = 1000

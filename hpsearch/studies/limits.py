@@ -81,6 +81,7 @@ def check_space_knobs(
 
 
 def _values(param: Param) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]]
     if param.type == "categorical":
         out = [("choices", choice) for choice in param.choices or []]
     else:

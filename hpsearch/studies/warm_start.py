@@ -16,9 +16,9 @@ import optuna
 from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field
 
+from hpsearch.db.storage import study_lock
 from hpsearch.errors import SpaceError, SpecError
 from hpsearch.spaces import SearchSpace
-from hpsearch.db.storage import study_lock
 
 __all__ = [
     "WarmStart",
@@ -153,7 +153,9 @@ def warm_start_params(
     (direction,) = storage.get_study_directions(source_id)[:1]
     complete = storage.get_all_trials(source_id, deepcopy=False, states=(TrialState.COMPLETE,))
     reverse = direction == optuna.study.StudyDirection.MAXIMIZE
-    ranked = sorted(complete, key=lambda t: t.value if reverse else -t.value, reverse=True)
+    scored = [(t.value, t) for t in complete if t.value is not None]  # a complete trial has one
+    scored.sort(key=lambda vt: vt[0] if reverse else -vt[0], reverse=True)
+    ranked = [t for _, t in scored]
     params_list: list[dict[str, Any]] = []
     notes: list[str] = []
     for trial in ranked[: warm_start.top]:

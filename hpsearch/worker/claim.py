@@ -76,7 +76,9 @@ def claim_trial(storage: optuna.storages.RDBStorage, study_id: int, token: str) 
                     study_id=study_id, number=number, state=TrialState.RUNNING, datetime_start=now
                 )
             )
-            trial_id = int(inserted.inserted_primary_key[0])
+            key = inserted.inserted_primary_key
+            assert key is not None  # a one-row INSERT always reports the key it made
+            trial_id = int(key[0])
         conn.execute(_heartbeats.delete().where(_heartbeats.c.trial_id == trial_id))
         # The column's own default, as Optuna's record_heartbeat writes it: the server's clock.
         conn.execute(

@@ -9,6 +9,8 @@ from types import TracebackType
 
 import optuna
 
+from hpsearch.db.storage import heartbeat_interval
+
 __all__ = ["Heartbeat"]
 
 log = logging.getLogger("hpsearch.worker")
@@ -45,7 +47,7 @@ class Heartbeat:
         )
 
     def _beat(self) -> None:
-        interval = self._storage.get_heartbeat_interval() or 10
+        interval = heartbeat_interval(self._storage)
         failing = False
         skip = self._beaten
         while True:

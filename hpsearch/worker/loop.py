@@ -52,6 +52,7 @@ from hpsearch.errors import (
     TaskError,
     TrainingDiverged,
     UsageError,
+    WorkerStopped,
 )
 from hpsearch.analysis.misfit import (
     MISFIT_STRATEGIES,
@@ -62,16 +63,19 @@ from hpsearch.analysis.misfit import (
 )
 from hpsearch.safe_names import study_folder
 from hpsearch.spaces import suggest_config
-from hpsearch.db.storage import (
-    RETRY_OF_ATTR,
+from hpsearch.db.queries import (
     count_retries,
     count_trials_by_state,
     count_trials_by_study,
+    studies_with_user_attr,
+)
+from hpsearch.db.storage import (
+    RETRY_OF_ATTR,
     grace_seconds,
+    heartbeat_interval,
     open_storage,
     redact,
     set_trial_user_attrs,
-    studies_with_user_attr,
     study_lock,
 )
 from hpsearch.strategy import make_pruner
@@ -120,11 +124,6 @@ PRUNE_REQUEST_POLL_SECONDS = 1.0
 #: Seconds between reads of the study's pruner (a change applies to the next trial claimed).
 PRUNER_POLL_SECONDS = 1.0
 _WORKERS_ATTR = "hpsearch:workers"  # study system attribute: how many workers joined the study
-
-
-class WorkerStopped(BaseException):
-    """SIGTERM or SIGINT reached the worker; the running trial is failed, queued again, and the
-    worker exits."""
 
 
 @dataclass
@@ -389,7 +388,7 @@ class _Worker:
         claim adds at most one interval to that, and spares queries per trial.
         """
         now = time.monotonic()
-        interval = self.storage.get_heartbeat_interval() or 10
+        interval = heartbeat_interval(self.storage)
         # Right after an outage every trial's heartbeat looks old: give the other workers one
         # grace period to beat again before calling their trials dead.
         checked_at = self._stale_checked_at.get(study._study_id, -math.inf)
@@ -691,7 +690,7 @@ class _Worker:
 
     def idle(self) -> None:
         """Wait one poll interval (interruptible), keeping the fleet heartbeat fresh."""
-        interval = self.storage.get_heartbeat_interval() or 10
+        interval = heartbeat_interval(self.storage)
         if time.monotonic() - self._last_idle_beat >= interval:
             self._last_idle_beat = time.monotonic()
             with contextlib.suppress(Exception):

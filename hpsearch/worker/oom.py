@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import CudaOutOfMemory
 
 __all__ = ["CudaOutOfMemory", "halve_batch", "is_cuda_oom", "run_with_oom_retries"]
 
@@ -20,10 +20,6 @@ log = logging.getLogger("hpsearch.worker")
 
 BATCH = "train.batch_size"
 ACCUM = "train.grad_accum"
-
-
-class CudaOutOfMemory(HpsearchError):
-    """The config does not fit in GPU memory even at the smallest batch."""
 
 
 def is_cuda_oom(error: BaseException) -> bool:

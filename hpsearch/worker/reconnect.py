@@ -2,9 +2,11 @@
 
 A restart of PostgreSQL (or a SQLite file locked for long) must cost a worker a pause, not a
 result. Every storage call the worker makes goes through :meth:`Reconnect.call`, which retries
-the errors a lost connection raises, with exponential backoff, for up to ``give_up_after``
-seconds. SQLAlchemy's ``pool_pre_ping`` (set by :func:`hpsearch.db.storage.open_storage`) replaces
-dead pooled connections once the server answers again.
+the errors a lost connection raises (:func:`hpsearch.db.transient.is_transient`, tenacity's retry
+predicate here), with exponential backoff from 0.25 s to ``max_delay``, for up to
+``give_up_after`` seconds. SQLAlchemy's ``pool_pre_ping`` (set by
+:func:`hpsearch.db.storage.open_storage`) replaces dead pooled connections once the server
+answers again.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import optuna
 import sqlalchemy
+import tenacity
 
+from hpsearch.db.transient import is_transient
 from hpsearch.errors import StorageUnavailable
 
 __all__ = ["Reconnect", "is_transient"]
@@ -25,26 +29,14 @@ log = logging.getLogger("hpsearch.worker")
 
 T = TypeVar("T")
 
-_TRANSIENT = (
-    sqlalchemy.exc.OperationalError,  # connection refused or lost, server shutting down, locked
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,  # no pooled connection came back in time
-    sqlalchemy.exc.PendingRollbackError,
-)
+#: The first wait after a failed call, doubled after each further failure up to ``max_delay``.
+_FIRST_DELAY = 0.25
 
 
-def is_transient(error: BaseException) -> bool:
-    """Whether ``error`` is the database being unreachable (retry) rather than a real failure."""
-    seen: set[int] = set()
-    e: BaseException | None = error
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, _TRANSIENT):
-            return True
-        if isinstance(e, sqlalchemy.exc.DBAPIError) and e.connection_invalidated:
-            return True
-        e = e.__cause__ or e.__context__
-    return False
+def _storage_outage(error: BaseException) -> bool:
+    # The retry predicate: a storage error (Optuna's or SQLAlchemy's) that is an outage.
+    storage_error = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+    return isinstance(error, storage_error) and is_transient(error)
 
 
 class Reconnect:
@@ -60,34 +52,41 @@ class Reconnect:
         self._last_trouble: float | None = None
 
     def call(self, what: str, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-        """``fn(*args, **kwargs)``, retried while the database is unreachable."""
+        """``fn(*args, **kwargs)``, retried while the database is unreachable.
+
+        Other errors propagate at once; after ``give_up_after`` seconds of failures,
+        :class:`StorageUnavailable` says for how long and doing what (``what``).
+        """
         started = time.monotonic()
-        delay = 0.25
-        failures = 0
-        while True:
-            try:
-                result = fn(*args, **kwargs)
-            except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as e:
-                if not is_transient(e):
-                    raise
-                failures += 1
-                self._last_trouble = time.monotonic()
-                waited = time.monotonic() - started
-                if waited >= self.give_up_after:
-                    raise StorageUnavailable(
-                        f"the study database did not answer for {waited:.0f} s ({what}): {e}"
-                    ) from e
-                if failures == 1:
-                    log.warning("study database unreachable (%s); retrying: %s", what, _short(e))
-                time.sleep(delay)
-                delay = min(delay * 2, self.max_delay)
-                continue
-            if failures:
-                self._last_trouble = time.monotonic()
-                log.warning(
-                    "study database back after %.1f s (%s)", time.monotonic() - started, what
-                )
-            return result
+
+        def note_failure(_state: tenacity.RetryCallState) -> None:
+            self._last_trouble = time.monotonic()
+
+        def first_failure(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            if state.attempt_number == 1 and error is not None:
+                log.warning("study database unreachable (%s); retrying: %s", what, _short(error))
+
+        def give_up(state: tenacity.RetryCallState) -> NoReturn:
+            error = state.outcome.exception() if state.outcome is not None else None
+            waited = time.monotonic() - started
+            raise StorageUnavailable(
+                f"the study database did not answer for {waited:.0f} s ({what}): {error}"
+            ) from error
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_storage_outage),
+            stop=tenacity.stop_after_delay(self.give_up_after),
+            wait=tenacity.wait_exponential(multiplier=_FIRST_DELAY, max=self.max_delay),
+            after=note_failure,
+            before_sleep=first_failure,
+            retry_error_callback=give_up,
+        )
+        result = retrying(fn, *args, **kwargs)
+        if retrying.statistics.get("attempt_number", 1) > 1:
+            self._last_trouble = time.monotonic()
+            log.warning("study database back after %.1f s (%s)", time.monotonic() - started, what)
+        return result
 
     def troubled_within(self, seconds: float) -> bool:
         """Whether the database failed this process in the last ``seconds``."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -15,7 +15,7 @@ from hpsearch.service.settings import Settings
 router = APIRouter(prefix="/studies/{name}/report", tags=["reports"], dependencies=[StudyAccess])
 
 _TRIAL = Query(ge=0, le=2**31 - 1, description="trial number (default: the study's best trial)")
-_NOT_FOUND = {
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such study or trial, or the trial kept no predictions (says why)."}
 }
 

@@ -37,6 +37,7 @@ def create_study(spec: ProjectSpec, storage: StorageDep) -> StudyPublic:
     ``warm_start`` says how many and which were skipped.
     """
     created = studies.create_study(storage, spec, allow_space_paths=False)
+    assert created.name is not None  # create_study names every study it creates
     return studies.study_status(storage, created.name)
 
 

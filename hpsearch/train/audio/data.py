@@ -272,13 +272,14 @@ def load_audio_data(dataset: str, *, n_mels: int, val_fraction: float) -> AudioD
     """Spectrograms of ``dataset``, split (stratified, fixed seed) and standardized per band."""
     clips = load_clips(dataset)
     mels = _log_mels(dataset, n_mels)
-    train_idx, val_idx = split_rows(
+    train_rows, val_rows = split_rows(
         clips.labels,
         val_fraction,
         stratify=np.bincount(clips.labels).min() >= 2,
         what=f"audio dataset {dataset!r} is too small to split",
     )
-    train_idx, val_idx = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
+    train_idx = torch.from_numpy(np.sort(train_rows))
+    val_idx = torch.from_numpy(np.sort(val_rows))
     train_x = mels[train_idx]
     mean = train_x.mean(dim=(0, 2), keepdim=True)
     std = train_x.std(dim=(0, 2), keepdim=True)

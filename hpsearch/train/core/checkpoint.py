@@ -182,7 +182,9 @@ def _problem(state: Any, fingerprint: str, model: nn.Module) -> str | None:
 def capture_rng(device: torch.device) -> dict[str, Any]:
     """The global random states a training step may draw from: Python's, NumPy's (timm's Mixup
     uses it), torch's CPU one and, on CUDA, ``device``'s."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state()
+    assert isinstance(legacy, tuple)  # the global RandomState is an MT19937: a tuple, not a dict
+    kind, keys, pos, has_gauss, cached = legacy
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 
 import numpy as np
 import torch
+
+from hpsearch.settings import get_settings
 
 __all__ = [
     "CPU_AMP_ENV",
@@ -22,8 +23,6 @@ __all__ = [
 #: Set to 1 to let ``train.amp`` autocast to bf16 off CUDA; unset (the default), such runs
 #: train in fp32 whatever ``train.amp`` says.
 CPU_AMP_ENV = "HPSEARCH_CPU_AMP"
-_YES = ("1", "true", "yes", "on")
-_NO = ("", "0", "false", "no", "off")
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -82,17 +81,10 @@ def cpu_amp_dtype() -> torch.dtype | None:
     are not oneDNN's), and wrong on some: with torch 2.14's oneDNN 3.12, the bf16 weight
     gradient of a 3x3 stride-2 convolution over a 1x1 feature map comes back with NaN or
     garbage in the taps that only see padding (AMX, AVX512-BF16 and AVX-512 kernels alike), so
-    training diverges there. Raises ``ValueError`` for a value that is not yes or no.
+    training diverges there. Raises :class:`~hpsearch.errors.UsageError` (a ``ValueError``)
+    for a value that is not yes or no (:class:`hpsearch.settings.Settings` ``cpu_amp``).
     """
-    value = os.environ.get(CPU_AMP_ENV, "").strip().lower()
-    if value in _NO:
-        return None
-    if value in _YES:
-        return torch.bfloat16
-    raise ValueError(
-        f"{CPU_AMP_ENV}={value!r} is not a yes/no value; set it to 1 to let train.amp use bf16 "
-        "autocast on the CPU, or unset it to train there in fp32"
-    )
+    return torch.bfloat16 if get_settings().cpu_amp else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hpsearch.train.core.caps import check_cap
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "check_at_least",
@@ -23,7 +26,7 @@ __all__ = [
     "parse_sections",
 ]
 
-_Config = TypeVar("_Config")
+_Config = TypeVar("_Config", bound="DataclassInstance")
 
 
 def check_choice(key: str, value: Any, choices: Collection[Any]) -> None:

@@ -56,7 +56,7 @@ def run_epochs(
     val_logits: Callable[[nn.Module, slice], torch.Tensor],
     eval_chunk: int,
     amp_dtype: torch.dtype | None = None,
-    on_epoch_start: Callable[[int], None] | None = None,
+    on_epoch_start: Callable[[int], object] | None = None,
     score: Evaluate | None = None,
     checkpoint: Checkpoint | None = None,
     predict: Predict | None = None,

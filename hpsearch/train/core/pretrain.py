@@ -11,6 +11,7 @@ supervised model starts from the pretrained encoder; the decoder is dropped.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -48,10 +49,11 @@ class DenoisingAutoencoder(nn.Module):
         self.model = model
         self.tie_weights = tie_weights
         # (in, out) of each hidden layer as the encoder sees it.
-        shapes = [(b.linear.in_features, b.linear.out_features) for b in model.blocks]
-        if isinstance(model.blocks[0].act, nn.GLU):
+        shapes = [(b.linear.in_features, b.linear.out_features) for b in model.hidden_blocks]
+        if isinstance(model.hidden_blocks[0].act, nn.GLU):
             shapes = [(i, o // 2) for i, o in shapes]
         self._shapes = shapes
+        self.decoder: nn.ParameterList | nn.ModuleList
         if tie_weights:
             self.decoder = nn.ParameterList(
                 nn.Parameter(torch.zeros(i)) for i, _ in reversed(shapes)
@@ -62,10 +64,10 @@ class DenoisingAutoencoder(nn.Module):
     def decoder_weights(self) -> list[torch.Tensor]:
         """The weight of each decoder layer, first to last (``(out, in)`` as ``F.linear`` takes)."""
         if not self.tie_weights:
-            return [layer.weight for layer in self.decoder]
+            return [cast(nn.Linear, layer).weight for layer in self.decoder]
         return [
             block.linear.weight[:out].t()
-            for block, (_, out) in zip(reversed(self.model.blocks), reversed(self._shapes))
+            for block, (_, out) in zip(reversed(self.model.hidden_blocks), reversed(self._shapes))
         ]
 
     def inputs(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
@@ -77,7 +79,10 @@ class DenoisingAutoencoder(nn.Module):
         """The reconstructed input vector of a (corrupted) batch."""
         h = self.model.forward_features(x_num, x_cat)
         weights = self.decoder_weights()
-        biases = list(self.decoder) if self.tie_weights else [layer.bias for layer in self.decoder]
+        biases: list[torch.Tensor] = [
+            cast(nn.Parameter, p) if self.tie_weights else cast(nn.Linear, p).bias
+            for p in self.decoder
+        ]
         for i, (w, b) in enumerate(zip(weights, biases)):
             h = F.linear(h, w, b)
             if i < len(weights) - 1:
@@ -91,7 +96,7 @@ class DenoisingAutoencoder(nn.Module):
         n_num = x_num.shape[1]
         loss = F.mse_loss(recon[:, :n_num], x_num) if n_num else recon.new_zeros(())
         offset = n_num
-        for j, emb in enumerate(self.model.embeddings):
+        for j, emb in enumerate(self.model.embedding_tables):
             part = recon[:, offset : offset + emb.embedding_dim]
             loss = loss + F.cross_entropy(part @ emb.weight.t(), x_cat[:, j])
             offset += emb.embedding_dim

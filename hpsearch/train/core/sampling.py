@@ -39,6 +39,12 @@ def epoch_batches(
     if weights is None:
         order = torch.randperm(n_rows, generator=generator)
     else:
-        sampler = WeightedRandomSampler(weights, n_rows, replacement=True, generator=generator)
+        # torch types `weights` as Sequence[float]; its docs and code take a tensor too.
+        sampler = WeightedRandomSampler(
+            weights,  # type: ignore[arg-type]
+            n_rows,
+            replacement=True,
+            generator=generator,
+        )
         order = torch.tensor(list(sampler), dtype=torch.int64)
     return list(order.split(batch_size))[: batches_per_epoch(n_rows, batch_size)]

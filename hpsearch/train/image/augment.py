@@ -37,7 +37,7 @@ def build_train_transform(
         scale=(1.0, 1.0),
         ratio=(1.0, 1.0),
         hflip=0.0,
-        color_jitter=None,
+        color_jitter=None,  # type: ignore[arg-type]  # timm's code takes None: no jitter
         auto_augment=policy,
         interpolation=interpolation,
         mean=mean,

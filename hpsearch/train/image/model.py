@@ -104,7 +104,7 @@ def build_image_model(
         kwargs["drop_path_rate"] = cfg.drop_path_rate
     if transfer.pretrained:
         kwargs["pretrained"] = True
-        if weights != HUB:
+        if weights is not None and weights != HUB:  # never None here: checked above
             kwargs["pretrained_cfg_overlay"] = {"file": str(weights_file(weights, cfg.name))}
     try:
         return timm.create_model(cfg.name, **kwargs)
@@ -131,9 +131,15 @@ def build_image_model(
         ) from None
 
 
+def _classifier(model: nn.Module) -> nn.Module:
+    # Every timm model has get_classifier(); torch types other attributes as Tensor | Module.
+    get_classifier = getattr(model, "get_classifier")
+    return get_classifier()
+
+
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The new classifier's parameters (timm's ``get_classifier()``): what trains while frozen."""
-    return list(model.get_classifier().parameters())
+    return list(_classifier(model).parameters())
 
 
 def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
@@ -147,7 +153,7 @@ def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
         if id(p) not in head:
             p.requires_grad_(not frozen)
     if frozen:
-        head_modules = set(model.get_classifier().modules())
+        head_modules = set(_classifier(model).modules())
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._NormBase) and module not in head_modules:
                 module.eval()

@@ -123,7 +123,7 @@ def _read_parquet(path: str) -> tuple[list[str], list[tuple[str, ...]]]:
         ) from e
     try:
         frame = pd.read_parquet(path)
-    except Exception as e:  # pyarrow's errors vary; some quote the file's bytes
+    except Exception as e:  # noqa: BLE001 - pyarrow's errors vary; some quote the file's bytes
         raise TaskError(
             f"dataset {path!r} is not a readable Parquet file ({type(e).__name__})"
         ) from None
@@ -188,13 +188,13 @@ def _file(path: str, mtime_ns: int, target: str | None, regression: bool) -> _Ta
         if not np.isfinite(y).all():
             raise TaskError(f"dataset {path!r}: {label} has a value that is not finite")
         return _Table(x_num, x_cat, y, 0, feature_names=names)
-    classes, y = np.unique(np.array(labels), return_inverse=True)
+    classes, codes = np.unique(np.array(labels), return_inverse=True)
     if len(classes) < 2:
         raise TaskError(f"dataset {path!r}: {label} has one class; it needs at least two")
     return _Table(
         x_num,
         x_cat,
-        y.astype(np.int64),
+        codes.astype(np.int64),
         len(classes),
         feature_names=names,
         classes=tuple(str(c) for c in classes),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath
@@ -123,6 +125,16 @@ class TabularMLP(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Linear(cfg.width, n_classes)
         _init_linear(self, cfg.init)
+
+    @property
+    def hidden_blocks(self) -> list[HiddenBlock]:
+        """The hidden blocks, first to last (``blocks``, typed: nn.Sequential yields Modules)."""
+        return cast("list[HiddenBlock]", list(self.blocks))
+
+    @property
+    def embedding_tables(self) -> list[nn.Embedding]:
+        """One embedding table per categorical column, in column order (``embeddings``, typed)."""
+        return cast("list[nn.Embedding]", list(self.embeddings))
 
     def forward_features(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations for a batch."""

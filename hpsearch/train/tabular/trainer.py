@@ -215,6 +215,7 @@ def _epochs(
         return evaluated(val_set.x_num[rows], val_set.x_cat[rows])
 
     def worst_rows(worst: np.ndarray) -> dict[str, Any]:
+        assert data.val_raw is not None  # load_tabular always keeps the raw validation rows
         return {"worst_rows": data.val_raw[worst], "feature_names": list(data.feature_names)}
 
     categorical = data.feature_names[len(data.feature_names) - len(data.categories) :]

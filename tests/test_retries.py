@@ -1,0 +1,98 @@
+"""Retries through database outages: a worker's storage call waits out a PostgreSQL restart, a
+real failure is never retried, an outage longer than the limit ends in one clear error, and the
+service waits for its database at start-up but not for a URL that can never work."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+import sqlalchemy
+from fastapi.testclient import TestClient
+
+from hpsearch.errors import StorageUnavailable
+from hpsearch.service import Settings, create_app
+from hpsearch.worker.reconnect import Reconnect
+
+
+def _select_one(url: str) -> int:
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text("SELECT 1")).scalar_one()
+
+
+def _restart_in_background(cluster, url: str, *, down_seconds: float) -> threading.Thread:
+    """Restart the server on a thread; return once it is down (connections are refused)."""
+    thread = threading.Thread(target=cluster.restart, kwargs={"down_seconds": down_seconds})
+    thread.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            _select_one(url)
+        except sqlalchemy.exc.OperationalError:
+            return thread
+        time.sleep(0.05)
+    raise AssertionError("the server did not go down")
+
+
+@pytest.mark.postgres
+def test_a_storage_call_waits_out_a_postgres_restart(restartable_postgres, caplog):
+    url, cluster = restartable_postgres
+    restart = _restart_in_background(cluster, url, down_seconds=2)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="hpsearch.worker"):
+        assert Reconnect().call("reading", _select_one, url) == 1
+    restart.join()
+    assert time.monotonic() - started > 1  # it waited for the server, it did not fail
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("study database unreachable (reading); retrying" in m for m in said) == 1, said
+    assert any("study database back after" in m and "(reading)" in m for m in said), said
+
+
+def test_a_real_failure_is_not_retried(tmp_path, caplog):
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    calls = []
+
+    def insert_twice() -> None:
+        calls.append(1)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+
+    with caplog.at_level(logging.WARNING, logger="hpsearch.worker"):
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            Reconnect().call("writing", insert_twice)
+    assert len(calls) == 1 and not caplog.records
+
+
+def test_an_outage_past_the_limit_is_one_clear_error(free_port):
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port}/none"  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable, match=r"did not answer for [12] s \(reading\)"):
+        Reconnect(give_up_after=1.0).call("reading", _select_one, url)
+    assert time.monotonic() - started < 5  # 0.25 + 0.5 + 1 s of waits at most
+
+
+@pytest.mark.postgres
+def test_the_service_waits_for_its_database_at_start_up(restartable_postgres):
+    url, cluster = restartable_postgres
+    restart = _restart_in_background(cluster, url, down_seconds=2)
+    app = create_app(Settings(storage=url, startup_retry_seconds=60))
+    started = time.monotonic()
+    with TestClient(app) as client:  # start-up (the lifespan) waits for the database
+        assert time.monotonic() - started > 1
+        assert client.get("/readyz").status_code == 200
+    restart.join()
+
+
+def test_a_url_that_cannot_work_fails_start_up_at_once():
+    app = create_app(Settings(storage="mysql://user@localhost/db", startup_retry_seconds=60))
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable, match="unsupported storage"):
+        with TestClient(app):
+            pass
+    assert time.monotonic() - started < 5  # no outage to wait out
