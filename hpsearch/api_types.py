@@ -6,7 +6,7 @@ field for field: a client's results stay plain dicts, indexed as before, and a t
 their keys. Every field is always present in a response (the service sends defaults too), so every
 key is required here; ``X | None`` says the value may be ``null``. Times are ISO 8601 strings.
 
-This module imports nothing of hpsearch's, so the client stays light; ``tests/test_client_types.py``
+This module imports nothing of hpsearch's, so the client stays light; ``tests/service/test_client_types.py``
 checks each type against the service's models.
 """
 

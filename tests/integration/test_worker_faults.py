@@ -24,7 +24,7 @@ from hpsearch.db import fleet
 from hpsearch.db.storage import open_storage
 from hpsearch.worker import run_worker
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # the objectives modules beside conftest.py
 FAST_HEARTBEAT = {"HPSEARCH_HEARTBEAT_SECONDS": "1"}
 
 

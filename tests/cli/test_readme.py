@@ -10,7 +10,7 @@ import yaml
 from hpsearch import studies
 from hpsearch.cli import build_parser
 
-README = (Path(__file__).parents[1] / "README.md").read_text()
+README = (Path(__file__).parents[2] / "README.md").read_text()
 
 
 def _blocks(lang):
@@ -27,7 +27,7 @@ def test_the_two_setup_commands_are_there():
     commands = [line for block in _blocks("bash") for line in block.splitlines()]
     assert any(c.endswith("hpsearch demo") and "pip install" in c for c in commands)
     assert "bash .ci/run" in commands
-    assert (Path(__file__).parents[1] / ".ci" / "run").exists()
+    assert (Path(__file__).parents[2] / ".ci" / "run").exists()
 
 
 def test_every_hpsearch_command_in_the_readme_parses():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import hpsearch.studies as studies
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ("hpsearch", "service", "tests", "benchmarks", "examples")
 
 

@@ -18,7 +18,7 @@ from hpsearch.errors import SpecError
 from hpsearch.db.storage import open_storage
 from hpsearch.service import Settings, create_app
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "own_objective"
 HPSEARCH = [sys.executable, "-c", "import sys; from hpsearch.cli import main; sys.exit(main())"]
 

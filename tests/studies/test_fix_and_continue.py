@@ -29,7 +29,7 @@ from hpsearch.errors import StudyFailed
 from hpsearch.db.storage import open_storage
 from hpsearch.worker import run_worker
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # the objectives modules beside conftest.py
 
 
 def _table(path: Path, rows: int = 80) -> Path:

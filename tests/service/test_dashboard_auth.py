@@ -570,7 +570,7 @@ def test_compose_services_answer_to_their_service_names_and_yours() -> None:
 
     from hpsearch.service import Settings
 
-    text = (Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text()
 
     def hosts_of(service: str, env: dict[str, str]) -> list[str]:
         expanded = re.sub(

@@ -1,8 +1,8 @@
 """The whole path as users run it: `hpsearch serve`, two `hpsearch worker` processes, the client.
 
 On PostgreSQL (the multi-machine setup), with real training of the demo task on digits. The
-embedded SQLite default runs the same path in the demo's test (tests/test_cli.py) and two
-worker processes on one SQLite study in tests/test_worker.py.
+embedded SQLite default runs the same path in the demo's test (tests/cli/test_cli.py) and two
+worker processes on one SQLite study in tests/worker/test_worker.py.
 """
 
 from __future__ import annotations

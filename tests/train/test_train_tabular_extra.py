@@ -92,7 +92,7 @@ def test_regression_refuses_classification_knobs_and_metrics() -> None:
 
 def test_regression_space_searches_only_regression_knobs() -> None:
     space = yaml.safe_load(
-        (Path(__file__).parents[1] / "search_spaces" / "tabular_regression.yaml").read_text()
+        (Path(__file__).parents[2] / "search_spaces" / "tabular_regression.yaml").read_text()
     )
     for key, param in space["params"].items():
         assert key in REGRESSION_DEFAULTS, key

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import optuna
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "timm", "torchvision", "sklearn")
 TOP_LEVEL_FORBIDDEN = ("service", "search_spaces")
 

@@ -18,7 +18,7 @@ from hpsearch.errors import SpecError, UsageError
 from hpsearch.db.storage import open_storage
 from hpsearch.worker import run_worker
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # the objectives modules beside conftest.py
 
 
 def _create(storage_url, name="w", trials=6, **overrides):

@@ -14,7 +14,7 @@ from hpsearch.analysis.artifacts import predictions_for
 from hpsearch.db.storage import open_storage
 from hpsearch.service import Settings, create_app
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_error_class_lives_in_errors_py():

@@ -79,7 +79,7 @@ def test_a_time_budget_alone_sets_no_trial_limit():
 
 def test_space_paths_are_refused_where_the_service_calls(tmp_path):
     space_file = tmp_path / "mine.yaml"
-    space_file.write_text((Path(__file__).parents[1] / "search_spaces" / "demo.yaml").read_text())
+    space_file.write_text((Path(__file__).parents[2] / "search_spaces" / "demo.yaml").read_text())
     assert studies.resolve_spec(_spec(space=str(space_file))).search_space.name == "demo"
     with pytest.raises(SpecError, match="file path"):
         studies.resolve_spec(_spec(space=str(space_file)), allow_space_paths=False)

@@ -22,7 +22,7 @@ from hpsearch.spaces import ChecklistRow, SearchSpace, list_spaces, load_checkli
 from hpsearch.spaces.checklist import CHECKLIST_FILE, checklist_text, parse_checklist
 
 Row = ChecklistRow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def uncovered(rows: dict[str, Row], named: set[str]) -> list[str]:

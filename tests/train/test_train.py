@@ -188,7 +188,7 @@ def test_every_knob_has_a_change_test() -> None:
 
 
 def _tabular_spaces() -> list[Path]:
-    files = sorted((Path(__file__).parents[1] / "search_spaces").glob("*.yaml"))
+    files = sorted((Path(__file__).parents[2] / "search_spaces").glob("*.yaml"))
     return [f for f in files if yaml.safe_load(f.read_text())["task"] == "tabular_classification"]
 
 
