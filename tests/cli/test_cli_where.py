@@ -340,7 +340,7 @@ def test_sigterm_stops_the_demo_and_all_it_started(tmp_path, free_port):
 
 
 def test_docs_render_offline_in_a_browser(monkeypatch, live_service, tmp_path):
-    import test_dashboard_browser as chromium
+    import browser as chromium  # tests/browser.py
 
     chromium._need_chromium()
     # No name resolves but loopback: a page that needs a CDN stays blank.
