@@ -24,8 +24,10 @@ __all__ = [
     "CudaOutOfMemory",
     "NotEnoughTrials",
     "TaskError",
+    "WorkerSetupError",
     "DataOutsideRoots",
     "StudyFailed",
+    "WorkerCannotServe",
     "UsageError",
     "TokenExists",
     "TokenNotFound",
@@ -117,14 +119,30 @@ class TaskError(HpsearchError, ValueError):
     """
 
 
-class DataOutsideRoots(TaskError):
+class WorkerSetupError(HpsearchError, ValueError):
+    """This worker's own setup keeps it from running the study's task, not the study: its data
+    roots, a package it lacks. Another worker set up for the study can run it.
+
+    The worker fails the trial with this one-line reason and queues it again (it costs the study
+    no trial and no failure), stops serving the study and says how to restart it
+    (:class:`WorkerCannotServe`); the study stays open for other workers.
+    """
+
+
+class DataOutsideRoots(WorkerSetupError):
     """A spec names a file outside the data roots this worker may read (see
-    :mod:`hpsearch.data_roots`); the trial fails with this one-line reason, and the study with it."""
+    :mod:`hpsearch.data_roots`): restart the worker with ``--data-root DIR`` naming its folder."""
 
 
 class StudyFailed(HpsearchError):
     """The study a worker served was failed by an error that recurs on every trial; the message
     says which, and how to fix the study and continue it."""
+
+
+class WorkerCannotServe(HpsearchError):
+    """This worker stopped serving a study over a :class:`WorkerSetupError` (its data roots, a
+    package it lacks); the study is open for other workers. The message says how to restart this
+    one, and the worker exits non-zero when that was the only study it served."""
 
 
 class UsageError(HpsearchError, ValueError):

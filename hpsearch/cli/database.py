@@ -73,6 +73,10 @@ class DatabaseClient:
         """The study's status, as ``GET /studies/{name}``."""
         return studies.study_status(self._storage, name).model_dump(mode="json")
 
+    def spec(self, name: str) -> dict[str, Any]:
+        """The study's resolved spec, as ``GET /studies/{name}/spec``."""
+        return studies.load_spec(self._storage, name).model_dump(mode="json")
+
     def best(self, name: str) -> dict[str, Any]:
         """The best trial with its full resolved config."""
         return studies.best_trial(self._storage, name).model_dump(mode="json")

@@ -43,8 +43,9 @@ class Source:
     why: str
 
 
-def pick_source(*, storage: str | None, server: str | None) -> Source:
-    """Apply :data:`SOURCE_RULE` to a verb's ``--storage`` and ``--server`` values.
+def pick_source(*, storage: str | None, server: str | None, verb: str = "read") -> Source:
+    """Apply :data:`SOURCE_RULE` to a verb's ``--storage`` and ``--server`` values; ``verb``
+    ("read" or "write") is what the default's ``why`` says to do elsewhere.
 
     Raises :class:`UsageError` when both are given.
     """
@@ -73,7 +74,7 @@ def pick_source(*, storage: str | None, server: str | None) -> Source:
     return Source(
         kind="server",
         url=DEFAULT_SERVER,
-        why="the default; set --storage or --server to read elsewhere",
+        why=f"the default; set --storage or --server to {verb} elsewhere",
     )
 
 
@@ -100,7 +101,8 @@ def open_source(args: argparse.Namespace, *, doing: str, create: bool = False) -
     where it was (``args.source_line``, which :func:`hpsearch.cli.main` appends). A database is
     never created unless ``create``.
     """
-    source = pick_source(storage=args.storage, server=args.server)
+    verb = "read" if doing == "reading" else "write"
+    source = pick_source(storage=args.storage, server=args.server, verb=verb)
     if source.kind == "storage":
         from hpsearch.cli.database import DatabaseClient
         from hpsearch.db.storage import redact, resolve_storage_url

@@ -22,6 +22,16 @@ def _writer(args: argparse.Namespace, *, create: bool = False) -> Any:
     return open_source(args, doing="writing", create=create)
 
 
+def _worker_hint(name: str, task: dict[str, Any]) -> str:
+    """The ``hpsearch worker`` command that serves the study, with the ``--data-root`` its
+    local dataset needs (workers read bundled datasets only without one)."""
+    from hpsearch.studies.checks import dataset_folder
+
+    folder = dataset_folder(task)
+    root = f" --data-root {folder}" if folder else ""
+    return f"`hpsearch worker --study {name}{root}`"
+
+
 class Submit(Command, name="submit", options=(options.SOURCE,)):
     """submit a study spec (YAML) to the service or the study database; prints its name
 
@@ -81,9 +91,12 @@ class Resume(Command, name="resume", options=(options.STUDY, options.SOURCE)):
     def run(self, args: argparse.Namespace) -> int:
         with _writer(args) as client:
             status = client.resume(args.name)
-        print(f"study {args.name} is {status['state']}" + (
-            f": {status['done_reason']}" if status["done_reason"] else ": workers pick it up again"
-        ))  # fmt: skip
+            if status["done_reason"]:
+                print(f"study {args.name} is {status['state']}: {status['done_reason']}")
+                return 0
+            task = client.spec(args.name).get("task") or {}
+        hint = _worker_hint(args.name, task)
+        print(f"study {args.name} is {status['state']}: workers pick it up again ({hint})")
         return 0
 
 
@@ -129,7 +142,8 @@ class Extend(Command, name="extend", options=(options.STUDY, options.SOURCE)):
         parser.add_argument(
             "--remote-data",
             action="store_true",
-            help="the --dataset path exists on the workers' machines only: do not check it here",
+            help="the study's dataset exists on the workers' machines only: do not check here "
+            "that the path exists and has the task.target column",
         )
 
     def run(self, args: argparse.Namespace) -> int:
@@ -150,11 +164,15 @@ class Extend(Command, name="extend", options=(options.STUDY, options.SOURCE)):
                 "give what to change: --trials, --max-failures, --seconds, --dataset or "
                 f"--target (to continue a failed study unchanged: `hpsearch resume {args.name}`)"
             )
-        if args.dataset is not None and not args.remote_data:
-            from hpsearch.studies.checks import check_local_task
-
-            check_local_task({"task": task})
         with _writer(args) as client:
+            # The task as the change leaves it: a new --target is checked against the study's
+            # own dataset, as `submit` checks a new spec (unless the data is remote).
+            stored = client.spec(args.name).get("task") or {}
+            changed_task = {**stored, **task}
+            if task and not args.remote_data:
+                from hpsearch.studies.checks import check_local_task
+
+                check_local_task({"task": changed_task})
             if args.trials is not None:
                 budget["trials"] = _total_trials(args.trials, client, args.name)
             changes = {key: value for key, value in (("budget", budget), ("task", task)) if value}
@@ -168,7 +186,7 @@ class Extend(Command, name="extend", options=(options.STUDY, options.SOURCE)):
         if status["done_reason"]:
             print(f"it is {status['state']}: {status['done_reason']}")
         else:
-            print(f"it is open: workers pick it up (`hpsearch worker --study {args.name}`)")
+            print(f"it is open: workers pick it up ({_worker_hint(args.name, changed_task)})")
         return 0
 
 

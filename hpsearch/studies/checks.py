@@ -2,12 +2,15 @@
 
 - :func:`check_bundled_task` (the service, at submit and on every change): a bundled dataset's
   name, the family it is bundled for, and a ``task.target`` given for one. It reads no file.
-- :func:`check_local_task` (``hpsearch submit``, on the user's own machine, with the user's own
-  rights): that a dataset path exists here, and that ``task.target`` is a column of a local
-  CSV or Parquet file. The file is the user's, so its column names may be suggested.
+- :func:`check_local_task` (``hpsearch submit`` and ``hpsearch extend``, on the user's own
+  machine, with the user's own rights): that a dataset path exists here, that ``task.target`` is a column of a local
+  CSV or Parquet file, and that a classification label does not look continuous. The file is
+  the user's, so its column names may be suggested.
 
-What a worker finds when it reads the data (a file outside its data roots, a column that is not
-there) it reports itself, and fails the study at the first trial (:mod:`hpsearch.worker`).
+What a worker finds when it reads the data (a column that is not there, a missing file) it
+reports itself, and fails the study at the first trial (:mod:`hpsearch.worker`). A file outside
+that worker's data roots is the worker's mistake, not the study's: the worker stops serving the
+study, and :func:`dataset_folder` names the ``--data-root`` it needs.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import csv
 import difflib
 import os
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,13 @@ from hpsearch.data_roots import bundled_for
 from hpsearch.errors import SpecError, UsageError
 from hpsearch.families import BUNDLED_DATASETS, TASK_FAMILIES, USER_OBJECTIVE_FAMILY, TaskSpec
 
-__all__ = ["check_bundled_task", "check_local_task", "did_you_mean", "looks_like_a_name"]
+__all__ = [
+    "check_bundled_task",
+    "check_local_task",
+    "dataset_folder",
+    "did_you_mean",
+    "looks_like_a_name",
+]
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
@@ -102,8 +112,10 @@ def _header(path: Path) -> list[str] | None:
 def check_local_task(spec: dict[str, Any]) -> None:
     """Check a spec's dataset on this machine before it is sent (``hpsearch submit``).
 
-    Raises :class:`UsageError` when ``task.dataset`` is a path that does not exist here, and when
-    ``task.target`` is not a column of a local CSV or Parquet file (naming the closest column).
+    Raises :class:`UsageError` when ``task.dataset`` is a path that does not exist here, when
+    ``task.target`` is not a column of a local CSV or Parquet file (naming the closest column),
+    and when a classification study's label column looks continuous in the first
+    :data:`SNIFF_ROWS` rows of a local CSV (a float feature taken as the label).
     Bundled names and specs for your own function pass. Data that is on the workers' machines
     only skips this check (``hpsearch submit --remote-data``).
     """
@@ -122,12 +134,83 @@ def check_local_task(spec: dict[str, Any]) -> None:
             "--remote-data if it exists only on the workers' machines"
         )
     target = task.get("target")
-    if not isinstance(target, str) or not path.is_file():
+    if not path.is_file():
         return
-    header = _header(path)
-    if header is not None and target not in header:
-        raise UsageError(
-            f"task.target {target!r} is not a column of {dataset!r} (it has {len(header)} "
-            "columns): set task.target to the exact name in its header row"
-            f"{did_you_mean(target, header)}"
-        )
+    if isinstance(target, str):
+        header = _header(path)
+        if header is not None and target not in header:
+            raise UsageError(
+                f"task.target {target!r} is not a column of {dataset!r} (it has {len(header)} "
+                "columns): set task.target to the exact name in its header row"
+                f"{did_you_mean(target, header)}"
+            )
+    if _family(spec) == "tabular_classification" and path.suffix.lower() not in (
+        ".parquet",
+        ".pq",
+    ):
+        _check_csv_label(path, dataset, target if isinstance(target, str) else None)
+
+
+#: The rows of a local CSV that :func:`check_local_task` reads to judge its label column.
+SNIFF_ROWS = 5000
+
+
+def _family(spec: dict[str, Any]) -> str | None:
+    """The task family ``spec`` trains: ``task.family``, else its space's ``task``; None
+    without a space (a change to a study's task, which names neither)."""
+    task = spec.get("task") or {}
+    if isinstance(task.get("family"), str):
+        return str(task["family"])
+    space = spec.get("space")
+    if isinstance(space, dict):
+        family = space.get("task")
+        return family if isinstance(family, str) else None
+    if not isinstance(space, str):
+        return None
+    from hpsearch.spaces import load_space
+
+    try:
+        return load_space(space).task
+    except Exception:  # noqa: BLE001 - the service says what is wrong with the space
+        return None
+
+
+def _check_csv_label(path: Path, dataset: str, target: str | None) -> None:
+    """Refuse a classification label column that looks continuous in the file's first rows."""
+    from hpsearch.train.tabular.labels import continuous_label, continuous_label_error
+
+    try:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            rows = [row for _, row in zip(range(SNIFF_ROWS + 1), reader, strict=False)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return  # the worker reports an unreadable file itself
+    if not header or (target is not None and target not in header):
+        return
+    if target is not None:
+        column, label = header.index(target), f"task.target {target!r}"
+    elif "target" in header:
+        column, label = header.index("target"), "the label column 'target'"
+    else:
+        column = len(header) - 1
+        label = f"the label column {header[-1]!r} (the last one; task.target is not set)"
+    complete = len(rows) <= SNIFF_ROWS
+    values = [row[column].strip() for row in rows[:SNIFF_ROWS] if len(row) > column]
+    why = continuous_label(values, complete=complete)
+    if why is not None:
+        raise UsageError(f"task.dataset {dataset!r}: {continuous_label_error(label, why)}")
+
+
+def dataset_folder(task: dict[str, Any]) -> str | None:
+    """The folder a worker needs as ``--data-root`` for ``task``'s dataset (shell-quoted, made
+    absolute from here), or ``None`` for a bundled dataset or your own function's task."""
+    dataset = task.get("dataset")
+    if task.get("family") == USER_OBJECTIVE_FAMILY or not isinstance(dataset, str) or not dataset:
+        return None
+    if dataset in bundled_for(task.get("family")) or (
+        looks_like_a_name(dataset) and not os.path.exists(dataset)
+    ):
+        return None
+    path = Path(dataset).expanduser().absolute()
+    return shlex.quote(str(path if path.is_dir() else path.parent))

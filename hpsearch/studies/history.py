@@ -41,8 +41,9 @@ __all__ = [
     "study_failure",
 ]
 
-#: A failure reason is one line of at most this many characters.
-MAX_REASON_CHARS = 1000
+#: A failure reason is one line of at most this many characters (the failed trial keeps the
+#: whole error, and its traceback: ``hpsearch trials NAME N``).
+MAX_REASON_CHARS = 300
 
 
 class StudyFailure(BaseModel):
@@ -69,7 +70,7 @@ class StudyChange(BaseModel):
 
 def _one_line(text: str) -> str:
     line = " ".join(text.split())
-    return line if len(line) <= MAX_REASON_CHARS else line[: MAX_REASON_CHARS - 3] + "..."
+    return line if len(line) <= MAX_REASON_CHARS else line[: MAX_REASON_CHARS - 1] + "…"
 
 
 def parse_failure(value: Any) -> StudyFailure | None:
@@ -77,9 +78,11 @@ def parse_failure(value: Any) -> StudyFailure | None:
     if not value:
         return None
     try:
-        return StudyFailure.model_validate(value)
+        failure = StudyFailure.model_validate(value)
     except ValidationError:
-        return StudyFailure(reason=str(value)[:MAX_REASON_CHARS], at=dt.datetime.now(dt.UTC))
+        return StudyFailure(reason=_one_line(str(value)), at=dt.datetime.now(dt.UTC))
+    # A failure stored before the cap was this short reads as short as a new one.
+    return failure.model_copy(update={"reason": _one_line(failure.reason)})
 
 
 def parse_history(value: Any) -> list[StudyChange]:

@@ -101,7 +101,11 @@ class StudyStatus(BaseModel):
     finished: int
     budget_trials: int | None
     budget_seconds: float | None
-    elapsed_seconds: float
+    elapsed_seconds: float = Field(
+        description="Seconds since the study was created; it stops once the study takes no "
+        "trials: at the last trial's end when done or failed, when it was stopped (or its "
+        "running trials ended) when stopped."
+    )
     best_value: float | None
     best_trial: int | None
     created_at: UtcDatetime | None
@@ -134,9 +138,33 @@ class StudyStatus(BaseModel):
 
 
 def _elapsed(spec: StudySpec) -> float:
+    # Wall time since the study was created: what a time budget counts.
     if not spec.created_at:
         return 0.0
     return (dt.datetime.now(dt.UTC) - spec.created_at).total_seconds()
+
+
+def _elapsed_until_end(row: _StudyRow, stats: TrialStats) -> float:
+    """The study's elapsed time as its status shows it: it stops when the study takes no more
+    trials (done, failed: at its last trial's end; stopped: when it was stopped, or when a
+    trial running then ended), so two reads of a finished study agree."""
+    spec = row.spec
+    if not spec.created_at:
+        return 0.0
+    now = dt.datetime.now(dt.UTC)
+    state = row.state
+    end = now
+    last = stats.last_finished_at
+    if state in ("done", "failed"):
+        fallbacks = [last, row.failure.at if row.failure else None]
+        if spec.budget.seconds is not None and row.budget_reason is not None:
+            if row.budget_reason.startswith("time budget"):  # spent at created + seconds
+                fallbacks.append(spec.created_at + dt.timedelta(seconds=spec.budget.seconds))
+        known = [m for m in fallbacks if m is not None]
+        end = max(known) if known else now
+    elif state == "stopped" and row.stopped_at is not None:
+        end = max(m for m in (row.stopped_at, last) if m is not None)
+    return max(0.0, (min(end, now) - spec.created_at).total_seconds())
 
 
 def done_reason(
@@ -184,6 +212,12 @@ def failed_reason(name: str, failure: StudyFailure) -> str:
         return (
             f"failed{at}: {failure.reason}{seen} -- fix your function's imports, then "
             f"`hpsearch resume {name}`"
+        )
+    if failure.reason.startswith("DataOutsideRoots"):
+        # A worker's own data roots (a study failed so by an older worker): the task is fine.
+        return (
+            f"failed{at}: {failure.reason}{seen} -- restart that worker with --data-root DIR "
+            f"naming the dataset's folder, then `hpsearch resume {name}`"
         )
     return (
         f"failed{at}: {failure.reason}{seen} -- fix it and continue with `hpsearch extend {name} "
@@ -270,7 +304,7 @@ def _status(
         finished=row.counts[TrialState.COMPLETE] + row.counts[TrialState.PRUNED],
         budget_trials=spec.budget.trials,
         budget_seconds=spec.budget.seconds,
-        elapsed_seconds=round(_elapsed(spec), 3),
+        elapsed_seconds=round(_elapsed_until_end(row, stats), 3),
         best_value=stats.best_value,
         best_trial=stats.best_number,
         created_at=spec.created_at,

@@ -52,6 +52,8 @@ from hpsearch.errors import (
     TaskError,
     TrainingDiverged,
     UsageError,
+    WorkerCannotServe,
+    WorkerSetupError,
     WorkerStopped,
 )
 from hpsearch.analysis.misfit import (
@@ -98,6 +100,7 @@ from hpsearch.studies import (
     open_study,
     prune_requested,
 )
+from hpsearch.studies.checks import dataset_folder
 from hpsearch.studies.history import fail_study, history_lengths, study_failure
 from hpsearch.families import USER_OBJECTIVE_FAMILY, TaskSpec
 from hpsearch.worker.claim import claim_trial, find_claimed, new_trial
@@ -134,6 +137,9 @@ class _Outcome:
     traceback: str | None = None  # a user objective's traceback, when it raised (bounded)
     stopped: bool = False  # the worker was told to stop during this trial
     fatal: bool = False  # the error recurs on every trial: the study fails (see _stops_study)
+    # This worker's own setup refused the task (a WorkerSetupError: its data roots): the trial
+    # is queued again for another worker, and this one stops serving the study.
+    worker_setup: bool = False
     predictions: Any = None  # the final model's ValPredictions, when reports are on
 
 
@@ -224,6 +230,9 @@ class _Worker:
         # For picking studies: each spec with the study's count of changes when it was read.
         self._specs: dict[int, tuple[int, StudySpec]] = {}
         self._stale_checked_at: dict[int, float] = {}  # study id -> monotonic time of last check
+        # Studies this worker cannot serve (a WorkerSetupError): study id -> (the study's count
+        # of changes then, the line that says why). A change to the study lets it try again.
+        self.skipped: dict[int, tuple[int, str]] = {}
         self._last_idle_beat = 0.0
 
     # -- joining and picking studies -------------------------------------------------------
@@ -288,6 +297,9 @@ class _Worker:
                     self.joined[name].pruner_read_at = -math.inf
             if spec.task.family == USER_OBJECTIVE_FAMILY and self.objective is None:
                 continue  # only a worker with the study's own function (--objective) can run it
+            skipped = self.skipped.get(study_id)
+            if skipped is not None and skipped[0] == revision:
+                continue  # this worker's setup cannot run it (see skip)
             by_state = counts.get(study_id) or {s: 0 for s in TrialState}
             if self._takes_no_trial(study_id, spec, by_state):
                 if not self._check_held_budget(study_id, name, spec, by_state):
@@ -584,9 +596,18 @@ class _Worker:
                 and spec.task.family != USER_OBJECTIVE_FAMILY
                 and self.named_study != joined.study.study_name
             )
-            fatal = not borrowed and _stops_study(e, user_objective=self.objective is not None)
+            setup = isinstance(e, WorkerSetupError)  # this worker's, not the study's
+            fatal = (
+                not borrowed
+                and not setup
+                and _stops_study(e, user_objective=self.objective is not None)
+            )
             return _Outcome(
-                TrialState.FAIL, reason=f"{type(e).__name__}: {e}", traceback=tb, fatal=fatal
+                TrialState.FAIL,
+                reason=f"{type(e).__name__}: {e}",
+                traceback=tb,
+                fatal=fatal,
+                worker_setup=setup,
             )
         return _Outcome(TrialState.COMPLETE, value=value, predictions=kept[-1] if kept else None)
 
@@ -604,7 +625,7 @@ class _Worker:
         ended = link.call("writing the result", _finish_trial, joined.study, trial, outcome)
         if ended and outcome.fatal:  # every further trial would fail the same way
             link.call("failing the study", self._fail_study, joined, trial, outcome)
-        if ended and outcome.stopped:
+        if ended and (outcome.stopped or outcome.worker_setup):  # another worker runs it
             retry = self.storage.get_heartbeat_stale_trial_callback()
             if retry is not None:
                 failed = link.call("reading the trial", self.storage.get_trial, trial._trial_id)
@@ -631,6 +652,20 @@ class _Worker:
             log.info("study %s: its task changed while trial %d ran", name, trial.number)
             return
         log.error("study %s: %s", name, failed_reason(name, failure))
+
+    def skip(self, joined: _Joined, trial: optuna.Trial, outcome: _Outcome) -> str:
+        """Stop serving a study this worker's own setup cannot run (a :class:`WorkerSetupError`)
+        until the study is changed; returns the one line that says why and what to do."""
+        name = joined.study.study_name
+        revision = self.link.call("reading the study", history_lengths, self.storage)
+        reason = outcome.reason or "this worker's setup cannot run its task"
+        line = (
+            f"study {name!r} cannot run on this worker: {reason}"
+            f"{_restart_advice(joined.spec.task, reason)}; trial {trial.number} is queued "
+            "again and the study stays open for workers that can read its data"
+        )
+        self.skipped[joined.study_id] = (revision.get(joined.study_id, 0), line)
+        return line
 
     def note_prior_misfit(self, joined: _Joined) -> None:
         """At 15, 25, 35, ... finished trials (every 50 from 100), check the study's evidence
@@ -671,12 +706,20 @@ class _Worker:
 
     def raise_if_failed(self, names: set[str]) -> None:
         """Raise :class:`StudyFailed` (one line per study) when every study of ``names`` (those
-        this worker served) is failed now, so that the worker exits non-zero, saying why."""
+        this worker served) is failed now, or :class:`WorkerCannotServe` when every one is
+        failed or one this worker's setup cannot run (:meth:`skip`), so that the worker exits
+        non-zero, saying why."""
         lines = []
+        failed = False
         for name in sorted(names):
             joined = self.joined.get(name)
             if joined is None:
                 return  # deleted meanwhile
+            skipped = self.skipped.get(joined.study_id)
+            if skipped is not None:
+                lines.append(skipped[1])
+                continue
+            failed = True
             failure = self.link.call(
                 "reading the study", study_failure, self.storage, joined.study_id
             )
@@ -684,7 +727,7 @@ class _Worker:
                 return
             lines.append(f"study {name!r} {failed_reason(name, failure)}")
         if lines:
-            raise StudyFailed("; ".join(lines))
+            raise (StudyFailed if failed else WorkerCannotServe)("; ".join(lines))
 
     # -- idling ----------------------------------------------------------------------------
 
@@ -738,6 +781,15 @@ def _stops_study(error: Exception, *, user_objective: bool) -> bool:
     if isinstance(error, TaskError | SpaceError):
         return True
     return user_objective and isinstance(error, ImportError)
+
+
+def _restart_advice(task: TaskSpec, reason: str) -> str:
+    """For a refusal by the data roots: the ``--data-root`` that holds ``task``'s dataset."""
+    outside = reason.startswith("DataOutsideRoots: task.dataset ") and "is outside" in reason
+    folder = dataset_folder(task.model_dump(mode="json")) if outside else None
+    if folder is None:
+        return ""  # the reason says what this worker lacks (a package, a root for the weights)
+    return f" -- restart this worker with --data-root {folder}"
 
 
 def _stopped_reason(signals: _Signals) -> str:
@@ -856,6 +908,11 @@ def run_worker(
             with contextlib.suppress(Exception):
                 fleet.worker_beat(storage, worker.worker_id, finished_trial=True)
             _log_outcome(name, trial.number, current.spec, outcome, time.perf_counter() - started)
+            if outcome.worker_setup:  # this worker cannot run the study; others may
+                line = worker.skip(current, trial, outcome)
+                if study is not None:
+                    raise WorkerCannotServe(line)  # one line, non-zero (hpsearch.cli)
+                log.error("%s", line)
         worker.raise_if_failed({study} if study is not None else served)
     except WorkerStopped as e:
         log.info("worker %s stopped (%s)", worker.worker_id, e)

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from hpsearch.db.storage import RETRY_OF_ATTR, open_storage
 from hpsearch.db.stats import TrialStats, trial_stats
+from hpsearch.db.timestamps import as_utc
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = [
@@ -46,6 +47,7 @@ def _reference(storage: Any, study_id: int, direction: str) -> TrialStats:
     seconds = [(t.datetime_complete - t.datetime_start).total_seconds() for t in finished]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     saved = sum(EPOCHS - max(t.intermediate_values, default=0) for t in pruned)
+    ended = [as_utc(t.datetime_complete) for t in trials if t.datetime_complete]
     return TrialStats(
         counts=counts,
         retries=sum(RETRY_OF_ATTR in t.system_attrs for t in trials),
@@ -54,6 +56,7 @@ def _reference(storage: Any, study_id: int, direction: str) -> TrialStats:
         mean_seconds=sum(seconds) / len(seconds) if seconds else None,
         pruned=len(pruned),
         epochs_saved=saved,
+        last_finished_at=max(ended, default=None),
     )
 
 

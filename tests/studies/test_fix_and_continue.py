@@ -369,3 +369,55 @@ def test_extend_that_changes_nothing_says_so(sqlite_url, capsys):
     assert main(["extend", "e", "--trials", "4", "--storage", sqlite_url]) == 0
     out = capsys.readouterr().out
     assert "nothing changed" in out and "3 -> 4" not in out
+
+
+def test_extend_checks_a_changed_target_against_the_local_dataset_like_submit(
+    sqlite_url, tmp_path, capsys
+):
+    table = _table(tmp_path / "data" / "table.csv")
+    studies.create_study(open_storage(sqlite_url), _spec("mine", table, "label"))
+    capsys.readouterr()
+    # --target alone: the study's own dataset is read here, as `submit` reads a new spec's.
+    assert main(["extend", "mine", "--target", "lbl", "--storage", sqlite_url]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "task.target 'lbl' is not a column" in line and "did you mean 'label'?" in line
+    assert studies.load_spec(open_storage(sqlite_url), "mine").task.target == "label"
+    assert studies.study_status(open_storage(sqlite_url), "mine").history == []
+    # Data that is on the workers' machines only: --remote-data skips the check, as for submit.
+    assert main(
+        ["extend", "mine", "--target", "lbl", "--remote-data", "--storage", sqlite_url]
+    ) == 0  # fmt: skip
+    assert studies.load_spec(open_storage(sqlite_url), "mine").task.target == "lbl"
+    # The hint names the --data-root a worker needs for the study's local dataset.
+    out = capsys.readouterr().out
+    assert f"hpsearch worker --study mine --data-root {table.parent.absolute()}`" in out
+    assert main(["resume", "mine", "--storage", sqlite_url]) == 0  # and so does resume's
+    assert f"--data-root {table.parent.absolute()}`" in capsys.readouterr().out
+
+
+def test_a_worker_without_the_data_root_leaves_the_study_open_for_one_that_has_it(
+    sqlite_url, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.delenv("HPSEARCH_DATA_ROOTS", raising=False)
+    data = tmp_path / "data"
+    table = _table(data / "table.csv", rows=40)
+    storage = open_storage(sqlite_url)
+    studies.create_study(storage, _spec("w", table, "label", trials=2))
+    capsys.readouterr()
+    # This worker's mistake (no --data-root): it exits 1 in one line saying how to restart it.
+    assert main(["worker", "--storage", sqlite_url, "--gpus", "none", "--study", "w"]) == 1
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "study 'w' cannot run on this worker: DataOutsideRoots:" in line
+    assert f"restart this worker with --data-root {data.absolute()}" in line
+    assert "extend" not in line and "failed at trial" not in line
+    status = studies.study_status(storage, "w")
+    assert status.state == "open" and status.failure is None
+    # Serving every study, it skips this one after one refusal and exits 1 too.
+    assert main(["worker", "--storage", sqlite_url, "--gpus", "none"]) == 1
+    assert "cannot run on this worker" in _error_lines(capsys.readouterr().err)[0]
+    assert studies.study_status(storage, "w").state == "open"
+    # A worker with the root runs the refused trials again and finishes the study.
+    assert _worker(sqlite_url, data, "--study", "w") == 0
+    status = studies.study_status(storage, "w")
+    assert status.state == "done" and status.counts["complete"] == 2
+    assert status.failure is None

@@ -21,7 +21,13 @@ from optuna.trial import TrialState
 
 from hpsearch import studies
 from hpsearch.data_roots import DataRoots, check_spec_paths, reading_under
-from hpsearch.errors import DataOutsideRoots, SpecError, StudyFailed, UsageError
+from hpsearch.errors import (
+    DataOutsideRoots,
+    SpecError,
+    StudyFailed,
+    UsageError,
+    WorkerCannotServe,
+)
 from hpsearch.db.storage import open_storage
 from hpsearch.families import TaskSpec
 from hpsearch.worker import run_worker
@@ -68,6 +74,15 @@ def _only_trial(url: str, name: str) -> optuna.trial.FrozenTrial:
     return trial
 
 
+def _refused_trial(url: str, name: str) -> optuna.trial.FrozenTrial:
+    """The trial a worker's data roots refused: the study's first, failed and queued again for
+    a worker that may read the file (the refusal is that worker's, not the study's)."""
+    refused, retry = optuna.load_study(study_name=name, storage=url).trials
+    assert retry.state == TrialState.WAITING and retry.params == refused.params
+    assert studies.study_status(open_storage(url), name).state == "open"
+    return refused
+
+
 def _assert_refused_without_content(trial: optuna.trial.FrozenTrial, roots: str) -> str:
     assert trial.state == TrialState.FAIL
     reason = trial.user_attrs["fail_reason"]
@@ -96,10 +111,10 @@ def test_a_worker_without_roots_refuses_system_files_in_one_line(sqlite_url, mon
     monkeypatch.delenv("HPSEARCH_DATA_ROOTS", raising=False)
     _study(sqlite_url, "shadow", dataset="placeholder.csv", target="zzz")
     _force_dataset(sqlite_url, "shadow", "/etc/passwd")  # the service refuses it at submit
-    with pytest.raises(StudyFailed, match="outside this worker's data roots"):
+    with pytest.raises(WorkerCannotServe, match="outside this worker's data roots"):
         run_worker(sqlite_url, study="shadow", device="cpu", max_trials=1)
     reason = _assert_refused_without_content(
-        _only_trial(sqlite_url, "shadow"), "none: bundled datasets only"
+        _refused_trial(sqlite_url, "shadow"), "none: bundled datasets only"
     )
     assert "'/etc/passwd'" in reason and "zzz" not in reason  # refused before reading
 
@@ -108,10 +123,10 @@ def test_a_worker_without_roots_refuses_a_file_anywhere(sqlite_url, tmp_path, mo
     monkeypatch.delenv("HPSEARCH_DATA_ROOTS", raising=False)
     secret = _secret_csv(tmp_path / "elsewhere" / "secret.csv")
     _study(sqlite_url, "anywhere", dataset=str(secret), target="zzz")
-    with pytest.raises(StudyFailed, match="outside this worker's data roots"):
+    with pytest.raises(WorkerCannotServe, match="outside this worker's data roots"):
         run_worker(sqlite_url, study="anywhere", device="cpu", max_trials=1)
     _assert_refused_without_content(
-        _only_trial(sqlite_url, "anywhere"), "none: bundled datasets only"
+        _refused_trial(sqlite_url, "anywhere"), "none: bundled datasets only"
     )
 
 
@@ -151,9 +166,9 @@ def test_the_environment_names_the_roots_and_a_file_elsewhere_is_refused(
     _study(sqlite_url, "outside", dataset=str(secret))
     assert run_worker(sqlite_url, study="inside", device="cpu") == 1
     assert _only_trial(sqlite_url, "inside").state == TrialState.COMPLETE
-    with pytest.raises(StudyFailed, match="outside this worker's data roots"):
+    with pytest.raises(WorkerCannotServe, match="outside this worker's data roots"):
         run_worker(sqlite_url, study="outside", device="cpu", max_trials=1)
-    _assert_refused_without_content(_only_trial(sqlite_url, "outside"), str(data.resolve()))
+    _assert_refused_without_content(_refused_trial(sqlite_url, "outside"), str(data.resolve()))
 
 
 def test_a_symlink_out_of_a_root_is_refused(sqlite_url, tmp_path):
@@ -167,9 +182,9 @@ def test_a_symlink_out_of_a_root_is_refused(sqlite_url, tmp_path):
                        ("dots", dots)]:  # fmt: skip
         _study(sqlite_url, name, dataset="placeholder.csv", target="zzz")
         _force_dataset(sqlite_url, name, str(path))  # '..' would be refused at submit
-        with pytest.raises(StudyFailed):
+        with pytest.raises(WorkerCannotServe):
             run_worker(sqlite_url, study=name, device="cpu", max_trials=1, data_roots=[str(data)])
-        _assert_refused_without_content(_only_trial(sqlite_url, name), str(data.resolve()))
+        _assert_refused_without_content(_refused_trial(sqlite_url, name), str(data.resolve()))
 
 
 def test_files_inside_a_dataset_folder_that_link_out_are_refused(tmp_path):

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpsearch.errors import TaskError
+from hpsearch.errors import TaskError, WorkerSetupError
 from hpsearch.train.tabular.normalize import normalize_numeric
+from hpsearch.train.tabular.labels import continuous_label, continuous_label_error
 from hpsearch.train.core.splits import SPLIT_SEED, split_rows
 
 __all__ = ["SPLIT_SEED", "TabularData", "TabularSplit", "load_tabular"]
@@ -116,10 +117,10 @@ def _read_parquet(path: str) -> tuple[list[str], list[tuple[str, ...]]]:
     try:
         import pandas as pd
         import pyarrow  # noqa: F401  (pandas reads Parquet through it)
-    except ImportError as e:
-        raise TaskError(
-            f"dataset {path!r} is a Parquet file, which needs pandas and pyarrow: "
-            "pip install pandas pyarrow (or convert it to CSV)"
+    except ImportError as e:  # this worker's environment, not the study: another may have them
+        raise WorkerSetupError(
+            f"dataset {path!r} is a Parquet file, which needs pandas and pyarrow on this "
+            "worker: pip install pandas pyarrow (or convert it to CSV)"
         ) from e
     try:
         frame = pd.read_parquet(path)
@@ -188,6 +189,9 @@ def _file(path: str, mtime_ns: int, target: str | None, regression: bool) -> _Ta
         if not np.isfinite(y).all():
             raise TaskError(f"dataset {path!r}: {label} has a value that is not finite")
         return _Table(x_num, x_cat, y, 0, feature_names=names)
+    why = continuous_label(labels)
+    if why is not None:  # a float feature as the label: hundreds of one-row classes
+        raise TaskError(continuous_label_error(label, why))
     classes, codes = np.unique(np.array(labels), return_inverse=True)
     if len(classes) < 2:
         raise TaskError(f"dataset {path!r}: {label} has one class; it needs at least two")
@@ -316,8 +320,9 @@ def load_tabular(
 
     ``target`` names the label column of a file (default: ``target``, else the last column).
     Raises ``ValueError`` for an unknown dataset or target column, an unreadable file (or a
-    Parquet file without pandas and pyarrow), a non-numeric regression target, or a split
-    that cannot be stratified (a class with too few rows).
+    Parquet file without pandas and pyarrow), a non-numeric regression target, a
+    classification label that looks continuous (:func:`~hpsearch.train.tabular.labels.continuous_label`),
+    or a split that cannot be stratified (a class with too few rows).
     """
     key = None
     if dataset not in ("digits", "diabetes") and os.path.isfile(dataset):
