@@ -87,6 +87,11 @@ def _timed(args: list[str], *, env: dict[str, str]) -> tuple[float, float, list[
     return seconds, cpu, imported, done.returncode
 
 
+def _optuna_cli(*argv: str) -> str:
+    """Code for ``python -c`` that runs plain Optuna's CLI with ``argv``."""
+    return f"import sys; sys.argv = ['optuna', *{list(argv)!r}]; from optuna.cli import main; main()"
+
+
 def _verb_rows(
     runs: int, workdir: Path, env: dict[str, str]
 ) -> list[tuple[str, float, float, str]]:
@@ -105,12 +110,22 @@ def _verb_rows(
         ("hpsearch submit STUDY.yaml --storage", ["submit", str(spec), "--storage", ""]),
         ("import hpsearch.service.app (serve)", ["-c", "import hpsearch.service.app"]),
         ("import hpsearch.worker (worker)", ["-c", "import hpsearch.worker"]),
+        # Plain Optuna's own CLI beside them, in the same run: the floor hpsearch stands on.
+        ("optuna --help", ["-c", _optuna_cli("--help")]),
+        ("optuna studies --storage (empty database)", ["-c", _optuna_cli("studies", "--storage", url)]),
+        (
+            "optuna create-study --storage (a new SQLite file)",
+            ["-c", _optuna_cli("create-study", "--study-name", "bench", "--storage", "FRESH")],
+        ),
     ]
     rows = []
     for label, args in cases:
         times, cpus, imported = [], [], []
         for i in range(runs):
-            if args[0] == "submit":
+            if "create-study" in args[-1]:  # optuna create-study into a new file each run
+                submit_db.unlink(missing_ok=True)
+                args = [args[0], args[1].replace("FRESH", f"sqlite:///{submit_db}")]
+            elif args[0] == "submit":
                 submit_db.unlink(missing_ok=True)
                 spec.write_text(f"name: bench-{i}\nspace: demo\nbudget: {{trials: 5}}\nseed: 0\n")
                 args = [*args[:-1], f"sqlite:///{submit_db}"]
