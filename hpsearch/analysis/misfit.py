@@ -24,7 +24,7 @@ import contextlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
@@ -193,14 +193,18 @@ def spec_prior_check(
     spec: StudySpec,
     *,
     finished: int | None = None,
+    system_attrs: Mapping[str, Any] | None = None,
 ) -> PriorCheck | None:
     """The check of a study of ``spec``: the one its workers stored at the latest checkpoint
     (:func:`store_prior_check`), else :func:`check_prior` computed here; None when its strategy
     does not use the checklist (``tpe``, ``random``, ...). A failure to compute is logged and
-    gives None: the check never breaks the read it is part of."""
+    gives None: the check never breaks the read it is part of. ``system_attrs`` are the
+    study's system attributes when the caller has read them (one query otherwise)."""
     if spec.strategy not in MISFIT_STRATEGIES or spec.name is None:
         return None
-    stored = storage.get_study_system_attrs(study_id).get(STORED_ATTR)
+    if system_attrs is None:
+        system_attrs = storage.get_study_system_attrs(study_id)
+    stored = system_attrs.get(STORED_ATTR)
     if stored is not None:
         try:
             check = PriorCheck.model_validate(stored)

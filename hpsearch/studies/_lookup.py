@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -15,12 +15,14 @@ __all__ = ["FoundStudy", "find_study"]
 
 @dataclass(frozen=True, kw_only=True)
 class FoundStudy:
-    """A study found by name: its id and its stored spec, unvalidated (``{}`` when not asked)."""
+    """A study found by name: its id and its stored spec, unvalidated (``{}`` when not asked),
+    with the user attributes the spec was read from (its failure and history among them)."""
 
     storage: optuna.storages.BaseStorage
     name: str
     study_id: int
     spec_json: dict[str, Any]
+    user_attrs: dict[str, Any] = field(default_factory=dict)
 
     def trial_id(self, number: int) -> int:
         """The id of the study's trial ``number``; raises :class:`TrialNotFound`."""
@@ -49,4 +51,6 @@ def find_study(
     attrs = storage.get_study_user_attrs(study_id)
     if SPEC_ATTR not in attrs:
         raise StudyNotFound(f"study {name!r} was not created by hpsearch (it has no spec)")
-    return FoundStudy(storage=storage, name=name, study_id=study_id, spec_json=attrs[SPEC_ATTR])
+    return FoundStudy(
+        storage=storage, name=name, study_id=study_id, spec_json=attrs[SPEC_ATTR], user_attrs=attrs
+    )

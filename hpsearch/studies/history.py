@@ -34,7 +34,6 @@ __all__ = [
     "append_change",
     "clear_failure",
     "fail_study",
-    "failure_and_history",
     "history_lengths",
     "parse_failure",
     "parse_history",
@@ -173,16 +172,3 @@ def history_lengths(storage: optuna.storages.RDBStorage) -> dict[int, int]:
         lengths[study_id] = len(value) if isinstance(value, list) else 0
     return lengths
 
-
-def failure_and_history(
-    storage: optuna.storages.RDBStorage, study_id: int
-) -> tuple[StudyFailure | None, list[StudyChange]]:
-    """The study's failure (or None) and its changes, in one query."""
-    query = sqlalchemy.text(
-        "SELECT key, value_json FROM study_user_attributes "
-        "WHERE study_id = :study_id AND key IN (:failed_key, :history_key)"
-    )
-    params = {"study_id": study_id, "failed_key": FAILED_ATTR, "history_key": HISTORY_ATTR}
-    with storage.engine.connect() as conn:
-        values = {key: json.loads(raw) for key, raw in conn.execute(query, params).all()}
-    return parse_failure(values.get(FAILED_ATTR)), parse_history(values.get(HISTORY_ATTR))

@@ -39,7 +39,6 @@ from hpsearch.studies.attrs import (
 from hpsearch.studies.history import (
     StudyChange,
     StudyFailure,
-    failure_and_history,
     parse_failure,
     parse_history,
 )
@@ -327,7 +326,9 @@ def study_status(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
     found = find_study(storage, name)
     study_id, spec = found.study_id, StudySpec.model_validate(found.spec_json)
     stats = trial_stats(storage, study_id, epochs=spec.task.epochs)
-    failure, history = failure_and_history(storage, study_id)
+    # find_study read the user attributes already: the failure and history are among them.
+    failure = parse_failure(found.user_attrs.get(FAILED_ATTR))
+    history = parse_history(found.user_attrs.get(HISTORY_ATTR))
     row = _StudyRow(
         study_id=study_id,
         name=name,
@@ -339,7 +340,9 @@ def study_status(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
         history=history,
     )
     status = _status(storage, row, workers=len(live_workers(storage, study=name)), stats=stats)
-    check = spec_prior_check(storage, study_id, spec, finished=status.finished)
+    check = spec_prior_check(
+        storage, study_id, spec, finished=status.finished, system_attrs=row.system_attrs
+    )
     status.prior_misfit = check.misfit if check is not None else None
     return status
 
