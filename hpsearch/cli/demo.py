@@ -79,8 +79,11 @@ def _export_lines(server: str, storage: str, dashboard: str, *, moved: bool) -> 
     Printed when the demo's ports moved, or when the environment points elsewhere: without
     them `hpsearch status` would silently read another service or database.
     """
-    env_server = os.environ.get("HPSEARCH_SERVER", "").strip().rstrip("/")
-    env_storage = os.environ.get("HPSEARCH_STORAGE", "").strip()
+    from hpsearch.settings import get_settings
+
+    settings = get_settings()
+    env_server = (settings.server or "").strip().rstrip("/")
+    env_storage = (settings.storage or "").strip()
     if not moved and env_server in ("", server) and env_storage in ("", storage):
         return []
     lines = ["to read this demo's studies from another shell (`hpsearch status`, `best`, ...):"]

@@ -22,11 +22,10 @@ _DASHBOARD_PORT = 8080
 
 def _allowed_hosts(args: argparse.Namespace) -> list[str]:
     """The host names `serve` and `dashboard` answer to: loopback, --host, env, --allowed-host."""
-    import os
+    from hpsearch.service.hosts import allowed_hosts
+    from hpsearch.settings import get_settings
 
-    from hpsearch.service.hosts import ALLOWED_HOSTS_ENV, allowed_hosts
-
-    extra = [os.environ.get(ALLOWED_HOSTS_ENV, ""), *args.allowed_host]
+    extra = [*get_settings().allowed_hosts, *args.allowed_host]
     return allowed_hosts(extra, bind_host=args.host)
 
 

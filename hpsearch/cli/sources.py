@@ -9,7 +9,6 @@ Nothing here imports Optuna until a database is opened, so ``--help`` stays quic
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -58,8 +57,11 @@ def pick_source(*, storage: str | None, server: str | None, verb: str = "read") 
         return Source(kind="storage", url=storage, why="--storage")
     if server:
         return Source(kind="server", url=server, why="--server")
-    env_storage = os.environ.get("HPSEARCH_STORAGE", "").strip()
-    env_server = os.environ.get("HPSEARCH_SERVER", "").strip()
+    from hpsearch.settings import get_settings
+
+    settings = get_settings()
+    env_storage = (settings.storage or "").strip()
+    env_server = (settings.server or "").strip()
     if env_storage:
         why = "$HPSEARCH_STORAGE" + (
             ", which wins over $HPSEARCH_SERVER; pass --server to ask the service"
@@ -82,10 +84,11 @@ def database_source(storage: str | None) -> Source:
     """The study database of a verb that works on it only (serve, worker, dashboard, report,
     token): ``--storage``, else ``$HPSEARCH_STORAGE``, else the SQLite default; ``url`` resolved."""
     from hpsearch.db.storage import resolve_storage_url
+    from hpsearch.settings import get_settings
 
     if storage:
         why = "--storage"
-    elif os.environ.get("HPSEARCH_STORAGE"):
+    elif get_settings().storage:
         why = "$HPSEARCH_STORAGE"
     else:
         why = "the default"

@@ -62,7 +62,6 @@ class Worker(Command, name="worker", options=(options.STORAGE, options.ARTIFACTS
         )  # fmt: skip
         parser.add_argument(
             "--checkpoint-dir",
-            default=os.environ.get("HPSEARCH_CHECKPOINT_DIR") or None,
             help="save a checkpoint after every epoch here (a local or shared directory), so a "
             "trial retried after its worker was killed or stopped resumes from its last epoch; "
             "one folder per study, study-<id> (default: $HPSEARCH_CHECKPOINT_DIR, else no "
@@ -77,6 +76,7 @@ class Worker(Command, name="worker", options=(options.STORAGE, options.ARTIFACTS
         parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
 
     def run(self, args: argparse.Namespace) -> int:
+        from hpsearch.settings import get_settings
         from hpsearch.worker.gpus import run_workers  # the trainer comes with it, lazily
 
         return run_workers(
@@ -87,7 +87,7 @@ class Worker(Command, name="worker", options=(options.STORAGE, options.ARTIFACTS
             wait=args.wait,
             threads=args.threads,
             max_trials=args.max_trials,
-            checkpoint_dir=args.checkpoint_dir,
+            checkpoint_dir=args.checkpoint_dir or get_settings().checkpoint_dir,
             artifacts=args.artifacts,
             keep_artifacts=args.keep_artifacts,
             data_roots=args.data_root,
