@@ -66,8 +66,10 @@ print(json.dumps([m for m in ("torch", "timm") if m in sys.modules]))
 """
 
 
-def test_verbs_that_do_not_train_import_neither_torch_nor_timm(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/s.db"
+def test_verbs_that_do_not_train_import_neither_torch_nor_timm(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    url = sqlite_url
     spec = tmp_path / "s.yaml"
     spec.write_text("name: quick\nspace: demo\nbudget: {trials: 2}\n")
     verbs = [

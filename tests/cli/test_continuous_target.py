@@ -64,10 +64,12 @@ def test_submit_refuses_a_continuous_label_before_sending(
     # The right column passes the check (and then finds no server, which is another error).
     task = {"dataset": str(mine_csv), "epochs": 1, "target": "label"}
     spec_file.write_text(f"space: tabular\ntask: {task}\nbudget: {{trials: 2}}\n")
-    main(["submit", str(spec_file), "--server", server])
-    assert "looks continuous" not in capsys.readouterr().err
+    assert main(["submit", str(spec_file), "--server", server]) == 1
+    err = capsys.readouterr().err
+    assert "looks continuous" not in err and f"no hpsearch service answers at {server}" in err, err
     # A regression study of the same column is what the message suggests: not refused here.
     task = {"dataset": str(mine_csv), "epochs": 1, "target": "f5"}
     spec_file.write_text(f"space: tabular_regression\ntask: {task}\nbudget: {{trials: 2}}\n")
-    main(["submit", str(spec_file), "--server", server])
-    assert "looks continuous" not in capsys.readouterr().err
+    assert main(["submit", str(spec_file), "--server", server]) == 1
+    err = capsys.readouterr().err
+    assert "looks continuous" not in err and f"no hpsearch service answers at {server}" in err, err

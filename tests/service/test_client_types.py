@@ -109,8 +109,8 @@ def test_each_method_returns_the_type_of_its_routes_answer(openapi):
     assert untyped == []
 
 
-def test_real_answers_fit_the_types(tmp_path):
-    url = f"sqlite:///{tmp_path}/s.db"
+def test_real_answers_fit_the_types(sqlite_url):
+    url = sqlite_url
     storage = open_storage(url)
     studies.create_study(storage, {"name": "s", "space": "demo", "budget": {"trials": 4}})
     assert studies.enqueue_configs(storage, "s", [{"optim.lr": 0.01}]) == 1  # trial 0, waiting

@@ -57,8 +57,8 @@ def test_old_import_paths_still_work():
     )
 
 
-def test_a_missing_report_is_not_a_missing_trial_but_still_a_404(tmp_path):
-    url = f"sqlite:///{tmp_path}/s.db"
+def test_a_missing_report_is_not_a_missing_trial_but_still_a_404(sqlite_url):
+    url = sqlite_url
     studies.create_study(open_storage(url), {"name": "s", "space": "demo", "budget": {"trials": 3}})
     study = optuna.load_study(study_name="s", storage=url)
     study.tell(study.ask(), 0.5)  # a complete trial that kept no predictions

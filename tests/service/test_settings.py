@@ -20,8 +20,8 @@ from hpsearch.service import Settings as ServiceSettings
 from hpsearch.settings import GRACE_HEARTBEATS, Settings, get_settings
 
 
-def test_the_variables_reach_the_code_that_uses_them(monkeypatch, tmp_path):
-    db = f"sqlite:///{tmp_path / 'env.db'}"
+def test_the_variables_reach_the_code_that_uses_them(monkeypatch, tmp_path, sqlite_url):
+    db = sqlite_url
     monkeypatch.setenv("HPSEARCH_STORAGE", db)
     monkeypatch.setenv("HPSEARCH_HEARTBEAT_SECONDS", "2")
     monkeypatch.setenv("HPSEARCH_CACHE_TRIALS", "7")
@@ -80,8 +80,8 @@ def test_blank_variables_count_as_unset(monkeypatch):
     assert get_settings().heartbeat_seconds == 10 and get_settings().storage is None
 
 
-def test_the_cli_says_a_bad_variable_in_one_line(tmp_path):
-    url = f"sqlite:///{tmp_path / 'x.db'}"
+def test_the_cli_says_a_bad_variable_in_one_line(sqlite_url):
+    url = sqlite_url
     open_storage(url)  # a study database exists: the bad variable is what fails
     env = {**os.environ, "HPSEARCH_MAX_RETRIES": "many"}
     done = subprocess.run(
@@ -93,10 +93,10 @@ def test_the_cli_says_a_bad_variable_in_one_line(tmp_path):
     assert "HPSEARCH_MAX_RETRIES='many'" in done.stderr and "unset it" in done.stderr
 
 
-def test_grace_is_three_heartbeats_for_every_storage(tmp_path):
+def test_grace_is_three_heartbeats_for_every_storage(sqlite_url):
     # A storage opened without a grace period (another tool's) gets the same rule, not
     # Optuna's internal fallback of 2 intervals.
-    foreign = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'f.db'}", heartbeat_interval=4)
+    foreign = optuna.storages.RDBStorage(sqlite_url, heartbeat_interval=4)
     assert grace_seconds(foreign) == GRACE_HEARTBEATS * 4 == 12
 
 
