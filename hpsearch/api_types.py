@@ -19,6 +19,7 @@ from typing import Any, Literal
 from typing_extensions import TypedDict
 
 __all__ = [
+    "Bound",
     "Budget",
     "ClassMetrics",
     "ConfusionMatrix",
@@ -28,7 +29,10 @@ __all__ = [
     "ImportanceReport",
     "ImportanceRow",
     "NotSearched",
+    "Objective",
     "Param",
+    "ParetoFront",
+    "ParetoSummary",
     "PriorCheck",
     "PriorMisfit",
     "PrunerSpec",
@@ -142,6 +146,20 @@ class WarmStart(TypedDict):
     top: int
 
 
+class Objective(TypedDict):
+    """One metric of a study of several objectives, with the direction that improves it."""
+
+    metric: str
+    direction: Literal["maximize", "minimize"] | None
+
+
+class Bound(TypedDict):
+    """A constraint's feasible range (inclusive); null: unbounded on that side."""
+
+    min: float | None
+    max: float | None
+
+
 class StudySpec(TypedDict):
     """``GET /studies/{name}/spec``, ``PUT /studies/{name}/pruner``: the resolved spec."""
 
@@ -150,6 +168,8 @@ class StudySpec(TypedDict):
     task: TaskSpec
     metric: str
     direction: Literal["maximize", "minimize"] | None
+    objectives: list[Objective]
+    constraints: dict[str, Bound]
     budget: Budget
     strategy: str
     pruner: PrunerSpec
@@ -214,6 +234,15 @@ class StudyChange(TypedDict):
     cleared_failure: str | None
 
 
+class ParetoSummary(TypedDict):
+    """A study of several objectives: the front's size and hypervolume."""
+
+    objectives: list[str]
+    size: int
+    hypervolume: float | None
+    reference_point: list[float] | None
+
+
 class StudyStatus(TypedDict):
     """``GET /studies/{name}`` (and what creating, stopping, resuming, patching answer)."""
 
@@ -238,10 +267,12 @@ class StudyStatus(TypedDict):
     eta_seconds: float | None
     pruning: PruningSummary
     workers: int
+    grid_points: int | None
     warm_start: WarmStartReport | None
     failure: StudyFailure | None
     history: list[StudyChange]
     prior_misfit: PriorMisfit | None
+    pareto: ParetoSummary | None
 
 
 class StudiesPublic(TypedDict):
@@ -282,6 +313,21 @@ class TrialRecord(TypedDict):
     prune_reason: str | None
     worker: str | None
     seed: int | None
+    values: list[float | None] | None
+    metrics: dict[str, float] | None
+    infeasible: str | None
+
+
+class ParetoFront(TypedDict):
+    """``GET /studies/{name}/pareto``: the front (best in the first objective first), the
+    hypervolume it dominates and the reference point (each objective's worst value so far)."""
+
+    name: str
+    objectives: list[Objective]
+    trials: list[TrialRecord]
+    hypervolume: float | None
+    reference_point: list[float] | None
+    complete: int
 
 
 class TrialsPublic(TypedDict):

@@ -24,6 +24,7 @@ from hpsearch.api_types import (
     StudiesPublic,
     StudySpec,
     StudyStatus,
+    ParetoFront,
     TrialRecord,
     TrialsPublic,
     WorkersPublic,
@@ -243,8 +244,14 @@ class Client:
         return self._request("GET", f"/studies/{name}/trials/{number}")
 
     def best(self, name: str) -> TrialRecord:
-        """The best trial with its full resolved config."""
+        """The best trial with its full resolved config (several objectives: the front's best
+        in the first objective)."""
         return self._request("GET", f"/studies/{name}/best")
+
+    def pareto(self, name: str) -> ParetoFront:
+        """The study's Pareto front, its hypervolume and reference point (one objective: the
+        best trial alone)."""
+        return self._request("GET", f"/studies/{name}/pareto")
 
     def importance(self, name: str, *, evaluator: str = "ped_anova") -> ImportanceReport:
         """Which parameters mattered, each beside its checklist tier (``ped_anova`` or ``fanova``).
@@ -268,6 +275,23 @@ class Client:
         params = {} if trial is None else {"trial": trial}
         path = f"/studies/{name}/report/plots/{plot}.png"
         return self._request("GET", path, params=params, raw=True)
+
+    def model(self, name: str, number: int) -> bytes:
+        """Trial ``number``'s final weights, the bytes of a safetensors file
+        (``safetensors.torch.load(data)`` gives the state dict).
+
+        Raises :class:`ApiError` 404 saying why when the trial kept no weights (pruned or
+        failed, outside the best N kept, a user --objective, no artifact store).
+        """
+        return self._request("GET", f"/studies/{name}/trials/{number}/model", raw=True)
+
+    def export(self, name: str, *, trial: int | None = None) -> tuple[int, bytes]:
+        """What ``hpsearch export`` writes for the study's best trial (or trial number
+        ``trial``), as ``(trial number, zip bytes)``: model.safetensors, config.json, spec.json,
+        load.py and README.md. Raises :class:`ApiError` 404 as :meth:`model` does.
+        """
+        number = self.best(name)["number"] if trial is None else trial
+        return number, self._request("GET", f"/studies/{name}/trials/{number}/export", raw=True)
 
     def prune(self, name: str, number: int) -> TrialRecord:
         """Ask the worker running trial ``number`` to prune it after its current epoch."""

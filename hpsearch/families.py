@@ -16,6 +16,7 @@ __all__ = [
     "USER_OBJECTIVE_FAMILY",
     "BUNDLED_DATASETS",
     "METRICS",
+    "COST_METRICS",
     "FAMILY_METRICS",
     "default_metric",
 ]
@@ -42,15 +43,27 @@ METRICS: dict[str, Literal["maximize", "minimize"]] = {
     "val_loss": "minimize",
     "val_rmse": "minimize",
     "val_mae": "minimize",
+    "params": "minimize",
+    "size_mb": "minimize",
+    "latency_ms": "minimize",
+    "peak_mem_mb": "minimize",
 }
+
+#: What a model costs, which every trained family reports beside its quality metrics
+#: (:mod:`hpsearch.train.core.costs`): ``params``, every parameter, trainable and frozen;
+#: ``size_mb``, its state dict saved as safetensors, in MB (1e6 bytes); ``latency_ms``, the
+#: median time of one validation sample through the model in eval mode on the worker's device;
+#: ``peak_mem_mb``, the peak memory of training so far (CUDA: max allocated; CPU: the process's
+#: peak RSS). The first three are measured once, before the first epoch.
+COST_METRICS: tuple[str, ...] = ("params", "size_mb", "latency_ms", "peak_mem_mb")
 
 #: The metrics each task family reports (the first is a study's default). Regression metrics
 #: are in units of the standardized target (training mean 0, standard deviation 1).
 FAMILY_METRICS: dict[str, tuple[str, ...]] = {
-    "tabular_classification": ("val_accuracy", "val_loss"),
-    "tabular_regression": ("val_rmse", "val_mae", "val_loss"),
-    "image_classification": ("val_accuracy", "val_loss"),
-    "audio_classification": ("val_accuracy", "val_loss"),
+    "tabular_classification": ("val_accuracy", "val_loss", *COST_METRICS),
+    "tabular_regression": ("val_rmse", "val_mae", "val_loss", *COST_METRICS),
+    "image_classification": ("val_accuracy", "val_loss", *COST_METRICS),
+    "audio_classification": ("val_accuracy", "val_loss", *COST_METRICS),
 }
 
 

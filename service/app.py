@@ -25,6 +25,7 @@ from hpsearch.service.routers import (
     health,
     importance,
     metrics,
+    models,
     reports,
     spaces,
     studies,
@@ -42,6 +43,7 @@ _GUARDED_ROUTERS = (
     trials.router,
     importance.router,
     reports.router,
+    models.router,
     spaces.router,
     workers.router,
     metrics.router,  # scrapers send a read token (Prometheus: `authorization:`)

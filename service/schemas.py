@@ -8,11 +8,12 @@ from fastapi import Path, Query
 from pydantic import BaseModel, Field
 
 from hpsearch.spaces import SearchSpace
-from hpsearch.studies import PrunerSpec, StudySpec, StudyStatus, TrialRecord
+from hpsearch.studies import ParetoFront, PrunerSpec, StudySpec, StudyStatus, TrialRecord
 
 __all__ = [
     "MAX_DB_INT",
     "Offset",
+    "ParetoPublic",
     "TrialNumber",
     "EnqueuePublic",
     "EnqueueRequest",
@@ -39,6 +40,7 @@ Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT, description="items to skip")]
 StudyCreate = StudySpec
 StudyPublic = StudyStatus
 TrialPublic = TrialRecord
+ParetoPublic = ParetoFront
 PrunerUpdate = PrunerSpec
 SpacePublic = SearchSpace
 

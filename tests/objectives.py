@@ -89,3 +89,15 @@ def own_knobs(config: dict, report) -> float:
     value = -((config["my.x"] - 0.3) ** 2) - (0.0 if config["my.kind"] == "b" else 0.1)
     report(value, 1)
     return value
+
+
+def trade_off(config: dict, report) -> dict:
+    """Two objectives that pull apart: ``error`` falls as ``size`` grows (x in [0, 1])."""
+    x, y = float(config["x"]), float(config["y"])
+    report(1.0 - x, 1)
+    return {"error": (1.0 - x) ** 2 + 0.1 * y, "size": x + 0.1 * y, "aux": 10 * x}
+
+
+def quadratic_xy(config: dict, report) -> float:
+    """One number, for a study that wants several: the worker says what it needs."""
+    return float(config["x"]) ** 2

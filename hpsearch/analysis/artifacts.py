@@ -1,17 +1,20 @@
-"""Where trial artifacts live, which are kept, and reading a trial's validation predictions back.
+"""Where trial artifacts live, which are kept, and reading a trial's kept files back.
 
 Workers keep each complete trial's :class:`~hpsearch.analysis.predictions.ValPredictions` as an
 Optuna artifact of the trial (``predictions.npz``), so that an error-analysis report can be
 built later by any process that reaches the study database and the store
 (:mod:`hpsearch.analysis.report`), and optuna-dashboard lists it in the trial's artifact view.
+Beside it, the final model's weights (``model.safetensors``), which ``hpsearch export`` hands
+over (:mod:`hpsearch.analysis.export_model`).
 
 - The store: ``$HPSEARCH_ARTIFACTS`` / ``--artifacts``: a directory (Optuna's
   ``FileSystemArtifactStore``), ``s3://bucket/prefix`` (``Boto3ArtifactStore``; needs boto3),
   or ``off``. Unset: for a SQLite study database the folder ``hpsearch-artifacts`` beside the
   database file; for PostgreSQL (many machines, no shared folder to assume) reports are off.
 - Keeping: ``$HPSEARCH_KEEP_ARTIFACTS`` / ``--keep-artifacts``: ``best:N`` (default ``best:3``)
-  or ``all``. After each trial the worker removes the predictions of complete trials outside
-  the best N, and of pruned or failed ones, from the store and from the trial's attributes.
+  or ``all``. After each trial the worker removes the predictions and weights of complete
+  trials outside the best N (:func:`trials_to_keep`), and of pruned or failed ones, from the
+  store and from the trial's attributes.
 """
 
 from __future__ import annotations
@@ -24,15 +27,18 @@ import re
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+import numpy as np
 import optuna
 import sqlalchemy
 from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound as OptunaArtifactNotFound
 from optuna.study import StudyDirection
+from optuna.study._multi_objective import _fast_non_domination_rank
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
@@ -55,8 +61,10 @@ if TYPE_CHECKING:
 __all__ = [
     "ARTIFACTS_DIRNAME",
     "DEFAULT_KEEP",
+    "KEPT_FILES",
     "PREDICTIONS_FILE",
     "REMOVED_ATTR",
+    "WEIGHTS_FILE",
     "ArtifactStore",
     "KeepPolicy",
     "default_location",
@@ -65,18 +73,26 @@ __all__ = [
     "open_artifact_store",
     "parse_keep",
     "predictions_for",
+    "trials_to_keep",
     "upload_predictions",
+    "upload_weights",
+    "weights_for",
 ]
 
 log = logging.getLogger("hpsearch.analysis.artifacts")
 
 #: The file name of a trial's kept predictions (what tells hpsearch's artifacts from others).
 PREDICTIONS_FILE = "predictions.npz"
+#: The file name of a trial's kept final weights (safetensors).
+WEIGHTS_FILE = "model.safetensors"
+#: The files workers keep per trial, under one keep policy (``--keep-artifacts``).
+KEPT_FILES = (PREDICTIONS_FILE, WEIGHTS_FILE)
 #: The folder beside a SQLite study database that holds its artifacts by default.
 ARTIFACTS_DIRNAME = "hpsearch-artifacts"
 #: What is kept when neither ``--keep-artifacts`` nor ``$HPSEARCH_KEEP_ARTIFACTS`` says.
 DEFAULT_KEEP = "best:3"
-#: Trial system attribute left when a trial's predictions are removed: why (for messages).
+#: Trial system attribute left when a trial's predictions and weights are removed: why (for
+#: messages).
 REMOVED_ATTR = "hpsearch:predictions_removed"
 _PREFIX = "artifacts:"  # Optuna's key prefix of a trial's artifact rows (optuna.artifacts)
 _ARTIFACT_ID_RE = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
@@ -237,11 +253,30 @@ def upload_predictions(
     file is written before the trial's ``artifacts:<id>`` row (the one
     ``optuna.artifacts.upload_artifact`` writes), so a listed artifact always has its file.
     """
+    return _upload(storage, store, trial_id, predictions.to_bytes(), PREDICTIONS_FILE)
+
+
+def upload_weights(
+    storage: optuna.storages.BaseStorage, store: ArtifactStore, trial_id: int, weights: bytes
+) -> str:
+    """Keep a RUNNING trial's final weights (a safetensors file's bytes) as its artifact
+    ``model.safetensors``; returns its id. As :func:`upload_predictions`: before the tell,
+    the file before its row. Kept and removed under the same policy as the predictions."""
+    return _upload(storage, store, trial_id, weights, WEIGHTS_FILE)
+
+
+def _upload(
+    storage: optuna.storages.BaseStorage,
+    store: ArtifactStore,
+    trial_id: int,
+    data: bytes,
+    filename: str,
+) -> str:
     artifact_id = str(uuid.uuid4())
-    store.write(artifact_id, io.BytesIO(predictions.to_bytes()))
+    store.write(artifact_id, io.BytesIO(data))
     meta = ArtifactMeta(
         artifact_id=artifact_id,
-        filename=PREDICTIONS_FILE,
+        filename=filename,
         mimetype="application/octet-stream",
         encoding=None,
     )
@@ -263,22 +298,24 @@ def _remove_quietly(store: ArtifactStore, artifact_id: str) -> None:
 
 
 _ARTIFACT_ROWS = sqlalchemy.text(
-    "SELECT t.trial_id, t.number, t.state, v.value, a.key, a.value_json"
+    "SELECT t.trial_id, t.number, t.state, v.objective, v.value, a.key, a.value_json"
     " FROM trial_system_attributes a JOIN trials t ON t.trial_id = a.trial_id"
-    " LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0"
+    " LEFT JOIN trial_values v ON v.trial_id = t.trial_id"
     " WHERE t.study_id = :study_id AND a.key LIKE 'artifacts:%'"
 )
 
 
-def _is_predictions(value_json: str | None) -> bool:
+def _kept_file(value_json: str | None) -> str | None:
+    """Which of :data:`KEPT_FILES` an artifact row is; None for any other artifact."""
     # Optuna stores the meta as a JSON string value, so the column holds JSON of a JSON string.
     try:
         meta = json.loads(value_json or "null")
         if isinstance(meta, str):
             meta = json.loads(meta)
     except ValueError:
-        return False
-    return isinstance(meta, dict) and meta.get("filename") == PREDICTIONS_FILE
+        return None
+    filename = meta.get("filename") if isinstance(meta, dict) else None
+    return filename if filename in KEPT_FILES else None
 
 
 def keep_best_predictions(
@@ -287,11 +324,12 @@ def keep_best_predictions(
     study_id: int,
     keep: KeepPolicy,
 ) -> list[int]:
-    """Remove the predictions of trials that no longer keep them; returns those trial numbers.
+    """Remove the predictions and weights of trials that no longer keep them; returns those
+    trial numbers.
 
-    Complete trials outside the ``keep.best`` best (by the study's direction; ties: the earlier
-    trial) and finished trials that did not complete lose their ``predictions.npz``: the file
-    from the store, then the ``artifacts:<id>`` row (so the dashboard lists no deleted file),
+    Complete trials outside the ``keep.best`` best (:func:`trials_to_keep`) and finished trials
+    that did not complete lose their ``predictions.npz`` and ``model.safetensors``: each file
+    from the store, then its ``artifacts:<id>`` row (so the dashboard lists no deleted file),
     and the trial gets a :data:`REMOVED_ATTR` row saying why. Running and waiting trials are
     left alone. One bounded query (only trials that hold predictions: about N), repeated under
     the study lock only when something is to go; :func:`hpsearch.db.storage.mark_trials_edited`
@@ -300,12 +338,12 @@ def keep_best_predictions(
     """
     if keep.best is None:
         return []
-    direction = storage.get_study_directions(study_id)[0]
+    directions = storage.get_study_directions(study_id)
     # Look first without the lock (claims wait on it): most trials leave nothing to remove.
-    if not _to_remove(storage, study_id, direction, keep.best):
+    if not _to_remove(storage, study_id, directions, keep.best):
         return []
     with study_lock(storage, study_id):
-        holders = _to_remove(storage, study_id, direction, keep.best)
+        holders = _to_remove(storage, study_id, directions, keep.best)
         removed: dict[int, tuple[int, str]] = {}  # trial_id -> (number, why)
         for key, trials in holders.items():
             try:
@@ -345,36 +383,78 @@ def keep_best_predictions(
 
 
 def _to_remove(
-    storage: optuna.storages.RDBStorage, study_id: int, direction: StudyDirection, best: int
+    storage: optuna.storages.RDBStorage,
+    study_id: int,
+    directions: Sequence[StudyDirection],
+    best: int,
 ) -> dict[str, list[tuple[int, int, str]]]:
-    """The prediction artifacts to remove: key -> the trials holding it (id, number, state)."""
+    """The kept artifacts to remove: key -> the trials holding it (id, number, state)."""
     with storage.engine.connect() as conn:
         rows = [
-            r for r in conn.execute(_ARTIFACT_ROWS, {"study_id": study_id}) if _is_predictions(r[5])
+            r
+            for r in conn.execute(_ARTIFACT_ROWS, {"study_id": study_id})
+            if _kept_file(r[6]) is not None
         ]
-    holders: dict[str, list[tuple[int, int, str]]] = {}
-    complete: dict[int, tuple[float, int]] = {}  # trial_id -> (value, number)
-    for trial_id, number, state, value, key, _meta in rows:
-        holders.setdefault(key, []).append((trial_id, number, state))
+    holders: dict[str, set[tuple[int, int, str]]] = {}
+    values: dict[int, dict[int, float]] = {}  # trial_id -> objective -> value
+    numbers: dict[int, int] = {}
+    for trial_id, number, state, objective, value, key, _meta in rows:
+        holders.setdefault(key, set()).add((trial_id, number, state))
         if state == TrialState.COMPLETE.name and value is not None:
-            complete[trial_id] = (value, number)
-    kept = set(sorted(complete, key=lambda t: rank_key(*complete[t], direction))[:best])
+            values.setdefault(trial_id, {})[objective] = value
+            numbers[trial_id] = number
+    complete = {
+        t: ([v[i] for i in range(len(directions))], numbers[t])
+        for t, v in values.items()
+        if len(v) == len(directions)
+    }
+    kept = trials_to_keep(complete, directions, best)
     # A retried trial's copy inherits its artifact rows: a file goes only when no holder keeps it.
     unfinished = {TrialState.RUNNING.name, TrialState.WAITING.name}
     return {
-        key: trials
+        key: sorted(trials)
         for key, trials in holders.items()
         if not any(t in kept or state in unfinished for t, _n, state in trials)
     }
+
+
+def trials_to_keep(
+    complete: Mapping[int, tuple[Sequence[float], int]],
+    directions: Sequence[StudyDirection],
+    best: int,
+) -> set[int]:
+    """The trials that keep their predictions and weights under ``best:N``: of the complete
+    trials ``complete`` (trial id -> (values, number)), the ``best`` best by the one direction
+    (ties: the earlier trial); for several objectives, every trial of the front (none of the
+    others beats it in every objective) and, when the front has fewer than ``best``, the best
+    of the next fronts by the first objective.
+
+    The one place the keep set is chosen.
+    """
+    if len(directions) == 1:
+        one = directions[0]
+        return set(
+            sorted(complete, key=lambda t: rank_key(complete[t][0][0], complete[t][1], one))[:best]
+        )
+    if not complete:
+        return set()
+    ids = sorted(complete, key=lambda t: complete[t][1])
+    signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
+    losses = np.nan_to_num(np.array([complete[t][0] for t in ids], dtype=float) * signs, nan=np.inf)
+    ranks = _fast_non_domination_rank(losses)
+    order = sorted(range(len(ids)), key=lambda i: (ranks[i], losses[i][0], i))
+    front = [i for i in order if ranks[i] == 0]
+    return {ids[i] for i in (front if len(front) >= best else order[:best])}
 
 
 def _why_removed(state: str, keep: KeepPolicy) -> str:
     if state == TrialState.COMPLETE.name:
         return (
             f"it fell out of the best {keep.best} complete trials, the only ones that keep "
-            f"predictions ({keep}; run workers with --keep-artifacts all to keep every trial's)"
+            f"predictions and weights ({keep}; run workers with --keep-artifacts all to keep "
+            "every trial's)"
         )
-    return f"the trial ended {state.lower()}; only complete trials keep predictions"
+    return f"the trial ended {state.lower()}; only complete trials keep predictions and weights"
 
 
 _CACHE_SIZE = 8
@@ -396,6 +476,43 @@ def predictions_for(
     best N kept, run by a user objective, a store that lacks the file) and
     :class:`ArtifactStoreUnavailable` when the store cannot be read.
     """
+    trial_number, artifact_id, which = _kept_artifact(
+        storage, store, study_name, trial_number, filename=PREDICTIONS_FILE
+    )
+    assert store is not None  # _kept_artifact refuses a missing store
+    return trial_number, _load(store, artifact_id, which)
+
+
+def weights_for(
+    storage: optuna.storages.RDBStorage,
+    store: ArtifactStore | None,
+    study_name: str,
+    trial_number: int | None = None,
+) -> tuple[int, bytes]:
+    """The kept final weights of a trial (the best complete trial by default): the bytes of
+    its ``model.safetensors``.
+
+    Returns ``(trial_number, data)``. Raises as :func:`predictions_for` does, saying why the
+    trial kept no weights (no artifact store, still running, pruned or failed, not among the
+    best N kept, run by a user objective).
+    """
+    trial_number, artifact_id, which = _kept_artifact(
+        storage, store, study_name, trial_number, filename=WEIGHTS_FILE
+    )
+    assert store is not None  # _kept_artifact refuses a missing store
+    return trial_number, _read(store, artifact_id, f"the weights of {which}")
+
+
+def _kept_artifact(
+    storage: optuna.storages.RDBStorage,
+    store: ArtifactStore | None,
+    study_name: str,
+    trial_number: int | None,
+    *,
+    filename: str,
+) -> tuple[int, str, str]:
+    """``(trial_number, artifact_id, which)`` of a trial's kept ``filename`` (one of
+    :data:`KEPT_FILES`); ``which`` names the trial for messages."""
     if trial_number is None:  # the same best trial as GET /studies/{name}/best
         trial_id, trial_number = best_trial_id(storage, study_name)
     else:
@@ -408,7 +525,14 @@ def predictions_for(
         except KeyError as e:
             raise TrialNotFound(f"study {study_name!r} has no trial number {trial_number}") from e
     which = f"trial {trial_number} of study {study_name!r}"
+    weights = filename == WEIGHTS_FILE
     if store is None:
+        if weights:
+            raise ArtifactNotFound(
+                f"no weights for {which}: there is no artifact store to keep them in (the "
+                f"study database is not a SQLite file): {_HOW_TO_TURN_ON}, the same on the "
+                "workers, and train again"
+            )
         raise ArtifactNotFound(
             f"no report for {which}: reports are off (no artifact store; the study database is "
             f"not a SQLite file): {_HOW_TO_TURN_ON}, the same on the workers"
@@ -429,14 +553,16 @@ def predictions_for(
         (
             key[len(_PREFIX) :]
             for key, value in attrs
-            if key.startswith(_PREFIX) and _is_predictions(value)
+            if key.startswith(_PREFIX) and _kept_file(value) == filename
         ),
         None,
     )
     if artifact_id is None:
         removed = next((json.loads(v) for k, v in attrs if k == REMOVED_ATTR), None)
+        if weights:
+            raise ArtifactNotFound(f"no weights for {which}: {_why_no_weights(state, removed)}")
         raise ArtifactNotFound(f"no report for {which}: {_why_none(state, removed)}")
-    return trial_number, _load(store, artifact_id, which)
+    return trial_number, artifact_id, which
 
 
 def _why_none(state: str, removed: str | None) -> str:
@@ -453,28 +579,49 @@ def _why_none(state: str, removed: str | None) -> str:
     )
 
 
+def _why_no_weights(state: str, removed: str | None) -> str:
+    if state in (TrialState.RUNNING.name, TrialState.WAITING.name):
+        return f"it is {state.lower()}; its weights are kept when it completes"
+    if state in (TrialState.PRUNED.name, TrialState.FAIL.name):
+        word = "pruned" if state == TrialState.PRUNED.name else "failed"
+        return (
+            f"it was {word}, and only complete trials keep weights: export a complete one "
+            "(--trial N; `hpsearch trials NAME --state complete` lists them)"
+        )
+    if removed:
+        return f"its weights were removed: {removed}"
+    return (
+        "it kept no weights: it ran with a user --objective (only the built-in trainer hands "
+        "its model over), on a worker with no artifact store (" + _HOW_TO_TURN_ON + "), or "
+        "on a worker of an hpsearch version that kept no weights"
+    )
+
+
+def _read(store: ArtifactStore, artifact_id: str, what: str) -> bytes:
+    """The bytes of a kept file; ``what`` names it for messages."""
+    try:
+        with store.open_reader(artifact_id) as reader:
+            return reader.read()
+    except OptunaArtifactNotFound as e:
+        raise ArtifactNotFound(
+            f"{what} (artifact {artifact_id}) are not in the store at {store.location}: point "
+            "--artifacts / HPSEARCH_ARTIFACTS at the store the workers write to"
+        ) from e
+    except ValueError as e:  # an id that is no UUID (written outside hpsearch): nothing to read
+        raise ArtifactNotFound(f"{what}: {e}") from e
+    except Exception as e:
+        raise ArtifactStoreUnavailable(
+            f"cannot read {what} from the artifact store at {store.location}: {e}"
+        ) from e
+
+
 def _load(store: ArtifactStore, artifact_id: str, which: str) -> ValPredictions:
     cache_key = (store.location, artifact_id)
     with _cache_lock:
         if cache_key in _cache:
             _cache.move_to_end(cache_key)
             return _cache[cache_key]
-    try:
-        with store.open_reader(artifact_id) as reader:
-            data = reader.read()
-    except OptunaArtifactNotFound as e:
-        raise ArtifactNotFound(
-            f"the predictions of {which} (artifact {artifact_id}) are not in the store at "
-            f"{store.location}: point --artifacts / HPSEARCH_ARTIFACTS at the store the workers "
-            "write to"
-        ) from e
-    except ValueError as e:  # an id that is no UUID (written outside hpsearch): nothing to read
-        raise ArtifactNotFound(f"no report for {which}: {e}") from e
-    except Exception as e:
-        raise ArtifactStoreUnavailable(
-            f"cannot read the predictions of {which} from the artifact store at "
-            f"{store.location}: {e}"
-        ) from e
+    data = _read(store, artifact_id, f"the predictions of {which}")
     try:
         predictions = ValPredictions.load(data)
     except Exception as e:

@@ -4,9 +4,9 @@ Each verb is a :class:`~hpsearch.cli.command.Command` beside its own options, in
 its group: :mod:`~hpsearch.cli.local` (demo, spaces, try, lr-find), :mod:`~hpsearch.cli.serve`,
 :mod:`~hpsearch.cli.worker` (worker, workers), :mod:`~hpsearch.cli.results` (status, best,
 trials, importance, report), :mod:`~hpsearch.cli.studies` (submit and the verbs that change a
-study) and :mod:`~hpsearch.cli.tokens`. The options they share are defined once in
-:mod:`~hpsearch.cli.options`; where studies are read is decided in :mod:`~hpsearch.cli.sources`;
-tables are drawn by :func:`hpsearch.cli.output.render_table`.
+study), :mod:`~hpsearch.cli.export` (export) and :mod:`~hpsearch.cli.tokens`. The options
+they share are defined once in :mod:`~hpsearch.cli.options`; where studies are read is decided
+in :mod:`~hpsearch.cli.sources`; tables are drawn by :func:`hpsearch.cli.output.render_table`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from collections.abc import Sequence
 
 from hpsearch import __version__
 from hpsearch.cli.command import Command, add_command
+from hpsearch.cli.export import Export
 from hpsearch.cli.local import Demo, LrFind, Spaces, Try
-from hpsearch.cli.results import Best, Importance, Report, Status, Trials
+from hpsearch.cli.results import Best, Importance, Pareto, Report, Status, Trials
 from hpsearch.cli.serve import Dashboard, Serve
 from hpsearch.cli.sources import SOURCE_RULE
 from hpsearch.cli.studies import Delete, Enqueue, Extend, Prune, Pruner, Resume, Stop, Submit
@@ -32,8 +33,9 @@ __all__ = ["COMMANDS", "SOURCE_RULE", "build_parser", "main"]
 
 #: Every verb, in the order of ``hpsearch --help``.
 COMMANDS: tuple[type[Command], ...] = (
-    Demo, Serve, Dashboard, Worker, Submit, Status, Workers, Best, Importance, Report, Stop,
-    Resume, Extend, Delete, Prune, Trials, Enqueue, Pruner, Spaces, Try, LrFind, Token,
+    Demo, Serve, Dashboard, Worker, Submit, Status, Workers, Best, Pareto, Importance, Report,
+    Export, Stop, Resume, Extend, Delete, Prune, Trials, Enqueue, Pruner, Spaces, Try, LrFind,
+    Token,
 )  # fmt: skip
 
 

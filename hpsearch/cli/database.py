@@ -81,6 +81,10 @@ class DatabaseClient:
         """The best trial with its full resolved config."""
         return studies.best_trial(self._storage, name).model_dump(mode="json")
 
+    def pareto(self, name: str) -> dict[str, Any]:
+        """The study's Pareto front, as ``GET /studies/{name}/pareto``."""
+        return studies.pareto_front(self._storage, name).model_dump(mode="json")
+
     def trials(
         self, name: str, *, offset: int = 0, limit: int = 50, state: str | None = None
     ) -> dict[str, Any]:

@@ -43,14 +43,14 @@ JSON.add_argument("--json", action="store_true", help="print JSON")
 STUDY = _parent()
 STUDY.add_argument("name", help="study name")
 
-#: --artifacts: where the trials' kept predictions are.
+#: --artifacts: where the trials' kept predictions and weights are.
 ARTIFACTS = _parent()
 ARTIFACTS.add_argument(
     "--artifacts",
-    help="artifact store of the trials' kept predictions (reports): a directory or "
-    "s3://bucket/prefix, the same for every worker and reader; 'off' for none (default: "
-    "$HPSEARCH_ARTIFACTS, else the folder hpsearch-artifacts beside a SQLite study database; "
-    "for PostgreSQL reports are off unless set)",
+    help="artifact store of the trials' kept predictions and weights (report, export): a "
+    "directory or s3://bucket/prefix, the same for every worker and reader; 'off' for none "
+    "(default: $HPSEARCH_ARTIFACTS, else the folder hpsearch-artifacts beside a SQLite study "
+    "database; for PostgreSQL reports are off unless set)",
 )
 
 #: --host and --allowed-host: what a server listens on and the host names it answers to.

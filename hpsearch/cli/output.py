@@ -10,6 +10,7 @@ __all__ = [
     "Column",
     "change_text",
     "format_config",
+    "grid_text",
     "print_rows",
     "progress_line",
     "render_table",
@@ -85,13 +86,33 @@ def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
         ("state", status.get("state") or ("done" if status["done"] else "open")),
         ("done", status["done_reason"] or "no"),
     ]
+    if status.get("grid_points") is not None:  # a grid search: how much of it the budget covers
+        rows.insert(3, ("grid", grid_text(status)))
     history = status.get("history") or []
     if history:  # changes made after it was created (hpsearch extend, PATCH)
         rows.append(("changed", f"{len(history)} time(s); last: {change_text(history[-1])}"))
+    pareto = status.get("pareto")
+    if pareto:  # several objectives: the front, not one best
+        volume = pareto["hypervolume"]
+        rows.append(
+            (
+                "pareto front",
+                f"{pareto['size']} trial(s) over {', '.join(pareto['objectives'])}; hypervolume "
+                + ("-" if volume is None else f"{volume:.4g}")
+                + f"  (`hpsearch pareto {status['name']}`)",
+            )
+        )
     misfit = status.get("prior_misfit")
     if misfit:  # the study's evidence disagrees with the checklist's tiers
         rows.append(("prior misfit", misfit["message"]))
     return rows
+
+
+def grid_text(status: Mapping[str, Any]) -> str:
+    """How many points a grid study's grid has, and how many of them its trial budget runs."""
+    points, budget = status["grid_points"], status["budget_trials"]
+    covered = "every point" if budget == points else f"{budget} of them (budget.trials)"
+    return f"{points} grid points; the study runs {covered}"
 
 
 def change_text(change: dict[str, Any]) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from typing import Any
 
@@ -13,7 +15,7 @@ from hpsearch.cli.output import Column, format_config, print_rows, render_table,
 from hpsearch.cli.sources import database_source, open_source
 from hpsearch.cli.trial_display import format_trial, trial_rows
 
-__all__ = ["Best", "Importance", "Report", "Status", "Trials"]
+__all__ = ["Best", "Importance", "Pareto", "Report", "Status", "Trials"]
 
 
 def _reader(args: argparse.Namespace) -> Any:
@@ -74,6 +76,91 @@ class Best(Command, name="best", options=(options.STUDY, options.SOURCE, options
             return 0
         print(f"best trial of {args.name}: #{best['number']}  value {best['value']:.4f}")
         print("\n".join(format_config(best["config"])))
+        return 0
+
+
+_LIMIT = re.compile(r"^\s*([A-Za-z][\w./-]*)\s*(<=|>=)\s*(\S+)\s*$")
+
+
+def _limits(texts: list[str]) -> dict[str, Any]:
+    """``--pick latency_ms<=5`` as bounds by metric; raises UsageError in one line."""
+    from hpsearch.errors import UsageError
+    from hpsearch.studies.objectives import Bound
+
+    out: dict[str, Any] = {}
+    for text in texts:
+        match = _LIMIT.match(text)
+        try:
+            number = float(match.group(3)) if match else math.nan
+        except ValueError:
+            number = math.nan
+        if match is None or not math.isfinite(number):
+            raise UsageError(f"--pick {text!r} must look like METRIC<=NUMBER or METRIC>=NUMBER")
+        name, op = match.group(1), match.group(2)
+        given = out[name].model_dump() if name in out else {}
+        out[name] = Bound.model_validate({**given, "max" if op == "<=" else "min": number})
+    return out
+
+
+class Pareto(Command, name="pareto", options=(options.STUDY, options.SOURCE, options.JSON)):
+    """print a study's Pareto front (several objectives), or pick one point of it
+
+    The front is the complete trials that break no constraint and that no other trial beats in
+    every objective, best in the first objective first, with the hypervolume it dominates up to
+    each objective's worst value so far. --pick METRIC<=X (repeatable) prints the front's
+    best trial in the first objective among those within the limits, with its full config:
+    for example the most accurate under a latency budget.
+    """
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--pick", action="append", default=[], metavar="METRIC<=X",
+            help="print the front's best point (first objective) within these limits, e.g. "
+            "--pick latency_ms<=5",
+        )  # fmt: skip
+
+    def run(self, args: argparse.Namespace) -> int:
+        from hpsearch.studies.pareto import ParetoFront, pick
+
+        limits = _limits(args.pick)
+        front = _reader(args).pareto(args.name)
+        if args.pick:
+            chosen = pick(ParetoFront.model_validate(front), limits).model_dump(mode="json")
+            if args.json:
+                print(json.dumps(chosen, indent=2))
+                return 0
+            names = [o["metric"] for o in front["objectives"]]
+            shown = ", ".join(
+                f"{n} {v:.4g}" for n, v in zip(names, chosen["values"] or [chosen["value"]])
+            )
+            print(f"picked trial #{chosen['number']} of {args.name}: {shown}")
+            print("\n".join(format_config(chosen["config"])))
+            return 0
+        if args.json:
+            print(json.dumps(front, indent=2))
+            return 0
+        names = [o["metric"] for o in front["objectives"]]
+        volume = front["hypervolume"]
+        print(
+            f"pareto front of {args.name}: {len(front['trials'])} of {front['complete']} complete "
+            "trial(s); hypervolume "
+            + ("-" if volume is None else f"{volume:.4g}")
+            + (f" up to {front['reference_point']}" if front["reference_point"] else "")
+        )
+        if not front["trials"]:
+            print("no complete trial yet")
+            return 0
+        columns = [Column(title="trial", align=">", width=6)] + [
+            Column(title=n, align=">", width=max(10, len(n)), gap=" ") for n in names
+        ]
+        rows = [
+            (
+                f"#{t['number']}",
+                *("-" if v is None else f"{v:.4g}" for v in (t["values"] or [t["value"]])),
+            )
+            for t in front["trials"]
+        ]
+        print("\n".join(render_table(columns, rows)))
         return 0
 
 

@@ -71,6 +71,10 @@ class Submit(Command, name="submit", options=(options.SOURCE,)):
         with _writer(args, create=True) as client:
             created = client.create_study(spec)
         print(created["name"])
+        if created.get("grid_points") is not None:  # on stderr: stdout is the name alone
+            from hpsearch.cli.output import grid_text
+
+            print(grid_text(created), file=sys.stderr)
         return 0
 
 

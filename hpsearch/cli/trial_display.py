@@ -23,6 +23,14 @@ def _reason(trial: Mapping[str, Any]) -> str:
     return text if len(text) <= REASON_WIDTH else text[: REASON_WIDTH - 3] + "..."
 
 
+def _value_text(trial: Mapping[str, Any], fmt: str) -> str:
+    """A trial's value, or its values (several objectives) joined by '/'."""
+    several = trial.get("values")
+    if several:
+        return "/".join("-" if v is None else format(v, ".3g") for v in several)
+    return "-" if trial.get("value") is None else format(trial["value"], fmt)
+
+
 def trial_rows(trials: Sequence[Mapping[str, Any]]) -> list[str]:
     """The table of ``hpsearch trials``: number, state, value, seconds, worker, and why a trial
     failed or was pruned (its first line, cut to :data:`REASON_WIDTH`)."""
@@ -38,7 +46,7 @@ def trial_rows(trials: Sequence[Mapping[str, Any]]) -> list[str]:
         (
             str(t["number"]),
             str(t["state"]),
-            "-" if t.get("value") is None else f"{t['value']:.4f}",
+            _value_text(t, ".4f"),
             "-" if t.get("duration_seconds") is None else f"{t['duration_seconds']:.1f}",
             str(t.get("worker") or "-"),
             _reason(t) or "-",
@@ -51,7 +59,7 @@ def trial_rows(trials: Sequence[Mapping[str, Any]]) -> list[str]:
 def format_trial(trial: Mapping[str, Any]) -> str:
     """One trial in full: state, value, timing, config, learning curve, and why it ended
     (a user objective's traceback included)."""
-    value = "-" if trial.get("value") is None else f"{trial['value']:.6g}"
+    value = _value_text(trial, ".6g")
     seconds = trial.get("duration_seconds")
     lines = [
         f"trial {trial['number']}: {trial['state']}, value {value}"
@@ -69,6 +77,9 @@ def format_trial(trial: Mapping[str, Any]) -> str:
         shown = ", ".join(f"{s}: {float(curve[s]):.4g}" for s in steps[-10:])
         more = f" (last 10 of {len(steps)})" if len(steps) > 10 else ""
         lines.append(f"reported{more}: {shown}")
+    metrics = trial.get("metrics") or {}
+    if metrics:  # every metric at its end, what the model costs included
+        lines.append("metrics: " + ", ".join(f"{k} {float(v):.4g}" for k, v in metrics.items()))
     if trial.get("prune_reason"):
         lines.append(f"pruned: {trial['prune_reason']}")
     if trial.get("fail_reason"):

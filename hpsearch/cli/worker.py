@@ -39,8 +39,8 @@ class Worker(Command, name="worker", options=(options.STORAGE, options.ARTIFACTS
         parser.add_argument(
             "--objective",
             help="your own training function, package.module:function(config, report) -> metric "
-            "(its trials get no error-analysis reports: only the built-in trainer hands over "
-            "predictions)",
+            "(its trials get no error-analysis reports nor exports: only the built-in trainer "
+            "hands over predictions and weights)",
         )
         parser.add_argument(
             "--wait",

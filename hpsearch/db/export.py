@@ -85,8 +85,8 @@ def trials_csv(
 ) -> Iterator[str]:
     """The study's trials (optionally of one state) as CSV lines, header first.
 
-    Columns: :data:`CSV_COLUMNS`, then ``params_<name>`` for each parameter any trial has, in
-    the space's order. Trials are read ``page_size`` at a time, so a large study is never in
+    Columns: :data:`CSV_COLUMNS`, then (several objectives) ``value_<metric>`` for each
+    objective, then ``params_<name>`` for each parameter any trial has, in the space's order. Trials are read ``page_size`` at a time, so a large study is never in
     memory at once. String cells that a spreadsheet would take for a formula are prefixed with
     a quote. The study and the state filter are checked now (raising StudyNotFound or
     SpecError), before the first line is produced.
@@ -95,7 +95,13 @@ def trials_csv(
     study_id = storage.get_study_id_from_name(name)
     states = trial_states(state)
     param_names = _param_names(storage, study_id, spec.search_space.ordered_names())
-    header = [*CSV_COLUMNS, *(f"params_{p}" for p in param_names)]
+    # Several objectives: one `value_<metric>` column each after the fixed ones.
+    objectives = [o.metric for o in spec.objectives]
+    header = [
+        *CSV_COLUMNS,
+        *(f"value_{m}" for m in objectives),
+        *(f"params_{p}" for p in param_names),
+    ]
 
     def lines() -> Iterator[str]:
         yield _line(header)
@@ -108,7 +114,8 @@ def trials_csv(
                 record = trial_record(trial)
                 row = [getattr(record, column) for column in CSV_COLUMNS]
                 row[4:6] = [d.isoformat() if d else None for d in row[4:6]]
-                yield _line(row + [record.params.get(p) for p in param_names])
+                values = (record.values or [None] * len(objectives)) if objectives else []
+                yield _line(row + values + [record.params.get(p) for p in param_names])
             after = page[-1][1]
 
     return lines()

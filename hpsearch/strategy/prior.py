@@ -77,7 +77,8 @@ class PriorSampler(optuna.samplers.BaseSampler):
         evidence_after: finished trials before importance re-ranks the knobs (0: never).
         evidence_every: finished trials between two importance computations.
         fresh: distinct values a knob needs before TPE samples it rather than the prior.
-        inner: the sampler for searched knobs; multivariate TPE with constant liar by default.
+        inner: the sampler for searched knobs; multivariate TPE with constant liar by default
+            (it learns from the constraint values the worker sets on infeasible trials).
     """
 
     def __init__(
@@ -157,8 +158,8 @@ class PriorSampler(optuna.samplers.BaseSampler):
     def importances(self, study: Study) -> dict[str, float]:
         """PED-ANOVA importance (shares summing to 1) on the study's first finished trials, or
         ``{}`` before ``evidence_after`` of them; cached between recomputations."""
-        if self._evidence_after == 0:
-            return {}
+        if self._evidence_after == 0 or study._is_multi_objective():
+            return {}  # one ranking needs one metric: several objectives keep the checklist's
         step, scored = _scored(study, max(self._evidence_after, 4))
         if len(scored) < max(self._evidence_after, 4):
             return {}
@@ -489,6 +490,7 @@ def _scored(study: Study, enough: int) -> tuple[int | None, list[tuple[FrozenTri
     rung that holds enough trials, not only from the few trials that ran to the end.
     """
     trials = study._get_trials(deepcopy=False, use_cache=True, states=_FINISHED)
+    trials = [t for t in trials if not _infeasible(t)]  # a broken constraint is no evidence
     if not any(t.state == TrialState.PRUNED and t.intermediate_values for t in trials):
         return None, [(t, t.value) for t in _completed(study) if _finite(t.value)]
     counts: dict[int, int] = {}
@@ -508,6 +510,11 @@ def _scored(study: Study, enough: int) -> tuple[int | None, list[tuple[FrozenTri
         if _finite(v):
             out.append((t, float(v)))
     return step, out
+
+
+def _infeasible(trial: FrozenTrial) -> bool:
+    """Whether the trial broke a constraint (Optuna's constraint values, > 0 when broken)."""
+    return any(v > 0 for v in trial.constraints.values())
 
 
 def _finite(value: float | None) -> TypeGuard[float]:
@@ -625,6 +632,8 @@ def prior_misfit(study: Study, space: SearchSpace, *, min_trials: int = 15) -> l
     pure-noise studies of 100 trials still get a misfit, so the message says "this study's
     trials rank", not that the checklist is wrong).
     """
+    if study._is_multi_objective():
+        return []  # the importance ranks knobs by one metric
     # A ranking of k knobs needs a few trials per knob before it says anything.
     min_trials = max(min_trials, 3 * len(space.params))
     step, scored = _scored(study, min_trials)

@@ -8,6 +8,8 @@ from typing import Any, NamedTuple
 
 import optuna
 
+from hpsearch.strategy.pareto_pruner import ParetoRungPruner
+
 __all__ = ["MAX_PRUNER_INT", "PRUNERS", "make_pruner"]
 
 #: The largest integer a pruner argument may be (steps, trials, resources, patience): the
@@ -42,6 +44,11 @@ _TABLE: dict[str, _Pruner] = {
         "Wilcoxon signed-rank test against the best trial (`p_threshold`); made for objectives "
         "whose steps are evaluation instances, not epochs of a learning curve",
     ),
+    "pareto": _Pruner(
+        ParetoRungPruner,
+        "for several objectives: at each rung, stop a trial outside the top "
+        "1/`reduction_factor` by non-dominated sorting (as MOASHA; `min_resource`)",
+    ),
     "patient": _Pruner(
         optuna.pruners.PatientPruner,
         "prune after `patience` epochs without improvement (`min_delta`), then ask the pruner "
@@ -59,6 +66,7 @@ def _defaults(name: str, epochs: int) -> dict[str, Any]:
         "median": {"n_startup_trials": 5, "n_warmup_steps": warmup},
         "percentile": {"percentile": 25.0, "n_startup_trials": 5, "n_warmup_steps": warmup},
         "asha": {"min_resource": 1, "reduction_factor": 3},
+        "pareto": {"min_resource": 1, "reduction_factor": 3},
         "hyperband": {"min_resource": 1, "max_resource": epochs, "reduction_factor": 3},
         "wilcoxon": {"p_threshold": 0.1},
         "patient": {"patience": max(2, epochs // 5)},

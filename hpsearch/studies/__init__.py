@@ -63,7 +63,9 @@ from hpsearch.studies.status import (
     page_studies,
     study_states,
     study_status,
+    trials_spent,
 )
+from hpsearch.studies.pareto import ParetoFront, pareto_front, pick
 from hpsearch.studies.trials import (
     TrialRecord,
     best_trial,
@@ -77,6 +79,9 @@ from hpsearch.studies.trials import (
 )
 
 __all__ = [
+    "ParetoFront",
+    "pareto_front",
+    "pick",
     "CONFIG_ATTR",
     "FAILED_ATTR",
     "FAIL_REASON_ATTR",
@@ -127,4 +132,5 @@ __all__ = [
     "study_status",
     "trial_record",
     "trial_states",
+    "trials_spent",
 ]

@@ -26,6 +26,7 @@ from hpsearch.strategy import make_pruner, make_sampler
 from hpsearch.studies._lookup import find_study
 from hpsearch.studies.attrs import SPEC_ATTR, STOPPED_ATTR, WARM_START_ATTR
 from hpsearch.studies.checks import did_you_mean
+from hpsearch.studies.objectives import spec_directions
 from hpsearch.studies.history import StudyChange, append_change, clear_failure, study_failure
 from hpsearch.studies.spec import Budget, PrunerSpec, StudySpec, resolve_spec, validation_message
 from hpsearch.studies.status import StudyStatus, parse_stopped_at, study_status
@@ -70,12 +71,15 @@ def create_study(
             raise SpecError(f"warm_start.study {spec.name!r} is the study itself; name another")
         warm = warm_start_params(storage, spec.warm_start, spec.search_space, spec.fixed)
     try:
-        study = optuna.create_study(storage=storage, study_name=spec.name, direction=spec.direction)
+        study = optuna.create_study(
+            storage=storage, study_name=spec.name, directions=spec_directions(spec)
+        )
     except optuna.exceptions.DuplicatedStudyError as e:
         raise StudyExists(f"a study named {spec.name!r} already exists; pick another name") from e
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([spec.metric])  # the dashboard labels its axes with it
+        # The dashboard labels its axes (and its Pareto-front plot) with them.
+        study.set_metric_names([o.metric for o in spec.objectives] or [spec.metric])
     if warm is not None:  # waiting trials first: a worker that sees the spec finds them queued
         assert spec.warm_start is not None
         params_list, notes = warm
@@ -104,7 +108,13 @@ def open_study(
     """
     spec = load_spec(storage, name)
     seed = None if spec.seed is None else (spec.seed + seed_offset) % 2**32
-    sampler = make_sampler(spec.strategy, spec.search_space, seed=seed, n_trials=spec.budget.trials)
+    sampler = make_sampler(
+        spec.strategy,
+        spec.search_space,
+        seed=seed,
+        n_trials=spec.budget.trials,
+        fixed=spec.fixed,
+    )
     pruner = make_pruner(spec.pruner.name, epochs=spec.task.epochs, **spec.pruner.args)
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     return study, spec
@@ -331,6 +341,11 @@ def enqueue_configs(
     found = find_study(storage, name)
     study_id, spec_json = found.study_id, found.spec_json
     spec = StudySpec.model_validate(spec_json)
+    if spec.strategy == "grid":  # an enqueued config would push grid points out of the budget
+        raise SpecError(
+            f"study {name!r} searches a grid, which runs each of its points once: configs cannot "
+            "be enqueued into it; submit a study with another strategy to run them"
+        )
     params_list = check_configs(spec.search_space, spec.fixed, configs)
     study = optuna.load_study(study_name=name, storage=storage)
     return enqueue_params(storage, study, study_id, params_list)

@@ -36,8 +36,9 @@ from hpsearch.families import (
 from hpsearch.spaces import SearchSpace, load_space
 from hpsearch.spaces.loading import describe_space_error
 from hpsearch.spaces.messages import plain_errors
-from hpsearch.strategy import PRUNERS, STRATEGIES, make_pruner
+from hpsearch.strategy import PRUNERS, STRATEGIES, grid_size, make_pruner
 from hpsearch.studies.checks import check_bundled_task
+from hpsearch.studies.objectives import Bound, Objective
 from hpsearch.studies.limits import (
     MAX_BUDGET_SECONDS,
     MAX_BUDGET_TRIALS,
@@ -130,6 +131,20 @@ class StudySpec(BaseModel):
         "function (task family `custom`) names its metric freely, with its `direction`.",
     )
     direction: Literal["maximize", "minimize"] | None = None
+    objectives: list[Objective] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Several metrics to optimize at once, each with its direction: a list of "
+        "{metric, direction} or {val_accuracy: maximize, latency_ms: minimize}. The first is "
+        "also `metric`. Empty: the one `metric`.",
+    )
+    constraints: dict[str, Bound] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Bounds on metrics, e.g. {params: {max: 2.0e6}, latency_ms: {max: 5}}; a "
+        "trial that breaks one ends pruned as infeasible (before its first epoch when the "
+        "metric is known before training).",
+    )
     budget: Budget = Field(default_factory=lambda: Budget(trials=50))
     strategy: str = "impact"
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
@@ -169,6 +184,38 @@ class StudySpec(BaseModel):
         except ValidationError as e:
             raise ValueError(describe_space_error(e, "space")) from None
 
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _objectives_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict):  # {val_accuracy: maximize, latency_ms: minimize}
+            return [{"metric": k, "direction": v} for k, v in data.items()]
+        if isinstance(data, list):  # [val_accuracy, {metric: latency_ms}]
+            return [{"metric": o} if isinstance(o, str) else o for o in data]
+        return data
+
+    @field_validator("objectives")
+    @classmethod
+    def _objective_names(cls, objectives: list[Objective]) -> list[Objective]:
+        names = [o.metric for o in objectives]
+        for name in names:
+            _metric_name(name)
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"objective {twice[0]!r} is named twice; name each metric once")
+        return objectives
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraint_names(cls, constraints: dict[str, Bound]) -> dict[str, Bound]:
+        for name in constraints:
+            _metric_name(name)
+        return constraints
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study optimizes several metrics (a Pareto front, not one best)."""
+        return len(self.objectives) > 1
+
     @field_validator("name")
     @classmethod
     def _valid_name(cls, name: str | None) -> str | None:
@@ -191,20 +238,57 @@ class StudySpec(BaseModel):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, metric: str) -> str:
-        # Any name for your own function (checked against the family in resolve_spec): it
-        # labels the dashboard's axis and the CLI's columns, so it is a plain word.
-        if metric and not _METRIC_RE.match(metric):
-            raise ValueError(
-                f"metric {metric!r} must start with a letter and use only letters, digits, "
-                "'_', '.', '-' and '/' (at most 64 characters), e.g. val_f1"
-            )
-        return metric
+        return _metric_name(metric) if metric else metric
 
     @property
     def search_space(self) -> SearchSpace:
         """The inline space (only on a resolved spec)."""
         assert isinstance(self.space, SearchSpace), "resolve the spec first"
         return self.space
+
+
+#: Strategies whose sampler cannot optimize several objectives at once.
+_SINGLE_OBJECTIVE_STRATEGIES = ("tiers", "cmaes")
+#: Pruners that can judge a trade-off of several objectives.
+_MULTI_OBJECTIVE_PRUNERS = ("none", "pareto")
+
+
+def _direction(family: str, metric: str, given: str | None) -> Literal["maximize", "minimize"]:
+    """The direction of ``metric`` for ``family``: the known one (``given`` must agree), or
+    ``given`` for a metric of the user's own function; raises :class:`SpecError`."""
+    reported = FAMILY_METRICS.get(family, tuple(METRICS))
+    if family == USER_OBJECTIVE_FAMILY and metric not in METRICS:
+        # Your own function's metric: only you know which way is better.
+        if given is None:
+            raise SpecError(
+                f"metric {metric!r} is your function's own: say which way is better with "
+                "`direction: maximize` or `direction: minimize`"
+            )
+        return "maximize" if given == "maximize" else "minimize"
+    known = METRICS.get(metric, "minimize")
+    if metric not in reported:
+        raise SpecError(
+            f"metric {metric!r} is not reported for {family}: use metric "
+            f"{' or '.join(reported)} for {family}"
+        )
+    if given is not None and given != known:
+        raise SpecError(
+            f"direction {given!r} contradicts metric {metric!r}, which is better when "
+            f"{'higher' if known == 'maximize' else 'lower'}: "
+            f"use direction {known!r} or leave it out"
+        )
+    return known
+
+
+def _metric_name(metric: str) -> str:
+    # Any name for your own function (checked against the family in resolve_spec): it
+    # labels the dashboard's axis and the CLI's columns, so it is a plain word.
+    if not _METRIC_RE.match(metric):
+        raise ValueError(
+            f"metric {metric!r} must start with a letter and use only letters, digits, "
+            "'_', '.', '-' and '/' (at most 64 characters), e.g. val_f1"
+        )
+    return metric
 
 
 def validation_message(e: ValidationError) -> str:
@@ -267,33 +351,11 @@ def resolve_spec(spec: StudySpec | dict[str, Any], *, allow_space_paths: bool = 
             "task.pretrained_weights (a weights file on the workers' machines, or 'hub'); "
             "give it, or add `fixed: {transfer.pretrained: false}`"
         )
-    metric = spec.metric or default_metric(family)
-    reported = FAMILY_METRICS.get(family, tuple(METRICS))
-    if family == USER_OBJECTIVE_FAMILY and metric not in METRICS:
-        # Your own function's metric: only you know which way is better.
-        if spec.direction is None:
-            raise SpecError(
-                f"metric {metric!r} is your function's own: say which way is better with "
-                "`direction: maximize` or `direction: minimize`"
-            )
-        reported = (metric,)
-        known_direction = spec.direction
-    else:
-        known_direction = METRICS.get(metric, "minimize")
-    if metric not in reported:
-        raise SpecError(
-            f"metric {metric!r} is not reported for {family}: use metric "
-            f"{' or '.join(reported)} for {family}"
-        )
-    direction = spec.direction or known_direction
-    if direction != known_direction:
-        raise SpecError(
-            f"direction {direction!r} contradicts metric {metric!r}, which is better when "
-            f"{'higher' if known_direction == 'maximize' else 'lower'}: "
-            f"use direction {known_direction!r} or leave it out"
-        )
+    if spec.strategy == "grid":  # each point runs once: the grid's size caps the trial budget
+        spec = spec.model_copy(update={"budget": _grid_budget(spec, space, fixed)})
+    metric, direction, objectives, pruner = _objectives_and_pruner(spec, family)
     try:
-        make_pruner(spec.pruner.name, epochs=spec.task.epochs, **spec.pruner.args)
+        make_pruner(pruner.name, epochs=spec.task.epochs, **pruner.args)
     except ValueError as e:
         raise SpecError(f"pruner: {e}") from e
     now = dt.datetime.now(dt.UTC)
@@ -305,7 +367,89 @@ def resolve_spec(spec: StudySpec | dict[str, Any], *, allow_space_paths: bool = 
             "task": task.model_copy(update={"family": family}),
             "metric": metric,
             "direction": direction,
+            "objectives": objectives,
+            "pruner": pruner,
             "fixed": fixed,
             "created_at": now,
         }
     )
+
+
+def _objectives_and_pruner(
+    spec: StudySpec, family: str
+) -> tuple[str, Literal["maximize", "minimize"], list[Objective], PrunerSpec]:
+    """The spec's metric and direction (the first objective's), its objectives (empty for
+    one) and its pruner (a trade-off's default: ``pareto``), each checked against ``family``;
+    its constraints checked too. Raises :class:`SpecError`."""
+    if spec.objectives:
+        first = spec.objectives[0]
+        if spec.metric and spec.metric != first.metric:
+            raise SpecError(
+                f"metric {spec.metric!r} is not the first objective ({first.metric!r}): "
+                "leave `metric` out when you give `objectives`"
+            )
+        objectives = [
+            Objective(
+                metric=o.metric,
+                direction=_direction(
+                    family, o.metric, o.direction or (spec.direction if i == 0 else None)
+                ),
+            )
+            for i, o in enumerate(spec.objectives)
+        ]
+    else:
+        metric = spec.metric or default_metric(family)
+        objectives = [
+            Objective(metric=metric, direction=_direction(family, metric, spec.direction))
+        ]
+    metric, direction = objectives[0].metric, objectives[0].direction or "minimize"
+    if len(objectives) == 1:
+        objectives = []  # one objective is the plain `metric` spec
+    if family != USER_OBJECTIVE_FAMILY:
+        reported = FAMILY_METRICS.get(family, tuple(METRICS))
+        for name in spec.constraints:
+            if name not in reported:
+                raise SpecError(
+                    f"constraint on {name!r}: {family} does not report it; constrain one of "
+                    f"{', '.join(reported)}"
+                )
+    pruner = spec.pruner
+    if len(objectives) > 1:
+        if spec.strategy in _SINGLE_OBJECTIVE_STRATEGIES:
+            several = [s for s in STRATEGIES if s not in _SINGLE_OBJECTIVE_STRATEGIES]
+            raise SpecError(
+                f"strategy {spec.strategy!r} optimizes one metric; for {len(objectives)} "
+                f"objectives use one of {', '.join(several)}"
+            )
+        if "pruner" not in spec.model_fields_set:  # the trainer's metrics make the vectors
+            pruner = PrunerSpec(name="none" if family == USER_OBJECTIVE_FAMILY else "pareto")
+        elif pruner.name not in _MULTI_OBJECTIVE_PRUNERS:
+            raise SpecError(
+                f"pruner {pruner.name!r} judges one metric and cannot prune a trade-off of "
+                f"{len(objectives)} objectives; use pruner: "
+                f"{' or '.join(_MULTI_OBJECTIVE_PRUNERS)}"
+            )
+    if len(objectives) <= 1 and pruner.name == "pareto":
+        raise SpecError(
+            "pruner 'pareto' sorts several objectives; for one metric use pruner asha "
+            "(the same successive halving) or median"
+        )
+    return metric, direction, objectives, pruner
+
+
+def _grid_budget(spec: StudySpec, space: SearchSpace, fixed: dict[str, Any]) -> Budget:
+    """The trial budget of a grid study: the grid's size at most, and the whole grid when the
+    spec gives no trial budget (the study ends when every point has run). Refuses a space with
+    nothing to grid, and a warm start."""
+    try:
+        points = grid_size(space, fixed)
+    except SpaceError as e:
+        raise SpecError(str(e)) from e
+    if spec.warm_start is not None:
+        raise SpecError(
+            "warm_start does not combine with strategy grid, which runs each of its "
+            f"{points} points once; remove warm_start, or pick another strategy"
+        )
+    if "budget" not in spec.model_fields_set or spec.budget.trials is None:
+        return spec.budget.model_copy(update={"trials": points})  # the whole grid
+    return spec.budget.model_copy(update={"trials": min(spec.budget.trials, points)})

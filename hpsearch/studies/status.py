@@ -27,7 +27,7 @@ from hpsearch.db.fleet import live_workers
 from hpsearch.db.queries import retry_counts, trial_counts_by_state
 from hpsearch.db.stats import TrialStats, trial_stats
 from hpsearch.db.timestamps import UtcDatetime
-from hpsearch.errors import SpecError
+from hpsearch.errors import SpaceError, SpecError
 from hpsearch.studies._lookup import find_study
 from hpsearch.studies.attrs import (
     FAILED_ATTR,
@@ -42,10 +42,12 @@ from hpsearch.studies.history import (
     parse_failure,
     parse_history,
 )
+from hpsearch.strategy import grid_size
 from hpsearch.studies.spec import StudySpec
 from hpsearch.studies.warm_start import WarmStartReport
 
 __all__ = [
+    "ParetoSummary",
     "PruningSummary",
     "StudyState",
     "StudyStatus",
@@ -56,6 +58,7 @@ __all__ = [
     "parse_stopped_at",
     "study_states",
     "study_status",
+    "trials_spent",
 ]
 
 log = logging.getLogger("hpsearch.studies")
@@ -72,6 +75,16 @@ class PruningSummary(BaseModel):
         default=0,
         description="Sum over pruned trials of task.epochs minus the last reported epoch.",
     )
+
+
+class ParetoSummary(BaseModel):
+    """A study of several objectives: its objectives, how many trials are on its front, and the
+    hypervolume they dominate up to ``reference_point`` (each objective's worst value so far)."""
+
+    objectives: list[str]
+    size: int
+    hypervolume: float | None
+    reference_point: list[float] | None
 
 
 class StudyStatus(BaseModel):
@@ -119,6 +132,11 @@ class StudyStatus(BaseModel):
     )
     pruning: PruningSummary = Field(default_factory=PruningSummary)
     workers: int = Field(default=0, description="Live workers running a trial of this study.")
+    grid_points: int | None = Field(
+        default=None,
+        description="For strategy grid: how many points the grid has (budget_trials is this "
+        "at most: the study ends when every point has run); null for other strategies.",
+    )
     warm_start: WarmStartReport | None = None
     failure: StudyFailure | None = Field(
         default=None, description="Why the study failed (state `failed`), else null."
@@ -133,6 +151,12 @@ class StudyStatus(BaseModel):
         "300 at most), with the numbers; null while they agree, before 15 trials finished, for "
         "strategies that do not use the checklist, and in listings (only the status of one "
         "study has it).",
+    )
+    pareto: ParetoSummary | None = Field(
+        default=None,
+        description="For several objectives: the front's size and hypervolume (see "
+        "GET /studies/{name}/pareto); null for one objective and in listings. best_value "
+        "and best_trial are then the front's best in the first objective.",
     )
 
 
@@ -166,6 +190,38 @@ def _elapsed_until_end(row: _StudyRow, stats: TrialStats) -> float:
     return max(0.0, (min(end, now) - spec.created_at).total_seconds())
 
 
+def trials_spent(spec: StudySpec, counts: dict[TrialState, int], *, retries: int = 0) -> int:
+    """The trials that count against ``budget.trials``: the complete and pruned ones.
+
+    A grid study (strategy ``grid``) counts the points whose trial failed and is not retried
+    too: a grid point runs once (``retries``: as in :func:`done_reason`).
+    """
+    spent = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+    if spec.strategy == "grid":
+        spent += max(0, counts[TrialState.FAIL] - retries)
+    return spent
+
+
+# A grid's size, per study: its space and fixed values never change (see PATCHABLE).
+_grid_sizes: dict[tuple[str | None, dt.datetime | None], int] = {}
+
+
+def _grid_points(spec: StudySpec) -> int | None:
+    """How many points a grid study's grid has; ``None`` for other strategies."""
+    if spec.strategy != "grid":
+        return None
+    key = (spec.name, spec.created_at)
+    if key not in _grid_sizes:
+        try:
+            size = grid_size(spec.search_space, spec.fixed)
+        except SpaceError:  # refused at submit; a spec stored by another version
+            return None
+        if len(_grid_sizes) >= 1024:
+            _grid_sizes.clear()
+        _grid_sizes[key] = size
+    return _grid_sizes[key]
+
+
 def done_reason(
     spec: StudySpec,
     counts: dict[TrialState, int],
@@ -185,8 +241,16 @@ def done_reason(
     """
     if failure is not None:
         return failed_reason(spec.name or "NAME", failure)
-    finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+    finished = trials_spent(spec, counts, retries=retries)
     if spec.budget.trials is not None and finished >= spec.budget.trials:
+        points = _grid_points(spec)
+        if points is not None and spec.budget.trials >= points:
+            return f"every point of the grid ran ({points})"
+        if points is not None:
+            return (
+                f"{finished} of the grid's {points} points ran "
+                f"(budget.trials={spec.budget.trials})"
+            )
         return f"{finished} of {spec.budget.trials} trials finished"
     if spec.budget.seconds is not None and _elapsed(spec) >= spec.budget.seconds:
         return f"time budget of {spec.budget.seconds:g} s spent"
@@ -314,6 +378,7 @@ def _status(
         eta_seconds=_eta_seconds(row, stats.mean_seconds),
         pruning=PruningSummary(pruned=stats.pruned, epochs_saved=stats.epochs_saved),
         workers=workers,
+        grid_points=_grid_points(spec),
         warm_start=WarmStartReport.model_validate(warm) if warm else None,
         failure=row.failure,
         history=row.history,
@@ -344,6 +409,16 @@ def study_status(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
         storage, study_id, spec, finished=status.finished, system_attrs=row.system_attrs
     )
     status.prior_misfit = check.misfit if check is not None else None
+    if spec.multi_objective:
+        from hpsearch.studies.pareto import pareto_front  # it reads the status's trial record
+
+        front = pareto_front(storage, name)
+        status.pareto = ParetoSummary(
+            objectives=[o.metric for o in spec.objectives],
+            size=len(front.trials),
+            hypervolume=front.hypervolume,
+            reference_point=front.reference_point,
+        )
     return status
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from hpsearch.db.queries import page_trial_ids
 from hpsearch.db.reads import load_trials
@@ -21,6 +21,7 @@ from hpsearch.db.stats import trial_stats
 from hpsearch.db.timestamps import UtcDatetime
 from hpsearch.errors import SpecError, TrialNotFound, TrialNotRunning
 from hpsearch.studies._lookup import FoundStudy, find_study
+from hpsearch.studies.objectives import INFEASIBLE_ATTR, METRICS_ATTR
 from hpsearch.studies.attrs import (
     CONFIG_ATTR,
     FAIL_REASON_ATTR,
@@ -61,6 +62,18 @@ class TrialRecord(BaseModel):
     prune_reason: str | None
     worker: str | None
     seed: int | None
+    values: list[float | None] | None = Field(
+        default=None,
+        description="One value per objective (a study of several; null where not finite), "
+        "else null.",
+    )
+    metrics: dict[str, float] | None = Field(
+        default=None,
+        description="Every metric the trial reported at its end (costs included), when kept.",
+    )
+    infeasible: str | None = Field(
+        default=None, description="The constraint the trial broke (it ended pruned), else null."
+    )
 
 
 def trial_record(trial: FrozenTrial) -> TrialRecord:
@@ -69,6 +82,9 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
     value = trial.value if trial.values is not None and len(trial.values) == 1 else None
     if value is not None and not math.isfinite(value):
         value = None
+    several = None
+    if trial.values is not None and len(trial.values) > 1:
+        several = [float(v) if math.isfinite(v) else None for v in trial.values]
     return TrialRecord(
         number=trial.number,
         state=trial.state.name.lower(),
@@ -86,6 +102,9 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
         prune_reason=trial.user_attrs.get(PRUNE_REASON_ATTR),
         seed=trial.user_attrs.get(SEED_ATTR),
         worker=trial.user_attrs.get(WORKER_ATTR),
+        values=several,
+        metrics=trial.user_attrs.get(METRICS_ATTR),
+        infeasible=trial.user_attrs.get(INFEASIBLE_ATTR),
     )
 
 

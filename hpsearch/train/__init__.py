@@ -4,7 +4,9 @@ after every epoch.
 
 Workers call :func:`train`, which picks the family's ``fit`` (:func:`fitter`); :func:`fit`
 (tabular), :func:`fit_audio` and :func:`fit_image` yield a run epoch by epoch for callers that
-want more than the reported metric (the learning rate, the training loss).
+want more than the reported metric (the learning rate, the training loss). A trial's model
+comes back with :func:`rebuild_model` (its architecture, from the config) and
+:func:`validate` (its validation metrics, as the epoch loop computes them).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
     )
     from hpsearch.analysis.predictions import WORST_KEPT, ValPredictions
     from hpsearch.train.core.dispatch import FITTERS, fitter, train
+    from hpsearch.train.core.rebuild import rebuild_model, validate
+    from hpsearch.train.core.weights import WeightsCallback
+    from hpsearch.train.core.costs import model_costs
     from hpsearch.train.tabular.trainer import fit
 
 # Imported when first used: ``hpsearch.analysis.predictions`` (numpy only) must stay importable
@@ -65,6 +70,10 @@ _WHERE = {
     "FITTERS": ("hpsearch.train.core.dispatch", "FITTERS"),
     "fitter": ("hpsearch.train.core.dispatch", "fitter"),
     "train": ("hpsearch.train.core.dispatch", "train"),
+    "rebuild_model": ("hpsearch.train.core.rebuild", "rebuild_model"),
+    "validate": ("hpsearch.train.core.rebuild", "validate"),
+    "WeightsCallback": ("hpsearch.train.core.weights", "WeightsCallback"),
+    "model_costs": ("hpsearch.train.core.costs", "model_costs"),
     "fit": ("hpsearch.train.tabular.trainer", "fit"),
 }
 
@@ -98,6 +107,7 @@ __all__ = [
     "TabularSplit",
     "TrainConfig",
     "ValPredictions",
+    "WeightsCallback",
     "build_loss",
     "build_model",
     "build_optimizer",
@@ -107,7 +117,10 @@ __all__ = [
     "fit_image",
     "fitter",
     "load_tabular",
+    "model_costs",
     "parse_config",
+    "rebuild_model",
     "timm_optimizer_name",
     "train",
+    "validate",
 ]

@@ -25,7 +25,7 @@ import secrets
 import signal
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -43,6 +43,7 @@ from hpsearch.analysis.artifacts import (
     open_artifact_store,
     parse_keep,
     upload_predictions,
+    upload_weights,
 )
 from hpsearch.data_roots import DataRoots
 from hpsearch.errors import (
@@ -99,8 +100,19 @@ from hpsearch.studies import (
     load_spec,
     open_study,
     prune_requested,
+    trials_spent,
 )
+from hpsearch.strategy.pareto_pruner import RUNGS_ATTR, ParetoRungPruner
 from hpsearch.studies.checks import dataset_folder
+from hpsearch.studies.objectives import (
+    INFEASIBLE_ATTR,
+    METRICS_ATTR,
+    Bound,
+    Infeasible,
+    constraint_values,
+    objective_values,
+    violations,
+)
 from hpsearch.studies.history import fail_study, history_lengths, study_failure
 from hpsearch.families import USER_OBJECTIVE_FAMILY, TaskSpec
 from hpsearch.worker.claim import claim_trial, find_claimed, new_trial
@@ -141,6 +153,10 @@ class _Outcome:
     # is queued again for another worker, and this one stops serving the study.
     worker_setup: bool = False
     predictions: Any = None  # the final model's ValPredictions, when reports are on
+    weights: bytes | None = None  # the final model's weights (safetensors), likewise
+    values: list[float] | None = None  # one per objective (a complete trial)
+    metrics: dict[str, float] | None = None  # every metric the trial reported, for constraints
+    infeasible: bool = False  # it broke a constraint (it ends pruned)
 
 
 @dataclass
@@ -348,20 +364,27 @@ class _Worker:
     ) -> bool:
         if self._done(study_id, spec, counts) is not None:
             return True
-        held = sum(counts[s] for s in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
+        retries = self._retries(study_id, spec, counts)
+        held = counts[TrialState.RUNNING] + trials_spent(spec, counts, retries=retries)
         # Without a free slot, the rest of the budget is with running trials.
         return spec.budget.trials is not None and held >= spec.budget.trials
 
     def _done(self, study_id: int, spec: StudySpec, counts: dict[TrialState, int]) -> str | None:
-        # Retries only matter once failures pass the limit: count them only then.
-        failing = counts[TrialState.FAIL] > spec.budget.max_failures
         return done_reason(
             spec,
             counts,
             stopped=is_stopped(self.storage, study_id),
-            retries=count_retries(self.storage, study_id) if failing else 0,
+            retries=self._retries(study_id, spec, counts),
             failure=study_failure(self.storage, study_id),
         )
+
+    def _retries(self, study_id: int, spec: StudySpec, counts: dict[TrialState, int]) -> int:
+        # Retries only matter once failures pass the limit, or in a grid, where a failed point
+        # counts against the budget unless retried: count them only then.
+        failing = counts[TrialState.FAIL] > spec.budget.max_failures
+        if failing or (spec.strategy == "grid" and counts[TrialState.FAIL]):
+            return count_retries(self.storage, study_id)
+        return 0
 
     # -- claiming, running and ending a trial ----------------------------------------------
 
@@ -481,6 +504,8 @@ class _Worker:
                 outcome = self._run(joined, trial, seed, checkpoint, attrs)
                 if outcome.predictions is not None and outcome.state == TrialState.COMPLETE:
                     self._keep_predictions(trial, outcome.predictions)  # before the tell
+                if outcome.weights is not None and outcome.state == TrialState.COMPLETE:
+                    self._keep_weights(trial, outcome.weights)
                 self._finish(joined, trial, outcome)
         except WorkerStopped:
             if outcome is not None:  # stopped while writing the result: it is being retried
@@ -502,19 +527,32 @@ class _Worker:
 
     def _keep_predictions(self, trial: optuna.Trial, predictions: Any) -> None:
         """Upload the trial's predictions for reports; a failure only costs the report."""
+        self._upload(trial, upload_predictions, predictions, "its predictions", "no report")
+
+    def _keep_weights(self, trial: optuna.Trial, weights: bytes) -> None:
+        """Upload the trial's final weights for ``hpsearch export``; a failure only costs the
+        export."""
+        self._upload(trial, upload_weights, weights, "its weights", "no export")
+
+    def _upload(
+        self, trial: optuna.Trial, upload: Callable[..., Any], data: Any, what: str, cost: str
+    ) -> None:
         assert self.artifact_store is not None
         try:
-            upload_predictions(self.storage, self.artifact_store, trial._trial_id, predictions)
-        except Exception as e:  # noqa: BLE001 - never fail a trial over its report
+            upload(self.storage, self.artifact_store, trial._trial_id, data)
+        except Exception as e:  # noqa: BLE001 - never fail a trial over what it keeps
             log.warning(
-                "trial %d: could not keep its predictions in %s (no report for it): %s",
+                "trial %d: could not keep %s in %s (%s of it): %s",
                 trial.number,
+                what,
                 self.artifact_store.location,
+                cost,
                 e,
             )
 
     def _clean_up_predictions(self, joined: _Joined) -> None:
-        """Drop the predictions of trials outside the best N kept (``--keep-artifacts``)."""
+        """Drop the predictions and weights of trials outside the best N kept
+        (``--keep-artifacts``)."""
         assert self.artifact_store is not None
         try:
             keep_best_predictions(self.storage, self.artifact_store, joined.study_id, self.keep)
@@ -542,22 +580,56 @@ class _Worker:
         pruner_prunes = not isinstance(joined.study.pruner, optuna.pruners.NopPruner)
         next_request_check = time.monotonic() + PRUNE_REQUEST_POLL_SECONDS
 
+        # Optuna keeps no intermediate values of a study of several objectives, nor prunes it.
+        single = not spec.multi_objective
+
         def report(value: float, step: int) -> None:
             nonlocal next_request_check
-            with warnings.catch_warnings():
-                # A retried trial re-reports the epochs it inherited; Optuna keeps the first.
-                warnings.simplefilter("ignore", UserWarning)
-                link.call("reporting", trial.report, value, step)
+            if single:
+                with warnings.catch_warnings():
+                    # A retried trial re-reports the epochs it inherited; Optuna keeps the first.
+                    warnings.simplefilter("ignore", UserWarning)
+                    link.call("reporting", trial.report, value, step)
             if time.monotonic() >= next_request_check:  # reports of quick steps share a read
                 next_request_check = time.monotonic() + PRUNE_REQUEST_POLL_SECONDS
                 if link.call("reading prune requests", prune_requested, storage, trial._trial_id):
                     raise optuna.TrialPruned(f"pruned on request at step {step}")
-            if pruner_prunes and link.call("asking the pruner", trial.should_prune):
+            if not single and isinstance(joined.study.pruner, ParetoRungPruner):
+                pareto_rung(step)
+            if single and pruner_prunes and link.call("asking the pruner", trial.should_prune):
                 raise optuna.TrialPruned(f"pruned by the {spec.pruner.name} pruner at step {step}")
+
+        metrics: dict[str, float] = {}  # what the trainer measured so far (costs first)
+        rungs: dict[str, list[float]] = {}  # several objectives: the vectors at the rungs
+
+        def pareto_rung(step: int) -> None:
+            pruner = joined.study.pruner
+            assert isinstance(pruner, ParetoRungPruner)
+            vector = [metrics.get(o.metric) for o in spec.objectives]
+            if not pruner.is_rung(step) or any(v is None for v in vector):
+                return  # a function of your own reports one value: nothing to sort
+            values = [float(v) for v in vector if v is not None]
+            rungs[str(step)] = values
+            link.call("reporting", trial.set_user_attr, RUNGS_ATTR, dict(rungs))
+            study, number = joined.study, trial.number
+            if link.call("asking the pruner", pruner.stops, study, number, step, values):
+                raise optuna.TrialPruned(
+                    f"pruned by the pareto pruner at step {step}: dominated at its rung"
+                )
+
+        def observe(measured: dict[str, float]) -> None:
+            metrics.update(measured)
+            broken = violations(spec.constraints, measured)
+            if broken:
+                epoch = "" if "val_loss" not in measured else " after an epoch"
+                when = " before training" if not epoch else epoch
+                raise Infeasible(f"infeasible{when}: {'; '.join(broken)}")
 
         adjustments: list[dict[str, int]] = []
         kept: list[Any] = []  # the predictions of the attempt that finished (after OOM retries)
         keep = kept.append if self.artifact_store is not None else None
+        kept_weights: list[bytes] = []  # likewise, its final weights
+        keep_weights = kept_weights.append if self.artifact_store is not None else None
 
         def record_oom_retry(adjusted: dict[str, Any]) -> None:
             keys = ("train.batch_size", "train.grad_accum")
@@ -571,17 +643,24 @@ class _Worker:
             attrs = {**attrs, CONFIG_ATTR: config}
             link.call("writing the trial", set_trial_user_attrs, storage, trial._trial_id, attrs)
             with self.signals.interruptible():
-                value = float(
-                    run_with_oom_retries(
-                        lambda c: joined.run(c, report, seed, checkpoint, keep),
-                        config,
-                        on_retry=record_oom_retry,
-                    )
+                result = run_with_oom_retries(
+                    lambda c: joined.run(c, report, seed, checkpoint, keep, observe, keep_weights),
+                    config,
+                    on_retry=record_oom_retry,
                 )
-            if not math.isfinite(value):
-                raise TrainingDiverged(f"the objective returned {value}")
+            if isinstance(result, Mapping):
+                metrics.update({k: float(v) for k, v in result.items()})
+                broken = violations(spec.constraints, metrics)
+                if broken:
+                    raise Infeasible(f"infeasible: {'; '.join(broken)}")
+            values = objective_values(spec, result)
+            bad = [v for v in values if not math.isfinite(v)]
+            if bad:
+                raise TrainingDiverged(f"the objective returned {bad[0]}")
+        except Infeasible as e:
+            return _Outcome(TrialState.PRUNED, reason=str(e), metrics=metrics, infeasible=True)
         except optuna.TrialPruned as e:
-            return _Outcome(TrialState.PRUNED, reason=str(e))
+            return _Outcome(TrialState.PRUNED, reason=str(e), metrics=metrics or None)
         except WorkerStopped:
             raise
         except Exception as e:
@@ -609,7 +688,14 @@ class _Worker:
                 fatal=fatal,
                 worker_setup=setup,
             )
-        return _Outcome(TrialState.COMPLETE, value=value, predictions=kept[-1] if kept else None)
+        return _Outcome(
+            TrialState.COMPLETE,
+            value=values[0],
+            values=values,
+            metrics=metrics or None,
+            predictions=kept[-1] if kept else None,
+            weights=kept_weights[-1] if kept_weights else None,
+        )
 
     def _finish(
         self,
@@ -622,7 +708,14 @@ class _Worker:
         """Write the trial's end; a stopped trial is queued to run again (a bounded number of
         times, as for a killed worker's trial)."""
         link = self.link if give_up_after is None else Reconnect(give_up_after=give_up_after)
-        ended = link.call("writing the result", _finish_trial, joined.study, trial, outcome)
+        ended = link.call(
+            "writing the result",
+            _finish_trial,
+            joined.study,
+            trial,
+            outcome,
+            joined.spec.constraints,
+        )
         if ended and outcome.fatal:  # every further trial would fail the same way
             link.call("failing the study", self._fail_study, joined, trial, outcome)
         if ended and (outcome.stopped or outcome.worker_setup):  # another worker runs it
@@ -742,8 +835,14 @@ class _Worker:
             time.sleep(self.poll_seconds)
 
 
-def _finish_trial(study: optuna.Study, trial: optuna.Trial, outcome: _Outcome) -> bool:
-    """The one place a trial's end is written: its state, its value, and why it ended.
+def _finish_trial(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    outcome: _Outcome,
+    constraints: Mapping[str, Bound] | None = None,
+) -> bool:
+    """The one place a trial's end is written: its state, its values, its constraint values
+    (``constraints``, the spec's) and why it ended.
 
     Returns False when the trial had already been ended elsewhere.
     """
@@ -753,7 +852,19 @@ def _finish_trial(study: optuna.Study, trial: optuna.Trial, outcome: _Outcome) -
             trial.set_user_attr(reason_attr[outcome.state], outcome.reason)
         if outcome.traceback and outcome.state == TrialState.FAIL:
             trial.set_user_attr(FAIL_TRACEBACK_ATTR, outcome.traceback)
-        if outcome.state == TrialState.COMPLETE:
+        ended: dict[str, Any] = {}
+        if outcome.metrics:  # the samplers' constraints_func reads them in tell
+            ended[METRICS_ATTR] = outcome.metrics
+        if outcome.infeasible:
+            ended[INFEASIBLE_ATTR] = outcome.reason
+        for key, value in ended.items():
+            trial.set_user_attr(key, value)
+        if constraints:  # Optuna's samplers read them (> 0: broken)
+            for name, violation in constraint_values(constraints, outcome.metrics or {}).items():
+                trial.set_constraint(name, violation)
+        if outcome.state == TrialState.COMPLETE and outcome.values is not None:
+            study.tell(trial, outcome.values if len(outcome.values) > 1 else outcome.values[0])
+        elif outcome.state == TrialState.COMPLETE:
             study.tell(trial, outcome.value)
         else:
             study.tell(trial, state=outcome.state)
@@ -820,7 +931,8 @@ def run_worker(
     epoch, and a retried trial resumes from it. The worker records itself in the fleet table
     (``hpsearch.db.fleet``) while it runs. Returns the number of trials this worker ran.
 
-    Reports: with the built-in trainer, each complete trial's validation predictions are kept
+    Reports: with the built-in trainer, each complete trial's validation predictions (and its
+    final weights, for ``hpsearch export``) are kept
     in the artifact store ``artifacts`` (:func:`hpsearch.analysis.artifacts.open_artifact_store`: a
     directory or ``s3://bucket/prefix``; by default beside a SQLite study database, off for
     PostgreSQL) for the best ``keep_artifacts`` trials (``best:N``, default ``best:3``, or

@@ -7,7 +7,7 @@ import inspect
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,12 @@ from hpsearch.studies import StudySpec
 
 __all__ = [
     "KeepPredictions",
+    "KeepWeights",
     "Objective",
+    "Observe",
     "Report",
     "TrialFunction",
+    "TrialResult",
     "bounded_traceback",
     "load_objective",
     "trial_function",
@@ -27,14 +30,35 @@ __all__ = [
 
 #: ``report(value, step)``: records the metric after a step (an epoch); may raise TrialPruned.
 Report = Callable[[float, int], None]
-#: A user's objective, ``objective(config, report) -> metric`` (optionally ``checkpoint=path``).
-Objective = Callable[..., float]
+#: A user's objective, ``objective(config, report) -> metric`` (optionally ``checkpoint=path``);
+#: a study of several objectives (or constraints) gets a dict of named metrics instead.
+Objective = Callable[..., "TrialResult"]
 #: Gets the final model's validation predictions (a ``ValPredictions``) once, for reports.
 KeepPredictions = Callable[[Any], None]
-#: What the worker calls: ``run(config, report, seed, checkpoint, keep) -> metric``;
+#: Gets the final model's weights once, as the bytes of a safetensors file, for ``hpsearch export``.
+KeepWeights = Callable[[bytes], None]
+#: Gets every metric the trainer knows as it learns them: its costs before the first epoch,
+#: then each epoch's metrics; may raise (an :class:`~hpsearch.studies.objectives.Infeasible`).
+Observe = Callable[[dict[str, float]], None]
+#: What a trial returns: the metric, or (several objectives) a mapping of metric names.
+TrialResult = float | Mapping[str, float]
+#: What the worker calls: ``run(config, report, seed, checkpoint, keep, observe) -> result``;
 #: ``checkpoint`` is the file a resumable trial saves to and resumes from, or None; ``keep``
-#: gets the final model's validation predictions (the built-in trainer only), or is None.
-TrialFunction = Callable[[dict[str, Any], Report, int, Path | None, KeepPredictions | None], float]
+#: gets the final model's validation predictions (the built-in trainer only), or is None;
+#: ``observe`` sees the built-in trainer's metrics (a user's function returns its own);
+#: ``keep_weights`` gets the final model's weights (the built-in trainer only), or is None.
+TrialFunction = Callable[
+    [
+        dict[str, Any],
+        Report,
+        int,
+        Path | None,
+        KeepPredictions | None,
+        Observe | None,
+        KeepWeights | None,
+    ],
+    TrialResult,
+]
 
 
 def load_objective(ref: str) -> Objective:
@@ -110,13 +134,16 @@ def trial_function(
             _seed: int,
             checkpoint: Path | None,
             _keep: KeepPredictions | None,
-        ) -> float:  # a user's objective hands over no predictions: no reports
+            _observe: Observe | None,
+            _keep_weights: KeepWeights | None,
+        ) -> TrialResult:  # a user's objective hands over no predictions: no reports
             if takes_checkpoint:
                 return objective(config, report, checkpoint=checkpoint)
             return objective(config, report)
 
         return run_user
     from hpsearch.train import train  # torch is imported only by processes that train
+    from hpsearch.train.core.weights import safetensors_bytes
 
     def run(
         config: dict[str, Any],
@@ -124,11 +151,22 @@ def trial_function(
         seed: int,
         checkpoint: Path | None,
         keep: KeepPredictions | None,
-    ) -> float:
-        extra = {} if keep is None else {"predictions": keep}
+        observe: Observe | None,
+        keep_weights: KeepWeights | None,
+    ) -> TrialResult:
+        extra: dict[str, Any] = {} if keep is None else {"predictions": keep}
+        if keep_weights is not None:
+            extra["weights"] = lambda state: keep_weights(safetensors_bytes(state))
+        last: dict[str, float] = {}
+
+        def seen(_epoch: int, metrics: dict[str, float]) -> None:
+            last.update(metrics)
+            if observe is not None:
+                observe(metrics)
+
         roots.check_task(spec.task)
         with reading_under(roots):  # files inside a named folder are checked as they are found
-            return train(
+            value = train(
                 config,
                 spec.task,
                 report,
@@ -136,8 +174,13 @@ def trial_function(
                 seed=seed,
                 device=device,
                 checkpoint=checkpoint,
+                metrics=seen,
+                costs=lambda measured: seen(0, measured),  # before the first epoch
                 **extra,
             )
+            if spec.multi_objective:  # every objective, from the last epoch's metrics
+                return {**last, spec.metric: value}
+            return value
 
     return run
 

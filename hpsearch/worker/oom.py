@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from hpsearch.errors import CudaOutOfMemory
+
+_R = TypeVar("_R")
 
 __all__ = ["CudaOutOfMemory", "halve_batch", "is_cuda_oom", "run_with_oom_retries"]
 
@@ -46,11 +48,11 @@ def _free_cuda_memory() -> None:
 
 
 def run_with_oom_retries(
-    run: Callable[[dict[str, Any]], float],
+    run: Callable[[dict[str, Any]], _R],
     config: dict[str, Any],
     *,
     on_retry: Callable[[dict[str, Any]], None],
-) -> float:
+) -> _R:
     """``run(config)``; on CUDA OOM, again with :func:`halve_batch` until it fits.
 
     ``on_retry(adjusted)`` is called with each new config before it runs (to record it on the

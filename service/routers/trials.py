@@ -10,7 +10,13 @@ from fastapi.responses import StreamingResponse
 from hpsearch import studies
 from hpsearch.db.export import trials_csv
 from hpsearch.service.deps import StorageDep, StudyAccess, WriteAccess
-from hpsearch.service.schemas import Offset, TrialNumber, TrialPublic, TrialsPublic
+from hpsearch.service.schemas import (
+    Offset,
+    ParetoPublic,
+    TrialNumber,
+    TrialPublic,
+    TrialsPublic,
+)
 
 router = APIRouter(prefix="/studies/{name}", tags=["trials"], dependencies=[StudyAccess])
 
@@ -55,6 +61,13 @@ def export_trials(
 def best_trial(name: str, storage: StorageDep) -> TrialPublic:
     """The best complete trial and its full resolved config."""
     return studies.best_trial(storage, name)
+
+
+@router.get("/pareto")
+def pareto_front(name: str, storage: StorageDep) -> ParetoPublic:
+    """The Pareto front of a study of several objectives (best in the first objective first),
+    with its hypervolume against each objective's worst value so far; one objective: the best."""
+    return studies.pareto_front(storage, name)
 
 
 @router.get("/trials/{number}")

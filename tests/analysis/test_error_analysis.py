@@ -241,7 +241,8 @@ def test_demo_study_report_matches_a_direct_computation(tmp_path, free_port, cap
     pruned = study.ask()
     study.tell(pruned, state=TrialState.PRUNED)
     store_dir = tmp_path / "hpsearch-artifacts"  # the default beside the SQLite file
-    assert len(list(store_dir.iterdir())) == 2  # the best two trials' predictions, no more
+    # The best two trials' predictions and weights (hpsearch export), no more.
+    assert len(list(store_dir.iterdir())) == 2 * 2
 
     # The direct computation: the best trial again, same config and seed, on CPU.
     direct: list[ValPredictions] = []
@@ -319,9 +320,12 @@ def test_demo_study_report_matches_a_direct_computation(tmp_path, free_port, cap
         with urllib.request.urlopen(f"{base}/api/studies/{study._study_id}?after=0") as r:
             detail = json.load(r)
         listed = {t["number"]: t["artifacts"] for t in detail["trials"]}
-        assert [a["filename"] for a in listed[best.number]] == ["predictions.npz"]
+        filenames = sorted(a["filename"] for a in listed[best.number])
+        assert filenames == ["model.safetensors", "predictions.npz"]
         assert listed[outside.number] == [] and listed[pruned.number] == []
-        artifact_id = listed[best.number][0]["artifact_id"]
+        (artifact_id,) = [
+            a["artifact_id"] for a in listed[best.number] if a["filename"] == "predictions.npz"
+        ]
         trial_id = best._trial_id
         with urllib.request.urlopen(
             f"{base}/artifacts/{study._study_id}/{trial_id}/{artifact_id}"

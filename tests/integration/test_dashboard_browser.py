@@ -163,3 +163,36 @@ def test_a_page_on_another_port_cannot_write_through_a_login(
     finally:
         attacker.shutdown()
         attacker.server_close()
+
+
+def test_the_dashboard_plots_the_pareto_front_with_the_objectives_names(
+    browser: Browser, sqlite_url: str, free_port: int
+) -> None:
+    from hpsearch import studies
+    from hpsearch.worker import run_worker
+
+    spec = {
+        "name": "trade-off",
+        "space": {
+            "params": {
+                "x": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.5},
+                "y": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.5},
+            }
+        },
+        "objectives": {"error": "minimize", "size": "minimize"},
+        "budget": {"trials": 6},
+    }
+    studies.create_study(open_storage(sqlite_url), spec)
+    assert run_worker(sqlite_url, study="trade-off", objective="objectives:trade_off") == 6
+    sid = open_storage(sqlite_url).get_study_id_from_name("trade-off")
+    server = start_dashboard(sqlite_url, port=free_port, anonymous_reads=True, allowed_hosts=[])
+    try:
+        browser.go(f"{server.url}/studies/{sid}")
+        browser.wait_for("document.body.innerText.includes('Pareto Front')")
+        text = browser.evaluate("document.body.innerText")
+        # The plot's axes are the objectives by name (the study's metric names), not "Objective 0".
+        x_axis = text.split("Objective X:", 1)[1].split("Objective Y:", 1)
+        assert x_axis[0].strip().startswith("error"), text[:2000]
+        assert x_axis[1].strip().startswith("size"), text[:2000]
+    finally:
+        server.stop()

@@ -30,6 +30,7 @@ ROUTES = {
     "trials": ("get", "/studies/{name}/trials"),
     "trial": ("get", "/studies/{name}/trials/{number}"),
     "best": ("get", "/studies/{name}/best"),
+    "pareto": ("get", "/studies/{name}/pareto"),
     "prune": ("post", "/studies/{name}/trials/{number}/prune"),
     "importance": ("get", "/studies/{name}/importance"),
     "report": ("get", "/studies/{name}/report"),

@@ -20,7 +20,7 @@ from hpsearch import studies
 from hpsearch.errors import TrainingDiverged
 from hpsearch.spaces import load_space
 from hpsearch.db.storage import open_storage
-from hpsearch.families import BUNDLED_DATASETS, TASK_FAMILIES, TaskSpec
+from hpsearch.families import BUNDLED_DATASETS, COST_METRICS, TASK_FAMILIES, TaskSpec
 from hpsearch.train import FITTERS, fitter
 from hpsearch.train.audio import trainer as audio_trainer
 from hpsearch.train.audio.trainer import autocast_dtype, fit
@@ -80,7 +80,7 @@ def test_tones_learns() -> None:
               "optim.lr": 3e-3}  # fmt: skip
     results = list(fit({**TINY, **config}, _task(epochs=5), seed=0, device="cpu"))
     assert [r.epoch for r in results] == [1, 2, 3, 4, 5]
-    assert all(set(r.metrics) == {"val_accuracy", "val_loss"} for r in results)
+    assert all(set(r.metrics) == {"val_accuracy", "val_loss", *COST_METRICS} for r in results)
     # Six classes: chance is 1/6.
     assert results[-1].metrics["val_accuracy"] > 0.5
     assert results[-1].metrics["val_loss"] < results[0].metrics["val_loss"]

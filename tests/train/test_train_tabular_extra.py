@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from hpsearch.errors import SpecError
-from hpsearch.families import TaskSpec
+from hpsearch.families import COST_METRICS, TaskSpec
 from hpsearch.studies import resolve_spec
 from hpsearch.train import build_model, load_tabular, parse_config, train
 from hpsearch.train.core.config import REGRESSION_DEFAULTS, parse_regression_config
@@ -66,7 +66,7 @@ def test_regression_learns_diabetes() -> None:
 
 def test_regression_reports_rmse_and_mae() -> None:
     result = next(iter(fit_regression({}, DIABETES, seed=0, device="cpu")))
-    assert set(result.metrics) == {"val_rmse", "val_mae", "val_loss"}
+    assert set(result.metrics) == {"val_rmse", "val_mae", "val_loss", *COST_METRICS}
     assert result.metrics["val_rmse"] ** 2 == pytest.approx(result.metrics["val_loss"])
     assert result.metrics["val_mae"] <= result.metrics["val_rmse"]
 

@@ -7,7 +7,7 @@ checked (and the spectrograms computed) when :func:`fit` is called; one
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,15 +19,18 @@ from hpsearch.train.audio.config import AudioConfig, parse_audio_config
 from hpsearch.train.audio.data import AudioSplit, load_audio_data
 from hpsearch.train.audio.model import build_audio_model
 from hpsearch.train.core.checkpoint import Checkpoint
-from hpsearch.train.core.loop import EpochResult, run_epochs
+from hpsearch.train.core.costs import CostMeter, CostsCallback
+from hpsearch.train.core.loop import EpochResult, evaluate, run_epochs
 from hpsearch.train.core.losses import build_loss
 from hpsearch.train.core.optim import build_optimizer, timm_optimizer_name
 from hpsearch.train.core.predict import PredictionsCallback, predictor
+from hpsearch.train.core.rebuild import Validation
+from hpsearch.train.core.weights import WeightsCallback
 from hpsearch.train.core.dispatch import check_family
-from hpsearch.train.core.device import autocast, cpu_amp_dtype, start_run
+from hpsearch.train.core.device import autocast, cpu_amp_dtype, resolve_device, start_run
 from hpsearch.train.audio.specaugment import SpecAugment
 
-__all__ = ["autocast_dtype", "fit"]
+__all__ = ["autocast_dtype", "fit", "validation"]
 
 #: Spectrograms per forward pass when scoring the validation split.
 _EVAL_CHUNK = 256
@@ -52,6 +55,8 @@ def fit(
     device: str | None = None,
     checkpoint: Checkpoint | None = None,
     predictions: PredictionsCallback | None = None,
+    weights: WeightsCallback | None = None,
+    costs: CostsCallback | None = None,
 ) -> Iterator[EpochResult]:
     """Train an audio classifier, yielding an :class:`EpochResult` after every epoch.
 
@@ -62,7 +67,9 @@ def fit(
     from a saved one (:func:`hpsearch.train.core.loop.run_epochs`). ``predictions`` gets the final
     model's :class:`~hpsearch.analysis.predictions.ValPredictions` once the last result is
     consumed; its ``worst_files`` are paths inside the dataset folder, or
-    ``"<dataset>#<index in the validation split>"`` for a generated dataset.
+    ``"<dataset>#<index in the validation split>"`` for a generated dataset. ``weights`` then
+    gets the final model's CPU state dict. ``costs`` gets ``{params, size_mb, latency_ms}``
+    once, before anything trains (:func:`hpsearch.train.train`).
     """
     cfg = parse_audio_config(config)
     check_family(task, "audio_classification", "hpsearch.train.audio.trainer")
@@ -84,6 +91,8 @@ def fit(
         generator=generator,
         checkpoint=checkpoint,
         predictions=predictions,
+        weights=weights,
+        costs=costs,
         val_ids=data.val_files or [f"{task.dataset}#{i}" for i in range(len(data.val.y))],
         meta={"dataset": task.dataset, "sample_rate": data.sample_rate},
     )
@@ -100,6 +109,8 @@ def _epochs(
     generator: torch.Generator,
     checkpoint: Checkpoint | None,
     predictions: PredictionsCallback | None,
+    weights: WeightsCallback | None,
+    costs: CostsCallback | None,
     val_ids: Sequence[str],
     meta: dict[str, Any],
 ) -> Iterator[EpochResult]:
@@ -137,10 +148,7 @@ def _epochs(
         logits = logits.float()
         return lam * loss_fn(logits, y) + (1 - lam) * loss_fn(logits, y[perm])
 
-    def val_logits(evaluated: nn.Module, rows: slice) -> torch.Tensor:
-        # No augmentation here: SpecAugment is applied to training batches only.
-        with autocast(device, amp_dtype):
-            return evaluated(val_set.x[rows])
+    val_logits = _val_outputs(val_set, amp_dtype)
 
     def worst_files(worst: np.ndarray) -> dict[str, Any]:
         return {"worst_files": [val_ids[i] for i in worst.tolist()]}
@@ -167,4 +175,41 @@ def _epochs(
             class_names=classes,
             meta=meta,
         ),
+        keep_weights=weights,
+        costs=CostMeter(device=device, callback=costs),
+    )
+
+
+def _val_outputs(
+    val_set: AudioSplit, amp_dtype: torch.dtype | None
+) -> Callable[[nn.Module, slice], torch.Tensor]:
+    """A model's logits of a slice of the validation spectrograms: what the metric scores."""
+    device = val_set.y.device
+
+    def val_logits(evaluated: nn.Module, rows: slice) -> torch.Tensor:
+        # No augmentation here: SpecAugment is applied to training batches only.
+        with autocast(device, amp_dtype):
+            return evaluated(val_set.x[rows])
+
+    return val_logits
+
+
+def validation(
+    config: Mapping[str, Any], task: TaskSpec, *, device: str | None = None
+) -> Validation:
+    """The model of ``config`` (untrained) and the validation spectrograms as :func:`fit`
+    scores them (:func:`hpsearch.train.core.rebuild.validation`)."""
+    cfg = parse_audio_config(config)
+    check_family(task, "audio_classification", "hpsearch.train.audio.trainer")
+    dev = resolve_device(device)
+    data = load_audio_data(task.dataset, n_mels=cfg.input.n_mels, val_fraction=task.val_fraction)
+    _, _, n_mels, n_frames = data.train.x.shape
+    model = build_audio_model(cfg.model, n_mels=n_mels, n_frames=n_frames, n_classes=data.n_classes)
+    val_set = data.val.to(dev)
+    return Validation(
+        model=model.to(dev),
+        val_y=val_set.y,
+        outputs=_val_outputs(val_set, autocast_dtype(dev, cfg.train.amp)),
+        chunk=_EVAL_CHUNK,
+        score=evaluate,
     )

@@ -12,6 +12,7 @@ from hpsearch.families import FAMILY_METRICS, METRICS, TaskSpec
 from hpsearch.train.core.checkpoint import Checkpoint
 from hpsearch.train.core.loop import EpochResult
 from hpsearch.analysis.predictions import ValPredictions
+from hpsearch.train.core.weights import WeightsCallback
 
 __all__ = ["FITTERS", "check_family", "fitter", "train"]
 
@@ -25,8 +26,8 @@ FITTERS: dict[str, str] = {
 
 
 def fitter(family: str | None) -> Callable[..., Iterator[EpochResult]]:
-    """The ``fit(config, task, *, seed, device, checkpoint, predictions)`` that trains
-    ``family`` (tabular when None)."""
+    """The ``fit(config, task, *, seed, device, checkpoint, predictions, costs, weights)``
+    that trains ``family`` (tabular when None)."""
     ref = FITTERS.get(family or "tabular_classification")
     if ref is None:
         raise ValueError(f"no trainer for task family {family!r}; trained: {', '.join(FITTERS)}")
@@ -53,6 +54,9 @@ def train(
     device: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     predictions: Callable[[ValPredictions], None] | None = None,
+    metrics: Callable[[int, dict[str, float]], None] | None = None,
+    costs: Callable[[dict[str, float]], None] | None = None,
+    weights: WeightsCallback | None = None,
 ) -> float:
     """Train the task's model with ``config`` and return the final epoch's ``metric``.
 
@@ -78,6 +82,23 @@ def train(
     raised (a pruned trial) or training failed. A run resumed from a checkpoint of its last
     epoch predicts from the restored weights. An exception it raises propagates.
 
+    ``weights``, when given, is called once under the same rule, after ``predictions``, with
+    those same final weights as a CPU state dict (``{name: tensor}``, buffers such as batch-norm
+    statistics included, ready for ``safetensors.torch.save_file``): what
+    :func:`hpsearch.train.rebuild_model` rebuilds and :func:`hpsearch.train.validate` scores
+    to the last reported metric.
+
+    ``metrics``, when given, gets ``(epoch, every metric of the epoch)`` before each
+    ``report``; an exception it raises stops training and propagates, as ``report``'s does.
+
+    Every epoch's metrics include what the model costs (:data:`hpsearch.families.COST_METRICS`:
+    ``params``, ``size_mb``, ``latency_ms``, ``peak_mem_mb``), so ``metric`` may be one of them.
+    ``costs``, when given, is called exactly once with ``{params, size_mb, latency_ms}``,
+    measured on the built model on its device before the first epoch trains (before the
+    tabular DAE pretraining too), also when resuming from a checkpoint; an exception it raises
+    (a constraint the model breaks) stops training before any epoch, nothing is reported, and
+    it propagates. ``peak_mem_mb`` is only known per epoch.
+
     Raises ``ValueError`` for an unknown metric or one the family does not report, a dataset,
     device, config key or value, and
     :class:`hpsearch.errors.TrainingDiverged` when the loss stops being finite.
@@ -97,10 +118,19 @@ def train(
     )
     value = math.nan
     epochs = fitter(task.family)(
-        config, task, seed=seed, device=device, checkpoint=saved, predictions=predictions
+        config,
+        task,
+        seed=seed,
+        device=device,
+        checkpoint=saved,
+        predictions=predictions,
+        costs=costs,
+        weights=weights,
     )
     for result in epochs:
         value = result.metrics[metric]
+        if metrics is not None:  # every metric of the epoch, before the report
+            metrics(result.epoch, dict(result.metrics))
         report(value, result.epoch)
     if math.isnan(value) and saved is not None and saved.resumed_metrics is not None:
         # The checkpoint was of the last epoch (the first attempt stopped after training but

@@ -21,8 +21,10 @@ from torch import nn
 from hpsearch.errors import TrainingDiverged
 from hpsearch.train.core.checkpoint import Checkpoint, capture_rng, restore_rng
 from hpsearch.train.core.config import LoopConfig
+from hpsearch.train.core.costs import CostMeter
 from hpsearch.train.core.optim import build_schedule
 from hpsearch.train.core.predict import Predict
+from hpsearch.train.core.weights import WeightsCallback, cpu_state_dict
 from hpsearch.train.core.device import CPU_AMP_ENV
 from hpsearch.train.core.sampling import batches_per_epoch, class_balance_weights, epoch_batches
 
@@ -60,6 +62,8 @@ def run_epochs(
     score: Evaluate | None = None,
     checkpoint: Checkpoint | None = None,
     predict: Predict | None = None,
+    keep_weights: WeightsCallback | None = None,
+    costs: CostMeter | None = None,
 ) -> Iterator[EpochResult]:
     """Train ``model`` for ``epochs`` epochs, yielding an :class:`EpochResult` after each.
 
@@ -84,12 +88,24 @@ def run_epochs(
     the last epoch was scored with (the EMA weights when ``train.ema`` is on), when the caller
     asks for the result after the last one: a caller that stops early (a pruned trial) gets no
     predictions. A run resumed from a checkpoint of its last epoch trains nothing and predicts
-    from the restored weights.
+    from the restored weights. ``keep_weights`` follows the same rule, after ``predict``: it gets
+    those weights as a CPU state dict (:func:`hpsearch.train.core.weights.cpu_state_dict`).
+
+    Every result's ``metrics`` also carry the cost metrics
+    (:data:`hpsearch.families.COST_METRICS`) of ``costs``
+    (:class:`~hpsearch.train.core.costs.CostMeter`; a new one on ``train_y``'s device when
+    None): ``params``, ``size_mb`` and ``latency_ms`` measured once, before anything trains or
+    is restored from the checkpoint (the meter's callback, if any, is called then; an exception
+    it raises stops the run before its first epoch), ``peak_mem_mb`` read after each epoch.
 
     Raises :class:`~hpsearch.errors.TrainingDiverged` when the training or validation loss
     stops being finite.
     """
     device = train_y.device
+    # The timing draws no random number and changes no weight, so a seeded run trains as it
+    # would without it; it comes first so that a constraint on it costs no training.
+    meter = costs if costs is not None else CostMeter(device=device)
+    meter.measure(model, val_logits)
     n_rows = len(train_y)
     n_batches = batches_per_epoch(n_rows, loop.batch_size)
     remedy = "try a lower optim.lr or train.grad_clip > 0"
@@ -166,6 +182,7 @@ def run_epochs(
                 f"validation loss is {metrics['val_loss']} after epoch {epoch} "
                 f"(training loss {train_loss}); {remedy}"
             )
+        metrics = {**metrics, **meter.epoch_costs()}
         if checkpoint is not None:
             # Saved before the result goes out: a report that stops the run (or a kill while
             # the caller handles it) still leaves this epoch resumable.
@@ -185,8 +202,11 @@ def run_epochs(
             )
         yield EpochResult(epoch=epoch, train_loss=train_loss, metrics=metrics, lr=lr)
 
+    final = ema.module if ema is not None else model
     if predict is not None:
-        predict(ema.module if ema is not None else model, val_y, val_logits, eval_chunk)
+        predict(final, val_y, val_logits, eval_chunk)
+    if keep_weights is not None:
+        keep_weights(cpu_state_dict(final))
 
 
 @torch.no_grad()

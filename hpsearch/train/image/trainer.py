@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import dataclasses
+
 import numpy as np
 import torch
 from timm.data import Mixup, resolve_data_config
@@ -18,9 +20,16 @@ from torchvision.transforms.functional import to_pil_image
 
 from hpsearch.families import TaskSpec
 from hpsearch.train.core.checkpoint import Checkpoint
+from hpsearch.train.core.costs import CostMeter, CostsCallback
 from hpsearch.train.image.augment import build_mixup, build_train_transform
 from hpsearch.train.image.config import ImageConfig, parse_image_config
-from hpsearch.train.image.data import ImageSplit, load_images, open_image_source
+from hpsearch.train.image.data import (
+    ImageData,
+    ImageSource,
+    ImageSplit,
+    load_images,
+    open_image_source,
+)
 from hpsearch.train.image.model import (
     BACKBONE_LR_SCALE,
     build_image_model,
@@ -28,14 +37,16 @@ from hpsearch.train.image.model import (
     scale_backbone_lr,
     set_backbone_frozen,
 )
-from hpsearch.train.core.loop import EpochResult, run_epochs
+from hpsearch.train.core.loop import EpochResult, evaluate, run_epochs
 from hpsearch.train.core.losses import build_loss
 from hpsearch.train.core.optim import build_optimizer, timm_optimizer_name
 from hpsearch.train.core.predict import PredictionsCallback, predictor
+from hpsearch.train.core.rebuild import Validation
+from hpsearch.train.core.weights import WeightsCallback
 from hpsearch.train.core.dispatch import check_family
-from hpsearch.train.core.device import autocast, cpu_amp_dtype, start_run
+from hpsearch.train.core.device import autocast, cpu_amp_dtype, resolve_device, start_run
 
-__all__ = ["autocast_dtype", "fit"]
+__all__ = ["autocast_dtype", "fit", "validation"]
 
 #: Images per forward pass when scoring the validation split.
 _EVAL_CHUNK = 256
@@ -58,6 +69,8 @@ def fit(
     device: str | None = None,
     checkpoint: Checkpoint | None = None,
     predictions: PredictionsCallback | None = None,
+    weights: WeightsCallback | None = None,
+    costs: CostsCallback | None = None,
 ) -> Iterator[EpochResult]:
     """Train an image classifier, yielding an :class:`EpochResult` after every epoch.
 
@@ -70,7 +83,8 @@ def fit(
     (:func:`hpsearch.train.core.loop.run_epochs`). ``predictions`` gets the final model's
     :class:`~hpsearch.analysis.predictions.ValPredictions` once the last result is consumed; its
     ``worst_images`` are the validation images as decoded (resized and cropped, not normalized
-    or augmented).
+    or augmented). ``weights`` then gets the final model's CPU state dict. ``costs`` gets
+    ``{params, size_mb, latency_ms}`` once, before anything trains (:func:`hpsearch.train.train`).
     """
     cfg = parse_image_config(config)
     check_family(task, "image_classification", "hpsearch.train.image.trainer")
@@ -82,12 +96,8 @@ def fit(
     model = build_image_model(
         cfg.model, cfg.transfer, n_classes=source.n_classes, weights=task.pretrained_weights
     )
-    data_cfg = resolve_data_config({}, model=model)
-    image_size = cfg.input.image_size or data_cfg["input_size"][-1]
+    data_cfg, image_size, data = _images_for(model, cfg, source, task)
     interpolation = data_cfg.get("interpolation", "bicubic")
-    data = load_images(
-        source, image_size=image_size, val_fraction=task.val_fraction, interpolation=interpolation
-    )
     transform = build_train_transform(
         cfg.aug,
         image_size,
@@ -107,6 +117,8 @@ def fit(
         generator=generator,
         checkpoint=checkpoint,
         predictions=predictions,
+        weights=weights,
+        costs=costs,
         meta={"dataset": task.dataset, "image_size": image_size},
     )
 
@@ -135,6 +147,8 @@ def _epochs(
     generator: torch.Generator,
     checkpoint: Checkpoint | None,
     predictions: PredictionsCallback | None,
+    weights: WeightsCallback | None,
+    costs: CostsCallback | None,
     meta: dict[str, Any],
 ) -> Iterator[EpochResult]:
     n_classes = len(classes)
@@ -168,10 +182,7 @@ def _epochs(
         # about 3 significant digits, too few for soft-F1's sums over the batch.
         return loss_fn(logits.float(), y)
 
-    def val_logits(evaluated: nn.Module, rows: slice) -> torch.Tensor:
-        # No augmentation here.
-        with autocast(device, amp_dtype):
-            return evaluated(normalize(val_set.x[rows]))
+    val_logits = _val_outputs(val_set, normalize, amp_dtype)
 
     def worst_images(worst: np.ndarray) -> dict[str, Any]:
         images = val_set.x[torch.from_numpy(worst).to(device)]
@@ -199,6 +210,8 @@ def _epochs(
             class_names=classes,
             meta=meta,
         ),
+        keep_weights=weights,
+        costs=CostMeter(device=device, callback=costs),
     )
 
 
@@ -218,3 +231,57 @@ def _batch(
         return normalize(x[idx]), y[idx]
     images = torch.stack([transform(to_pil_image(x[i])) for i in idx.tolist()])
     return images.to(device, non_blocking=True), y[idx.to(device, non_blocking=True)]
+
+
+def _images_for(
+    model: nn.Module, cfg: ImageConfig, source: ImageSource, task: TaskSpec
+) -> tuple[dict[str, Any], int, ImageData]:
+    """The model's data config (timm's mean, std, interpolation), the image size and the
+    task's images decoded and split at that size."""
+    data_cfg = resolve_data_config({}, model=model)
+    image_size = cfg.input.image_size or data_cfg["input_size"][-1]
+    data = load_images(
+        source,
+        image_size=image_size,
+        val_fraction=task.val_fraction,
+        interpolation=data_cfg.get("interpolation", "bicubic"),
+    )
+    return data_cfg, image_size, data
+
+
+def _val_outputs(
+    val_set: ImageSplit, normalize: _Normalize, amp_dtype: torch.dtype | None
+) -> Callable[[nn.Module, slice], torch.Tensor]:
+    """A model's logits of a slice of the validation images: what the metric scores."""
+    device = val_set.y.device
+
+    def val_logits(evaluated: nn.Module, rows: slice) -> torch.Tensor:
+        # No augmentation here.
+        with autocast(device, amp_dtype):
+            return evaluated(normalize(val_set.x[rows]))
+
+    return val_logits
+
+
+def validation(
+    config: Mapping[str, Any], task: TaskSpec, *, device: str | None = None
+) -> Validation:
+    """The model of ``config`` (untrained, never loading pretrained weights: kept weights
+    replace them) and the validation images as :func:`fit` scores them
+    (:func:`hpsearch.train.core.rebuild.validation`)."""
+    cfg = parse_image_config(config)
+    check_family(task, "image_classification", "hpsearch.train.image.trainer")
+    dev = resolve_device(device)
+    source = open_image_source(task.dataset)
+    untrained = dataclasses.replace(cfg.transfer, pretrained=False)
+    model = build_image_model(cfg.model, untrained, n_classes=source.n_classes, weights=None)
+    data_cfg, _size, data = _images_for(model, cfg, source, task)
+    val_set = data.val.to(dev)
+    normalize = _Normalize(data_cfg["mean"], data_cfg["std"], dev)
+    return Validation(
+        model=model.to(dev),
+        val_y=val_set.y,
+        outputs=_val_outputs(val_set, normalize, autocast_dtype(dev, cfg.train.amp)),
+        chunk=_EVAL_CHUNK,
+        score=evaluate,
+    )

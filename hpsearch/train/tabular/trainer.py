@@ -9,7 +9,7 @@ pretrained as a denoising autoencoder on the training rows (:mod:`hpsearch.train
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,17 +20,29 @@ from torch import nn
 from hpsearch.families import TaskSpec
 from hpsearch.train.core.checkpoint import Checkpoint
 from hpsearch.train.core.config import TrainConfig, parse_config, parse_regression_config
+from hpsearch.train.core.costs import CostMeter, CostsCallback
 from hpsearch.train.tabular.data import TabularData, TabularSplit, load_tabular
-from hpsearch.train.core.loop import EpochResult, evaluate_regression, run_epochs
+from hpsearch.train.core.loop import EpochResult, evaluate, evaluate_regression, run_epochs
 from hpsearch.train.core.losses import build_loss, build_regression_loss
 from hpsearch.train.tabular.model import TabularMLP, build_model
 from hpsearch.train.core.optim import build_optimizer, timm_optimizer_name
 from hpsearch.train.core.predict import PredictionsCallback, predictor
 from hpsearch.train.core.pretrain import pretrain_dae
+from hpsearch.train.core.rebuild import Validation
+from hpsearch.train.core.weights import WeightsCallback
 from hpsearch.train.core.dispatch import check_family
 from hpsearch.train.core.device import start_run
 
-__all__ = ["TabularRun", "TabularTensors", "fit", "fit_regression", "prepare", "tabular_loss"]
+__all__ = [
+    "TabularRun",
+    "TabularTensors",
+    "fit",
+    "fit_regression",
+    "prepare",
+    "tabular_loss",
+    "validation",
+    "validation_regression",
+]
 
 #: Rows per forward pass when scoring the validation split (bounds memory on big tables).
 _EVAL_CHUNK = 8192
@@ -124,6 +136,8 @@ def fit(
     device: str | None = None,
     checkpoint: Checkpoint | None = None,
     predictions: PredictionsCallback | None = None,
+    weights: WeightsCallback | None = None,
+    costs: CostsCallback | None = None,
 ) -> Iterator[EpochResult]:
     """Train as :func:`hpsearch.train.train` does, yielding an :class:`EpochResult` after every
     epoch.
@@ -135,7 +149,9 @@ def fit(
     whose result is in the saved weights. ``predictions`` gets the final model's
     :class:`~hpsearch.analysis.predictions.ValPredictions` once the last result is consumed;
     ``worst_rows`` are the validation rows as read (numeric columns unscaled, categorical ones
-    as codes, whose values are in ``meta["categories"]``).
+    as codes, whose values are in ``meta["categories"]``). ``weights`` then gets the final
+    model's CPU state dict (:func:`hpsearch.train.core.loop.run_epochs`). ``costs`` gets
+    ``{params, size_mb, latency_ms}`` once, before anything trains (:func:`hpsearch.train.train`).
     """
     cfg = parse_config(config)
     check_family(task, "tabular_classification", "hpsearch.train")
@@ -148,6 +164,8 @@ def fit(
         task=task,
         checkpoint=checkpoint,
         predictions=predictions,
+        weights=weights,
+        costs=costs,
     )
 
 
@@ -159,6 +177,8 @@ def fit_regression(
     device: str | None = None,
     checkpoint: Checkpoint | None = None,
     predictions: PredictionsCallback | None = None,
+    weights: WeightsCallback | None = None,
+    costs: CostsCallback | None = None,
 ) -> Iterator[EpochResult]:
     """:func:`fit` for tabular_regression: the MLP with one output, trained with ``loss.name``
     (``mse``, ``huber``, ``l1``) on the target standardized with the training split's mean and
@@ -177,6 +197,8 @@ def fit_regression(
         regression=True,
         checkpoint=checkpoint,
         predictions=predictions,
+        weights=weights,
+        costs=costs,
     )
 
 
@@ -189,10 +211,16 @@ def _epochs(
     regression: bool = False,
     checkpoint: Checkpoint | None = None,
     predictions: PredictionsCallback | None = None,
+    weights: WeightsCallback | None = None,
+    costs: CostsCallback | None = None,
 ) -> Iterator[EpochResult]:
     model, generator, data = run.model, run.generator, run.data
     train_set = TabularTensors.of(data.train, run.device)
     val_set = TabularTensors.of(data.val, run.device)
+    # What the model costs, measured before anything trains (the DAE pretraining included), so
+    # a constraint it breaks (``costs`` raising) ends the run before it spends any time.
+    meter = CostMeter(device=run.device, callback=costs)
+    meter.measure(model, _val_outputs(val_set))
     # Pretraining runs as the iterator starts, on the training rows only (labels unused), so
     # the supervised optimizer below sees the pretrained encoder. A resumed run skips it: the
     # checkpoint holds the weights (and the generator state) that came after it.
@@ -211,8 +239,7 @@ def _epochs(
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         return tabular_loss(model, loss_fn, train_set, idx, activation_reg=cfg.loss.activation_reg)
 
-    def val_logits(evaluated: nn.Module, rows: slice) -> torch.Tensor:
-        return evaluated(val_set.x_num[rows], val_set.x_cat[rows])
+    val_logits = _val_outputs(val_set)
 
     def worst_rows(worst: np.ndarray) -> dict[str, Any]:
         assert data.val_raw is not None  # load_tabular always keeps the raw validation rows
@@ -245,4 +272,43 @@ def _epochs(
         score=evaluate_regression if regression else None,
         checkpoint=checkpoint,
         predict=predict,
+        keep_weights=weights,
+        costs=meter,
     )
+
+
+def _val_outputs(val_set: TabularTensors) -> Callable[[nn.Module, slice], torch.Tensor]:
+    """A model's outputs of a slice of the validation rows: what the metric scores."""
+
+    def val_logits(evaluated: nn.Module, rows: slice) -> torch.Tensor:
+        return evaluated(val_set.x_num[rows], val_set.x_cat[rows])
+
+    return val_logits
+
+
+def validation(
+    config: Mapping[str, Any],
+    task: TaskSpec,
+    *,
+    device: str | None = None,
+    regression: bool = False,
+) -> Validation:
+    """The model of ``config`` (untrained) and the validation split as :func:`fit` scores it
+    (:func:`hpsearch.train.core.rebuild.validation`); one output when ``regression``."""
+    cfg = parse_regression_config(config) if regression else parse_config(config)
+    run = prepare(cfg, task, seed=None, device=device, regression=regression)
+    val_set = TabularTensors.of(run.data.val, run.device)
+    return Validation(
+        model=run.model,
+        val_y=val_set.y,
+        outputs=_val_outputs(val_set),
+        chunk=_EVAL_CHUNK,
+        score=evaluate_regression if regression else evaluate,
+    )
+
+
+def validation_regression(
+    config: Mapping[str, Any], task: TaskSpec, *, device: str | None = None
+) -> Validation:
+    """:func:`validation` for tabular_regression."""
+    return validation(config, task, device=device, regression=True)
