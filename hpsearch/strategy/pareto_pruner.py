@@ -38,9 +38,9 @@ def _crowding(points: np.ndarray) -> np.ndarray:
     for j in range(m):
         order = np.argsort(points[:, j], kind="stable")
         span = points[order[-1], j] - points[order[0], j]
-        distance[order[0]] = distance[order[-1]] = math.inf
         if span <= 0:
-            continue
+            continue  # every point at one place on this axis: none is its edge
+        distance[order[0]] = distance[order[-1]] = math.inf
         gaps = (points[order[2:], j] - points[order[:-2], j]) / span
         distance[order[1:-1]] += gaps
     return distance
@@ -63,7 +63,12 @@ def keeps(
     for rank in np.unique(ranks):
         members = np.flatnonzero(ranks == rank)
         crowd[members] = _crowding(finite[members])
-    order = sorted(range(n), key=lambda i: (ranks[i], -crowd[i], i != 0))
+    # A copy of another trial's point adds nothing: it is no edge of its own, and among equals
+    # (the same rank and crowding) the newcomer goes last.
+    copies = [i for i in range(1, n) if np.array_equal(finite[i], finite[0])]
+    if copies:
+        crowd[0] = min(crowd[i] for i in [0, *copies])
+    order = sorted(range(n), key=lambda i: (ranks[i], -crowd[i], i == 0))
     kept = math.ceil(n / reduction_factor)
     return 0 in order[:kept]
 

@@ -184,6 +184,11 @@ class PriorSampler(optuna.samplers.BaseSampler):
         uniformly, as successive halving's cheapest brackets do; see :func:`uniform_share`)."""
         if self.is_defaults_trial(study, trial_number):
             return dict.fromkeys(self._space.params, "default")
+        if study._is_multi_objective():
+            # A trade-off has no one incumbent to hold knobs at (holding them at the defaults
+            # kept its trials at the defaults' cost): after the defaults, multi-objective TPE
+            # samples every knob (benchmarks/multi_objective.py).
+            return dict.fromkeys(self._space.params, "searched")
         finished = study._get_trials(deepcopy=False, use_cache=True, states=_FINISHED)
         n = len(finished)
         key = (study.study_name, trial_number, n)

@@ -606,8 +606,9 @@ class _Worker:
             pruner = joined.study.pruner
             assert isinstance(pruner, ParetoRungPruner)
             vector = [metrics.get(o.metric) for o in spec.objectives]
-            if not pruner.is_rung(step) or any(v is None for v in vector):
-                return  # a function of your own reports one value: nothing to sort
+            last = step >= spec.task.epochs  # the trial is trained: its point is kept
+            if last or not pruner.is_rung(step) or any(v is None for v in vector):
+                return  # (a function of your own reports one value: nothing to sort)
             values = [float(v) for v in vector if v is not None]
             rungs[str(step)] = values
             link.call("reporting", trial.set_user_attr, RUNGS_ATTR, dict(rungs))

@@ -51,3 +51,14 @@ def test_the_pruner_reads_the_vectors_of_other_trials_at_the_same_rung():
 def test_bad_arguments_are_refused_when_the_spec_is_checked(bad):
     with pytest.raises(ValueError, match="pruner 'pareto'"):
         make_pruner("pareto", epochs=5, **bad)
+
+
+def test_a_copy_of_a_kept_point_does_not_keep_the_newcomer():
+    # Exact ties (a config run twice): the newcomer goes last among equals.
+    assert not keeps([0.5, 100.0], [[0.5, 100.0]] * 5, reduction_factor=3)
+    assert keeps([0.4, 100.0], [[0.5, 100.0]] * 5, reduction_factor=3)
+
+
+def test_a_copy_of_an_edge_point_is_no_edge_of_its_own():
+    others = [[0.1, 9.0], [0.1, 9.0], [0.5, 5.0], [0.9, 1.0], [0.6, 6.0], [0.7, 7.0]]
+    assert not keeps([0.1, 9.0], others, reduction_factor=3)  # its twin keeps the edge
