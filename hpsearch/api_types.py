@@ -462,6 +462,7 @@ class WorkerRecord(TypedDict):
     pid: int
     device: str
     gpu_name: str | None
+    gpu: str | None
     version: str
     started_at: str
     last_seen: str

@@ -23,6 +23,7 @@ from hpsearch.cli.export import Export
 from hpsearch.cli.local import Demo, LrFind, Spaces, Try
 from hpsearch.cli.results import Best, Importance, Pareto, Report, Status, Trials
 from hpsearch.cli.serve import Dashboard, Serve
+from hpsearch.cli.slurm import Slurm
 from hpsearch.cli.sources import SOURCE_RULE
 from hpsearch.cli.studies import Delete, Enqueue, Extend, Prune, Pruner, Resume, Stop, Submit
 from hpsearch.cli.tokens import Token
@@ -33,9 +34,9 @@ __all__ = ["COMMANDS", "SOURCE_RULE", "build_parser", "main"]
 
 #: Every verb, in the order of ``hpsearch --help``.
 COMMANDS: tuple[type[Command], ...] = (
-    Demo, Serve, Dashboard, Worker, Submit, Status, Workers, Best, Pareto, Importance, Report,
-    Export, Stop, Resume, Extend, Delete, Prune, Trials, Enqueue, Pruner, Spaces, Try, LrFind,
-    Token,
+    Demo, Serve, Dashboard, Worker, Slurm, Submit, Status, Workers, Best, Pareto, Importance,
+    Report, Export, Stop, Resume, Extend, Delete, Prune, Trials, Enqueue, Pruner, Spaces, Try,
+    LrFind, Token,
 )  # fmt: skip
 
 

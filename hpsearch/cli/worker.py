@@ -37,6 +37,13 @@ class Worker(Command, name="worker", options=(options.STORAGE, options.ARTIFACTS
             "0,1: one worker process per GPU, each seeing only its own",
         )
         parser.add_argument(
+            "--per-gpu", type=int, default=1, metavar="N",
+            help="start N worker processes on each GPU of --gpus, each pinned to it, so that "
+            "small trials share a big GPU (N trials at once per GPU, each with its own memory; "
+            "default 1). Needs a GPU: with --gpus none, or none visible, it is an error. "
+            "`hpsearch workers` lists them per GPU",
+        )  # fmt: skip
+        parser.add_argument(
             "--objective",
             help="your own training function, package.module:function(config, report) -> metric "
             "(its trials get no error-analysis reports nor exports: only the built-in trainer "
@@ -82,6 +89,7 @@ class Worker(Command, name="worker", options=(options.STORAGE, options.ARTIFACTS
         return run_workers(
             args.storage,
             gpus=args.gpus,
+            per_gpu=args.per_gpu,
             study=args.study,
             objective=args.objective,
             wait=args.wait,
@@ -108,8 +116,9 @@ class Workers(Command, name="workers", options=(options.SOURCE, options.JSON)):
     """list the live workers: host, device, study and trial, last heartbeat
 
     Every worker process records itself in the study database and beats while it runs; a worker
-    is live while its heartbeat is within the grace period. Lists host, pid, device (and GPU),
-    the study and trial it runs, its last heartbeat and how many trials it has run.
+    is live while its heartbeat is within the grace period. Lists host, pid, device (cuda:GPU
+    and the GPU's name; workers started with --per-gpu share one), the study and trial it runs,
+    its last heartbeat and how many trials it has run. Rows go by host, then GPU.
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -127,11 +136,15 @@ class Workers(Command, name="workers", options=(options.SOURCE, options.JSON)):
             where = f" on study {args.study!r}" if args.study else ""
             print(f"no {which}{where}: start one with `hpsearch worker --storage URL`")
             return 0
+        # Grouped by machine and GPU, so that the workers sharing a GPU (--per-gpu) sit together.
+        listing["data"].sort(key=lambda w: (w["host"], (w.get("gpu") or "").zfill(8), w["pid"]))
         rows: list[tuple[str, ...]] = [
             (
                 w["host"],
                 str(w["pid"]),
-                w["device"] + (f" ({w['gpu_name']})" if w["gpu_name"] else ""),
+                w["device"]
+                + (f":{w['gpu']}" if w.get("gpu") else "")
+                + (f" ({w['gpu_name']})" if w["gpu_name"] else ""),
                 w["study"] or "-",
                 "-" if w["trial_number"] is None else str(w["trial_number"]),
                 _ago(w["seconds_since_seen"]),

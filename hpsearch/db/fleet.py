@@ -42,6 +42,9 @@ class WorkerRecord(BaseModel):
     pid: int
     device: str
     gpu_name: str | None
+    gpu: str | None = None
+    """The GPU it is pinned to (its CUDA_VISIBLE_DEVICES), ``None`` on CPU; with ``--per-gpu N``
+    N live workers share each."""
     version: str
     started_at: DbUtcDatetime
     last_seen: DbUtcDatetime
@@ -67,8 +70,12 @@ def register_worker(
     *,
     device: str,
     gpu_name: str | None = None,
+    gpu: str | None = None,
 ) -> None:
-    """Record a worker that starts (or restarts with the same id) as live and idle."""
+    """Record a worker that starts (or restarts with the same id) as live and idle.
+
+    ``gpu`` is the GPU it is pinned to, as CUDA_VISIBLE_DEVICES names it (``None`` on CPU).
+    """
     with storage.engine.begin() as conn:
         now = _now(conn)
         conn.execute(workers.delete().where(workers.c.worker_id == worker_id))
@@ -79,6 +86,7 @@ def register_worker(
                 pid=os.getpid(),
                 device=device,
                 gpu_name=gpu_name,
+                gpu=gpu,
                 version=hpsearch.__version__,
                 started_at=now,
                 last_seen=now,

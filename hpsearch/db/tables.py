@@ -31,6 +31,10 @@ workers = Table(
     Column("trial_number", Integer),  # the trial it runs now, if any
     Column("trials_run", Integer, nullable=False, default=0),
     Column("stopped_at", DateTime),  # set when it exits cleanly
+    # The GPU it is pinned to, as its launcher's CUDA_VISIBLE_DEVICES names it ("0", "3", a
+    # GPU-/MIG- UUID); None on CPU. Several workers share one with --per-gpu. Databases made
+    # before it lack it: create_tables adds it.
+    Column("gpu", String(64)),
 )
 
 #: API tokens of the service: only a hash of each secret is stored.
@@ -51,7 +55,7 @@ api_tokens = Table(
 
 #: Columns added to hpsearch's tables after their first release, as ``(table, column)``:
 #: :func:`create_tables` adds each to a database made before it (all are nullable).
-_ADDED_COLUMNS = ((api_tokens, api_tokens.c.project),)
+_ADDED_COLUMNS = ((api_tokens, api_tokens.c.project), (workers, workers.c.gpu))
 
 
 def create_tables(engine: sqlalchemy.Engine) -> None:

@@ -1,4 +1,5 @@
-"""One worker process per GPU, each seeing only its own; one CPU worker without GPUs."""
+"""One worker process per GPU (or ``--per-gpu N`` per GPU), each seeing only its own GPU; one
+CPU worker without GPUs."""
 
 from __future__ import annotations
 
@@ -11,22 +12,29 @@ import sys
 from hpsearch.errors import UsageError
 from hpsearch.worker.loop import run_worker
 
-__all__ = ["parse_gpus", "run_workers"]
+__all__ = ["MAX_PER_GPU", "parse_gpus", "run_workers"]
 
 log = logging.getLogger("hpsearch.worker")
 
 
-def _visible_gpu_count() -> int:
+def _no_gpu_driver() -> bool:
     # Importing torch takes seconds (and hundreds of MB): skip it where no GPU driver is
     # installed, so that a CPU worker of your own function (--objective) never loads torch.
-    if sys.platform == "darwin" or (
+    return sys.platform == "darwin" or (
         sys.platform.startswith("linux") and not any(os.path.exists(d) for d in _GPU_DEVICES)
-    ):
+    )
+
+
+def _visible_gpu_count() -> int:
+    if _no_gpu_driver():
         return 0
     import torch
 
     return torch.cuda.device_count()
 
+
+#: The most worker processes ``--per-gpu`` starts on one GPU.
+MAX_PER_GPU = 64
 
 #: Device files of the GPU drivers torch.cuda uses (NVIDIA's, and AMD's for ROCm builds).
 _GPU_DEVICES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd")
@@ -73,17 +81,29 @@ def run_workers(
     artifacts: str | None = None,
     keep_artifacts: str | None = None,
     data_roots: list[str] | None = None,
+    per_gpu: int = 1,
 ) -> int:
     """Run workers for ``--gpus``: in this process for zero or one GPU, else one child per GPU.
 
-    Returns the exit status.
+    With ``per_gpu`` N above 1, N children per GPU, each pinned to it (CUDA_VISIBLE_DEVICES),
+    so that several small trials share a big GPU. It needs a GPU: with none (``--gpus none``,
+    or ``auto`` on a machine without one) it is a :class:`UsageError`, not N CPU workers
+    (those would only contend for the same cores). Returns the exit status.
     """
+    if not 1 <= per_gpu <= MAX_PER_GPU:
+        raise UsageError(f"--per-gpu takes a number from 1 to {MAX_PER_GPU}; got {per_gpu}")
     indices = parse_gpus(gpus)
-    if len(indices) > 1:
-        return _spawn_per_gpu(indices)
-    device, gpu_name = "cpu", None
+    if per_gpu > 1 and not indices:
+        raise UsageError(
+            f"--per-gpu {per_gpu} shares GPUs, but --gpus {gpus} gives none (no CUDA GPU is "
+            "visible, or 'none'); drop --per-gpu for one CPU worker"
+        )
+    if len(indices) * per_gpu > 1:
+        return _spawn_per_gpu(indices, per_gpu=per_gpu)
+    device, gpu_name, gpu = "cpu", None, None
     if indices:
-        os.environ["CUDA_VISIBLE_DEVICES"] = _physical(indices[0])
+        gpu = _physical(indices[0])
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
         device = "cuda"
         gpu_name = _gpu_name()
     if threads:
@@ -102,17 +122,20 @@ def run_workers(
         artifacts=artifacts,
         keep_artifacts=keep_artifacts,
         data_roots=data_roots,
+        gpu=gpu,
     )
     return 0
 
 
 def _gpu_name() -> str | None:
+    if _no_gpu_driver():
+        return None
     import torch
 
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-def _spawn_per_gpu(gpus: list[str]) -> int:
+def _spawn_per_gpu(gpus: list[str], *, per_gpu: int = 1) -> int:
     argv = sys.argv[1:]
     # Replace --gpus X (or --gpus=X) with each child's single GPU.
     base: list[str] = []
@@ -130,9 +153,14 @@ def _spawn_per_gpu(gpus: list[str]) -> int:
     children = []
     for gpu in gpus:
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": _physical(gpu)}
-        cmd = [sys.executable, "-m", "hpsearch", *base, "--gpus", "0"]
-        children.append(subprocess.Popen(cmd, env=env))
-        log.info("started worker pid %d on GPU %s", children[-1].pid, gpu)
+        # The last --per-gpu wins in argparse: each child is one worker on its one GPU.
+        cmd = [sys.executable, "-m", "hpsearch", *base, "--gpus", "0", "--per-gpu", "1"]
+        for slot in range(per_gpu):
+            children.append(subprocess.Popen(cmd, env=env))
+            log.info(
+                "started worker pid %d on GPU %s (%d of %d)",
+                children[-1].pid, env["CUDA_VISIBLE_DEVICES"], slot + 1, per_gpu,
+            )  # fmt: skip
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:

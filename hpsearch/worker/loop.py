@@ -922,6 +922,7 @@ def run_worker(
     artifacts: str | None = None,
     keep_artifacts: str | None = None,
     data_roots: Sequence[str] | None = None,
+    gpu: str | None = None,
 ) -> int:
     """Pull and run trials from the study database until there is no budget left.
 
@@ -930,7 +931,8 @@ def run_worker(
     ``objective`` (``package.module:function``) replaces the built-in trainer. With
     ``checkpoint_dir`` (a local or shared directory) trials save a checkpoint after every
     epoch, and a retried trial resumes from it. The worker records itself in the fleet table
-    (``hpsearch.db.fleet``) while it runs. Returns the number of trials this worker ran.
+    (``hpsearch.db.fleet``) while it runs, with ``gpu``, the GPU it is pinned to (as
+    CUDA_VISIBLE_DEVICES names it). Returns the number of trials this worker ran.
 
     Reports: with the built-in trainer, each complete trial's validation predictions (and its
     final weights, for ``hpsearch export``) are kept
@@ -975,6 +977,7 @@ def run_worker(
         worker.worker_id,
         device=device or "cpu",
         gpu_name=gpu_name,
+        gpu=gpu,
     )
     worker.signals.install()
     ran = 0

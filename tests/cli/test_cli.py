@@ -18,6 +18,7 @@ VERBS = ["demo", "serve", "dashboard", "worker", "submit", "status", "best", "sp
 VERBS += ["try", "lr-find", "token", "importance", "workers", "stop", "resume", "delete"]
 VERBS += ["prune", "trials", "enqueue", "pruner"]
 VERBS += ["extend"]
+VERBS += ["slurm"]
 
 
 def hpsearch(*args, timeout=120):

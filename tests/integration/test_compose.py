@@ -88,27 +88,62 @@ def environment_of(service: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in env.items()}
 
 
-def test_the_four_services_exist(compose: dict[str, Any]) -> None:
-    assert {"postgres", *HPSEARCH_SERVICES} <= set(compose["services"])
+def test_the_five_services_exist(compose: dict[str, Any]) -> None:
+    assert {"postgres", "pgbouncer", *HPSEARCH_SERVICES} <= set(compose["services"])
     assert compose["services"]["postgres"]["image"].startswith("postgres:16")
 
 
+def _storage_url_of(service: dict[str, Any]) -> str:
+    """The one URL a service's command and $HPSEARCH_STORAGE both name."""
+    url = option_value(command_of(service), "--storage")
+    assert environment_of(service).get("HPSEARCH_STORAGE", url) == url, service["command"]
+    return url
+
+
 def test_every_service_uses_the_one_postgres_database(compose: dict[str, Any]) -> None:
+    # The API and the dashboard go to PostgreSQL itself; the workers through PgBouncer, which
+    # goes to the same database as the same user.
     services = compose["services"]
     db_env = environment_of(services["postgres"])
-    urls = {}
-    for name in HPSEARCH_SERVICES:
-        urls[name] = option_value(command_of(services[name]), "--storage")
-        if "HPSEARCH_STORAGE" in environment_of(services[name]):
-            urls[f"{name} $HPSEARCH_STORAGE"] = environment_of(services[name])["HPSEARCH_STORAGE"]
-
-    assert len(set(urls.values())) == 1, urls
-    url = make_url(next(iter(urls.values())))
+    bouncer = environment_of(services["pgbouncer"])
+    direct = {_storage_url_of(services[name]) for name in ("api", "dashboard")}
+    assert len(direct) == 1, direct
+    url = make_url(direct.pop())
     assert url.drivername == "postgresql+psycopg"
     assert url.host == "postgres" and (url.port or 5432) == 5432
     assert url.database == db_env.get("POSTGRES_DB", db_env.get("POSTGRES_USER", "postgres"))
     assert url.username == db_env.get("POSTGRES_USER", "postgres")
     assert url.password == db_env["POSTGRES_PASSWORD"] == FAKE_ENV["POSTGRES_PASSWORD"]
+
+    pooled = make_url(_storage_url_of(services["worker"]))
+    assert pooled.drivername == url.drivername
+    assert (pooled.host, pooled.port) == ("pgbouncer", int(bouncer["LISTEN_PORT"]))
+    assert pooled.query.get("pgbouncer") == "true"  # hpsearch keeps no session state then
+    assert (pooled.database, pooled.username, pooled.password) == (
+        url.database,
+        url.username,
+        url.password,
+    )
+    assert (bouncer["DB_HOST"], int(bouncer["DB_PORT"])) == ("postgres", 5432)
+    assert (bouncer["DB_NAME"], bouncer["DB_USER"], bouncer["DB_PASSWORD"]) == (
+        url.database,
+        url.username,
+        url.password,
+    )
+
+
+def test_pgbouncer_pools_transactions_for_many_workers(compose: dict[str, Any]) -> None:
+    bouncer = compose["services"]["pgbouncer"]
+    env = environment_of(bouncer)
+    assert env["POOL_MODE"] == "transaction"
+    assert int(env["DEFAULT_POOL_SIZE"]) <= 10 < 1000 <= int(env["MAX_CLIENT_CONN"])
+    # PostgreSQL 16 keeps SCRAM verifiers: PgBouncer needs the plain password to log in with it.
+    assert env["AUTH_TYPE"] == "scram-sha-256"
+    assert bouncer["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert compose["services"]["worker"]["depends_on"]["pgbouncer"]["condition"] in (
+        "service_started",
+        "service_healthy",
+    )
 
 
 def test_the_database_is_healthchecked_and_waited_for(compose: dict[str, Any]) -> None:
