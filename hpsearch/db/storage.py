@@ -13,8 +13,11 @@ import fcntl
 import functools
 import hashlib
 import json
+import random
 import sqlite3
+import time
 import warnings
+import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from hpsearch.settings import get_settings, grace_period
 
 __all__ = [
     "DEFAULT_STORAGE",
+    "PGBOUNCER_OPTION",
     "RETRY_OF_ATTR",
     "TRIALS_EDITED_ATTR",
     "grace_seconds",
@@ -42,6 +46,7 @@ __all__ = [
     "resolve_storage_url",
     "set_trial_user_attrs",
     "study_lock",
+    "through_pgbouncer",
 ]
 
 #: The embedded default: a SQLite file in the working directory.
@@ -54,6 +59,18 @@ _EDITS_KEPT = 1000
 #: Study system attribute bumped whenever hpsearch edits rows of a study's FINISHED trials
 #: (Optuna itself never does): readers that cache finished trials re-read them when it changes.
 TRIALS_EDITED_ATTR = "hpsearch:trials_edited"
+
+#: The query option of a PostgreSQL URL that says it goes through PgBouncer (or another pooler)
+#: in transaction pooling mode: ``postgresql://user@pgbouncer:6432/db?pgbouncer=true``. hpsearch
+#: takes it out of the URL before connecting; see :func:`through_pgbouncer`.
+PGBOUNCER_OPTION = "pgbouncer"
+#: Engines opened through a transaction pooler (``?pgbouncer=true``).
+_POOLED: weakref.WeakSet[sqlalchemy.Engine] = weakref.WeakSet()
+#: Through a pooler, a process that finds the study lock taken tries again this many seconds
+#: later (jittered), doubling the pause each time up to the second figure. The lock is held for
+#: milliseconds (a claim), so the first tries come soon.
+_LOCK_FIRST_PAUSE = 0.002
+_LOCK_MAX_PAUSE = 0.05
 
 
 def resolve_storage_url(url: str | None = None) -> str:
@@ -103,11 +120,57 @@ def open_storage(url: str | None = None, *, create: bool = True) -> optuna.stora
     With ``create=False`` (reads, and changes to studies that must exist) nothing is created:
     a SQLite file that does not exist, or a database without Optuna's tables, raises
     :class:`StorageUnavailable` saying so, instead of becoming a new, empty study database.
+
+    A PostgreSQL URL that goes through PgBouncer in transaction pooling mode says so with
+    ``?pgbouncer=true`` (:data:`PGBOUNCER_OPTION`): see :func:`through_pgbouncer`.
     """
-    url = resolve_storage_url(url)
+    url, pooled = _split_pgbouncer_option(resolve_storage_url(url))
     if not create:
-        _check_exists(url)
-    return _open_storage(url)
+        _check_exists(url, pooled=pooled)
+    return _open_storage(url, pooled=pooled)
+
+
+def through_pgbouncer(storage: optuna.storages.RDBStorage) -> bool:
+    """Whether ``storage`` was opened through a transaction pooler (``?pgbouncer=true``).
+
+    Such a pooler gives a client a server connection for one transaction at a time, so nothing
+    may rely on the state of a connection between transactions. Through it hpsearch turns off
+    psycopg's server-side prepared statements (they live in one server connection; PgBouncer
+    1.18 cannot carry them over) and :func:`study_lock` waits without holding a connection.
+    """
+    return storage.engine in _POOLED
+
+
+def _split_pgbouncer_option(url: str) -> tuple[str, bool]:
+    """The URL without :data:`PGBOUNCER_OPTION`, and whether that option was on."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - _open_storage names what is wrong with the URL
+        return url, False
+    if PGBOUNCER_OPTION not in parsed.query:
+        return url, False
+    given = parsed.query[PGBOUNCER_OPTION]
+    value = (given if isinstance(given, str) else given[-1]).strip().lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise StorageUnavailable(
+            f"{PGBOUNCER_OPTION}={value!r} in the storage URL {redact(url)} is not a yes/no "
+            f"value: use {PGBOUNCER_OPTION}=true when the URL goes through PgBouncer in "
+            "transaction pooling mode, or leave the option out"
+        )
+    pooled = value in ("1", "true", "yes", "on")
+    if pooled and parsed.get_backend_name() != "postgresql":
+        raise StorageUnavailable(
+            f"{PGBOUNCER_OPTION}=true is for PostgreSQL URLs, not {redact(url)}: leave the "
+            "option out of this URL"
+        )
+    stripped = parsed.difference_update_query([PGBOUNCER_OPTION])
+    return stripped.render_as_string(hide_password=False), pooled
+
+
+def _pgbouncer_connect_args() -> dict[str, Any]:
+    # psycopg 3 prepares a statement on the server after its 5th run on a connection: through a
+    # transaction pooler the next run may land on a server connection that never saw it.
+    return {"prepare_threshold": None}
 
 
 def _has_study_tables(engine: sqlalchemy.Engine) -> bool:
@@ -117,7 +180,7 @@ def _has_study_tables(engine: sqlalchemy.Engine) -> bool:
         engine.dispose()
 
 
-def _check_exists(url: str) -> None:
+def _check_exists(url: str, *, pooled: bool = False) -> None:
     """Raise StorageUnavailable unless ``url`` names an existing database with Optuna's tables."""
     try:
         parsed = make_url(url)
@@ -143,7 +206,10 @@ def _check_exists(url: str) -> None:
             poolclass=sqlalchemy.pool.NullPool,
         )
     elif backend == "postgresql":
-        ro = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        connect_args = _pgbouncer_connect_args() if pooled else {}
+        ro = sqlalchemy.create_engine(
+            url, poolclass=sqlalchemy.pool.NullPool, connect_args=connect_args
+        )
     else:
         return
     try:
@@ -167,7 +233,7 @@ def _first_line(e: BaseException) -> str:
 
 
 @functools.cache
-def _open_storage(url: str) -> optuna.storages.RDBStorage:
+def _open_storage(url: str, *, pooled: bool = False) -> optuna.storages.RDBStorage:
     try:
         backend = make_url(url).get_backend_name()
     except Exception as e:
@@ -180,6 +246,8 @@ def _open_storage(url: str) -> optuna.storages.RDBStorage:
     if backend == "sqlite":
         # Several processes share one file: wait for the write lock instead of failing at once.
         engine_kwargs = {"connect_args": {"timeout": 60}}
+    elif pooled:
+        engine_kwargs["connect_args"] = _pgbouncer_connect_args()
     settings = get_settings()
     interval, max_retries = settings.heartbeat_seconds, settings.max_retries
     try:
@@ -208,6 +276,8 @@ def _open_storage(url: str) -> optuna.storages.RDBStorage:
         sqlalchemy.event.listen(storage.engine, "connect", _on_sqlite_connect)
         with storage.engine.connect() as conn:  # switch the file to WAL now, once
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    if pooled:
+        _POOLED.add(storage.engine)
     _create_own_tables(storage.engine)
     return storage
 
@@ -268,17 +338,38 @@ def _create_own_tables(engine: sqlalchemy.Engine) -> None:
 def study_lock(storage: optuna.storages.RDBStorage, study_id: int) -> Iterator[None]:
     """Hold an exclusive lock on one study across processes and machines.
 
-    PostgreSQL: a transaction-scoped advisory lock (works across machines). SQLite: an OS file
+    PostgreSQL: a transaction-scoped advisory lock (works across machines), held by a
+    transaction of its own while the block runs on other pooled connections. SQLite: an OS file
     lock beside the database file (SQLite is one machine by nature). Keep the block short.
+
+    Through PgBouncer in transaction pooling mode (:func:`through_pgbouncer`) a process blocked
+    in ``pg_advisory_xact_lock`` would hold one of the pooler's few server connections while it
+    waits, and with enough waiters the holder finds none left for its block: every worker
+    stalls. There the lock is tried instead (``pg_try_advisory_xact_lock``) and, when taken
+    elsewhere, tried again after a short, growing, jittered pause with no transaction open, so
+    a waiter holds no server connection. The holder needs two at once: its lock's and its
+    block's.
     """
     url = storage.engine.url
     if url.get_backend_name() == "postgresql":
         digest = hashlib.blake2b(f"hpsearch:{study_id}".encode(), digest_size=8).digest()
         key = int.from_bytes(digest, "big", signed=True)
-        with storage.engine.connect() as conn, conn.begin():
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-            yield
-        return
+        if not through_pgbouncer(storage):
+            with storage.engine.connect() as conn, conn.begin():
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+                yield
+            return
+        try_lock = sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:key)")
+        pause = _LOCK_FIRST_PAUSE
+        with storage.engine.connect() as conn:
+            while True:
+                with conn.begin():
+                    if conn.execute(try_lock, {"key": key}).scalar():
+                        yield
+                        return
+                # Not taken: the transaction has ended, so no server connection is held now.
+                time.sleep(pause * (0.5 + random.random() / 2))
+                pause = min(pause * 2, _LOCK_MAX_PAUSE)
     database = url.database
     if not database or database == ":memory:":
         yield  # one process owns an in-memory database: nothing to serialize against

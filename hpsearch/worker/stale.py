@@ -22,7 +22,7 @@ import sqlalchemy
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
-from hpsearch.db.storage import grace_seconds
+from hpsearch.db.storage import grace_seconds, through_pgbouncer
 from hpsearch.studies import FAIL_REASON_ATTR
 
 __all__ = ["UNBEATEN_REASON", "fail_stale_trials", "unbeaten_trial_ids"]
@@ -80,6 +80,15 @@ def unbeaten_trial_ids(
     ]
 
 
+def _server_started_within(storage: optuna.storages.RDBStorage, seconds: float) -> bool:
+    """Through a pooler: whether the PostgreSQL server started less than ``seconds`` ago."""
+    if not through_pgbouncer(storage):
+        return False
+    query = sqlalchemy.text("SELECT extract(epoch FROM now() - pg_postmaster_start_time())")
+    with storage.engine.connect() as conn:
+        return float(conn.execute(query).scalar_one()) < seconds
+
+
 def fail_stale_trials(storage: optuna.storages.RDBStorage, study: optuna.Study) -> list[int]:
     """Fail the study's trials whose worker is gone, and queue their retries.
 
@@ -87,12 +96,21 @@ def fail_stale_trials(storage: optuna.storages.RDBStorage, study: optuna.Study) 
     that never had a heartbeat and started more than a grace period ago, failed the way Optuna
     fails a stale trial: state FAIL (only if still RUNNING), then the storage's heartbeat-stale
     callback (hpsearch's queues a retry). Returns the ids of the unbeaten trials failed here.
+
+    Through PgBouncer (:func:`~hpsearch.db.storage.through_pgbouncer`) nothing is failed
+    within a grace period of the PostgreSQL server's start: right after a restart every trial's
+    heartbeat looks old. The worker skips this check after an outage it saw itself, but through
+    a pooler it may have seen none: its queries waited in the pooler's queue until the server
+    was back.
     """
+    grace = grace_seconds(storage)
+    if _server_started_within(storage, grace):
+        return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     failed: list[int] = []
-    for trial_id in unbeaten_trial_ids(storage, study._study_id, older_than=grace_seconds(storage)):
+    for trial_id in unbeaten_trial_ids(storage, study._study_id, older_than=grace):
         try:
             storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, UNBEATEN_REASON)
             if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
