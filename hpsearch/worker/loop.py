@@ -621,10 +621,9 @@ class _Worker:
         def observe(measured: dict[str, float]) -> None:
             metrics.update(measured)
             broken = violations(spec.constraints, measured)
-            if broken:
-                epoch = "" if "val_loss" not in measured else " after an epoch"
-                when = " before training" if not epoch else epoch
-                raise Infeasible(f"infeasible{when}: {'; '.join(broken)}")
+            if broken:  # the costs come before training, with no validation metric yet
+                when = "after an epoch" if "val_loss" in measured else "before training"
+                raise Infeasible(f"infeasible {when}: {'; '.join(broken)}")
 
         adjustments: list[dict[str, int]] = []
         kept: list[Any] = []  # the predictions of the attempt that finished (after OOM retries)
