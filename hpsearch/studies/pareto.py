@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.study import StudyDirection
+from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, Field
 
 from hpsearch.errors import SpecError
-from hpsearch.studies._lookup import find_study
+from hpsearch.studies._lookup import FoundStudy, find_study
 from hpsearch.studies.objectives import Bound, Objective
 from hpsearch.studies.spec import StudySpec
 from hpsearch.studies.trials import TrialRecord, trial_record
@@ -50,22 +51,17 @@ def _feasible(trial: FrozenTrial) -> bool:
     return all(v <= 0 for v in trial.constraints.values())
 
 
-def front_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The study's non-dominated complete feasible trials (one objective: its best), ordered by
-    the first objective, best first."""
-    if len(study.directions) == 1:
-        try:
-            return [study.best_trial]
-        except ValueError:
-            return []
-    front = study.best_trials
-    sign = -1.0 if study.directions[0] == StudyDirection.MAXIMIZE else 1.0
-    return sorted(front, key=lambda t: (sign * t.values[0], t.number))
-
-
-def _losses(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> np.ndarray:
-    signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
-    return np.array([t.values for t in trials], dtype=float) * signs
+def front_trials(
+    complete: Sequence[FrozenTrial], directions: Sequence[StudyDirection]
+) -> list[FrozenTrial]:
+    """The non-dominated trials of ``complete`` (complete, feasible trials; one objective: the
+    best), ordered by the first objective, best first, ties to the earlier trial."""
+    sign = -1.0 if directions[0] == StudyDirection.MAXIMIZE else 1.0
+    ranked = sorted(complete, key=lambda t: (sign * t.values[0], t.number))
+    if len(directions) == 1:
+        return ranked[:1]
+    front = {t.number for t in _get_pareto_front_trials_by_trials(ranked, directions)}
+    return [t for t in ranked if t.number in front]
 
 
 def hypervolume(
@@ -76,32 +72,33 @@ def hypervolume(
     """The hypervolume of ``front`` against the nadir of ``complete`` (both as values in each
     objective's own direction), and that reference point; ``(None, None)`` with fewer than two
     complete trials."""
-    finite = [t for t in complete if t.values and all(math.isfinite(v) for v in t.values)]
-    points = [t for t in front if t in finite]
+    finite = [t for t in complete if all(math.isfinite(v) for v in t.values)]
+    numbers = {t.number for t in finite}
+    points = [t for t in front if t.number in numbers]
     if len(finite) < 2 or not points:
         return None, None
     signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
-    nadir = _losses(finite, directions).max(axis=0)
-    volume = optuna._hypervolume.compute_hypervolume(
-        _losses(points, directions), nadir, assume_pareto=True
-    )
+    nadir = (np.array([t.values for t in finite], dtype=float) * signs).max(axis=0)
+    losses = np.array([t.values for t in points], dtype=float) * signs
+    volume = optuna._hypervolume.compute_hypervolume(losses, nadir, assume_pareto=True)
     return float(volume), [float(v) for v in nadir * signs]
 
 
-def pareto_front(storage: optuna.storages.BaseStorage, name: str) -> ParetoFront:
-    """The Pareto front of hpsearch study ``name`` (a single-objective study: its best)."""
-    found = find_study(storage, name)
+def pareto_front(
+    storage: optuna.storages.BaseStorage, name: str, *, found: FoundStudy | None = None
+) -> ParetoFront:
+    """The Pareto front of hpsearch study ``name`` (a single-objective study: its best), from
+    one read of its complete trials; ``found`` saves the lookup when the caller has it."""
+    found = found or find_study(storage, name)
     spec = StudySpec.model_validate(found.spec_json)
-    study = optuna.load_study(study_name=name, storage=storage)
-    front = front_trials(study)
-    complete = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _feasible(t)
-    ]
+    directions = storage.get_study_directions(found.study_id)
+    done = storage.get_all_trials(found.study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = [t for t in done if _feasible(t)]
+    front = front_trials(complete, directions)
     objectives = spec.objectives or [Objective(metric=spec.metric, direction=spec.direction)]
-    if len(study.directions) > 1:
-        volume, reference = hypervolume(front, complete, study.directions)
-    else:
-        volume, reference = None, None
+    volume, reference = (None, None)
+    if len(directions) > 1:
+        volume, reference = hypervolume(front, complete, directions)
     return ParetoFront(
         name=name,
         objectives=objectives,

@@ -412,7 +412,7 @@ def study_status(storage: optuna.storages.RDBStorage, name: str) -> StudyStatus:
     if spec.multi_objective:
         from hpsearch.studies.pareto import pareto_front  # it reads the status's trial record
 
-        front = pareto_front(storage, name)
+        front = pareto_front(storage, name, found=found)  # the lookup already made
         status.pareto = ParetoSummary(
             objectives=[o.metric for o in spec.objectives],
             size=len(front.trials),

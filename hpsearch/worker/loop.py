@@ -711,6 +711,7 @@ class _Worker:
         ended = link.call(
             "writing the result",
             _finish_trial,
+            self.storage,
             joined.study,
             trial,
             outcome,
@@ -836,36 +837,37 @@ class _Worker:
 
 
 def _finish_trial(
+    storage: optuna.storages.RDBStorage,
     study: optuna.Study,
     trial: optuna.Trial,
     outcome: _Outcome,
     constraints: Mapping[str, Bound] | None = None,
 ) -> bool:
-    """The one place a trial's end is written: its state, its values, its constraint values
-    (``constraints``, the spec's) and why it ended.
+    """The one place a trial's end is written: why it ended and what it measured (one
+    transaction), its constraint values (``constraints``, the spec's), then its state and values.
 
     Returns False when the trial had already been ended elsewhere.
     """
     reason_attr = {TrialState.FAIL: FAIL_REASON_ATTR, TrialState.PRUNED: PRUNE_REASON_ATTR}
+    attrs: dict[str, Any] = {}
+    if outcome.reason and outcome.state in reason_attr:
+        attrs[reason_attr[outcome.state]] = outcome.reason
+    if outcome.traceback and outcome.state == TrialState.FAIL:
+        attrs[FAIL_TRACEBACK_ATTR] = outcome.traceback
+    if outcome.metrics:
+        attrs[METRICS_ATTR] = outcome.metrics
+    if outcome.infeasible:
+        attrs[INFEASIBLE_ATTR] = outcome.reason
     try:
-        if outcome.reason and outcome.state in reason_attr:
-            trial.set_user_attr(reason_attr[outcome.state], outcome.reason)
-        if outcome.traceback and outcome.state == TrialState.FAIL:
-            trial.set_user_attr(FAIL_TRACEBACK_ATTR, outcome.traceback)
-        ended: dict[str, Any] = {}
-        if outcome.metrics:  # the samplers' constraints_func reads them in tell
-            ended[METRICS_ATTR] = outcome.metrics
-        if outcome.infeasible:
-            ended[INFEASIBLE_ATTR] = outcome.reason
-        for key, value in ended.items():
-            trial.set_user_attr(key, value)
-        if constraints:  # Optuna's samplers read them (> 0: broken)
+        if attrs:
+            set_trial_user_attrs(storage, trial._trial_id, attrs)
+        if constraints:  # Optuna's samplers read them in tell (> 0: broken)
             for name, violation in constraint_values(constraints, outcome.metrics or {}).items():
                 trial.set_constraint(name, violation)
-        if outcome.state == TrialState.COMPLETE and outcome.values is not None:
-            study.tell(trial, outcome.values if len(outcome.values) > 1 else outcome.values[0])
-        elif outcome.state == TrialState.COMPLETE:
-            study.tell(trial, outcome.value)
+        if outcome.state == TrialState.COMPLETE:
+            values = outcome.values
+            assert values is not None  # a complete outcome has one value per objective
+            study.tell(trial, values if len(values) > 1 else values[0])
         else:
             study.tell(trial, state=outcome.state)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError, KeyError):

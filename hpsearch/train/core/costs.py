@@ -14,7 +14,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -193,72 +192,13 @@ def model_costs(config: Mapping[str, Any], task: TaskSpec) -> dict[str, float]:
 
     The same numbers a trial of this config measures before its first epoch
     (:func:`count_params`, :func:`safetensors_size`), for checking a constraint before the
-    trial starts. The model is built on the CPU from a random init (pretrained weights, which
-    change no shape, are not loaded). What it reads first, per family:
-
-    - image_classification: only the dataset's class list (no image is decoded);
-    - tabular_*: the table, to know its columns and classes (cached in-process, as training
-      caches it: a worker that then trains the trial reads it once);
-    - audio_classification: the clips and their spectrograms, for their shape (cached too).
-
-    The dataset is read as training reads it: a caller that must keep reads under data roots
-    checks the task first, as the worker does. Raises ``ValueError`` for a bad config, task or
-    family, as :func:`hpsearch.train.train` would.
+    trial starts. The model comes from the family's own builder through
+    :func:`hpsearch.train.rebuild_model` (on the CPU, from a random init, never loading
+    pretrained weights), which loads the task's data for its input and output sizes, as
+    training does. A caller that must keep reads under data roots checks the task first, as the
+    worker does. Raises ``ValueError`` for a bad config, task or family.
     """
-    model = _build(config, task)
+    from hpsearch.train.core.rebuild import rebuild_model
+
+    model = rebuild_model(config, task, device="cpu")
     return {"params": float(count_params(model)), "size_mb": safetensors_size(model) / _MB}
-
-
-def _build(config: Mapping[str, Any], task: TaskSpec) -> nn.Module:
-    family = task.family or "tabular_classification"
-    if family in ("tabular_classification", "tabular_regression"):
-        from hpsearch.train.core.config import parse_config, parse_regression_config
-        from hpsearch.train.tabular.data import load_tabular
-        from hpsearch.train.tabular.model import build_model
-
-        regression = family == "tabular_regression"
-        cfg = parse_regression_config(config) if regression else parse_config(config)
-        data = load_tabular(
-            task.dataset,
-            val_fraction=task.val_fraction,
-            normalization=cfg.input.normalization,
-            target=task.target,
-            regression=regression,
-        )
-        return build_model(
-            cfg.model,
-            n_numeric=data.train.x_num.shape[1],
-            cardinalities=data.cardinalities,
-            n_classes=1 if regression else data.n_classes,
-        )
-    if family == "image_classification":
-        from hpsearch.train.image.config import parse_image_config
-        from hpsearch.train.image.data import open_image_source
-        from hpsearch.train.image.model import build_image_model
-
-        image_cfg = parse_image_config(config)
-        source = open_image_source(task.dataset)
-        return build_image_model(
-            image_cfg.model,
-            replace(image_cfg.transfer, pretrained=False),
-            n_classes=source.n_classes,
-            weights=None,
-        )
-    if family == "audio_classification":
-        from hpsearch.train.audio.config import parse_audio_config
-        from hpsearch.train.audio.data import load_audio_data
-        from hpsearch.train.audio.model import build_audio_model
-
-        audio_cfg = parse_audio_config(config)
-        audio = load_audio_data(
-            task.dataset, n_mels=audio_cfg.input.n_mels, val_fraction=task.val_fraction
-        )
-        _, _, n_mels, n_frames = audio.train.x.shape
-        return build_audio_model(
-            audio_cfg.model, n_mels=n_mels, n_frames=n_frames, n_classes=audio.n_classes
-        )
-    from hpsearch.train.core.dispatch import FITTERS
-
-    raise ValueError(
-        f"no model to measure for task family {family!r}; trained families: {', '.join(FITTERS)}"
-    )
