@@ -25,6 +25,7 @@ from hpsearch.db.timestamps import DbUtcDatetime, utc_now
 
 __all__ = [
     "WorkerRecord",
+    "beat",
     "list_workers",
     "live_workers",
     "new_worker_id",
@@ -101,28 +102,56 @@ def worker_beat(
     *,
     study: str | None = None,
     trial_number: int | None = None,
+    trials_run: int | None = None,
     finished_trial: bool = False,
 ) -> None:
-    """Refresh the worker's ``last_seen`` and say what it runs now (``None``: idle)."""
+    """Refresh the worker's ``last_seen`` and say what it runs now (``None``: idle), in a
+    transaction of its own: see :func:`beat`."""
+    with storage.engine.begin() as conn:
+        beat(
+            conn,
+            worker_id,
+            study=study,
+            trial_number=trial_number,
+            trials_run=trials_run,
+            finished_trial=finished_trial,
+        )
+
+
+def beat(
+    conn: sqlalchemy.Connection,
+    worker_id: str,
+    *,
+    study: str | None = None,
+    trial_number: int | None = None,
+    trials_run: int | None = None,
+    finished_trial: bool = False,
+) -> None:
+    """Refresh the worker's ``last_seen`` and say what it runs now, in ``conn``'s transaction
+    (a worker's claim of a trial writes its fleet row with it). ``trials_run`` is how many
+    trials it has run to an end; ``finished_trial`` counts one more instead."""
     values: dict = {
         "last_seen": utc_now(),
         "study": study,
         "trial_number": trial_number,
     }
-    if finished_trial:
+    if trials_run is not None:
+        values["trials_run"] = trials_run
+    elif finished_trial:
         values["trials_run"] = workers.c.trials_run + 1
+    conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(**values))
+
+
+def retire_worker(
+    storage: optuna.storages.RDBStorage, worker_id: str, *, trials_run: int | None = None
+) -> None:
+    """Mark the worker stopped: it exited cleanly and is no longer live. ``trials_run``: how
+    many trials it ran to an end."""
+    values: dict = {"stopped_at": utc_now(), "study": None, "trial_number": None}
+    if trials_run is not None:
+        values["trials_run"] = trials_run
     with storage.engine.begin() as conn:
         conn.execute(workers.update().where(workers.c.worker_id == worker_id).values(**values))
-
-
-def retire_worker(storage: optuna.storages.RDBStorage, worker_id: str) -> None:
-    """Mark the worker stopped: it exited cleanly and is no longer live."""
-    with storage.engine.begin() as conn:
-        conn.execute(
-            workers.update()
-            .where(workers.c.worker_id == worker_id)
-            .values(stopped_at=utc_now(), study=None, trial_number=None)
-        )
 
 
 def list_workers(

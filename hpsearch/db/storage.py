@@ -18,7 +18,7 @@ import sqlite3
 import time
 import warnings
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +26,7 @@ from urllib.parse import quote
 import optuna
 import sqlalchemy
 import tenacity
+from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
@@ -38,6 +39,7 @@ __all__ = [
     "PGBOUNCER_OPTION",
     "RETRY_OF_ATTR",
     "TRIALS_EDITED_ATTR",
+    "TrialParam",
     "grace_seconds",
     "heartbeat_interval",
     "mark_trials_edited",
@@ -47,6 +49,7 @@ __all__ = [
     "set_trial_user_attrs",
     "study_lock",
     "through_pgbouncer",
+    "write_running_trial",
 ]
 
 #: The embedded default: a SQLite file in the working directory.
@@ -389,30 +392,92 @@ def set_trial_user_attrs(
     """Set several user attributes of a running trial in one transaction.
 
     What ``Trial.set_user_attr`` does for one key (a transaction each, with a read of the
-    trial), done once for all: the row of the trial is locked, its state checked, the keys
-    replaced. Raises Optuna's ``UpdateFinishedTrialError`` when the trial has finished.
+    trial), done once for all: see :func:`write_running_trial`.
+    """
+    write_running_trial(storage, trial_id, user_attrs=attrs)
+
+
+#: A parameter as ``Trial.suggest_*`` hands it to the storage: name, internal value, distribution.
+TrialParam = tuple[str, float, BaseDistribution]
+
+
+def write_running_trial(
+    storage: optuna.storages.RDBStorage,
+    trial_id: int,
+    *,
+    params: Sequence[TrialParam] = (),
+    user_attrs: Mapping[str, Any] | None = None,
+    known: dict[str, BaseDistribution] | None = None,
+) -> None:
+    """Write a running trial's ``params`` and ``user_attrs`` in one transaction.
+
+    ``Trial.suggest_*`` writes each parameter as a transaction of its own, with a read of the
+    trial (twelve commits for the demo space), and ``set_user_attr`` each attribute likewise.
+    Here the row of the trial is locked, its state checked (Optuna's
+    ``UpdateFinishedTrialError`` when it has finished), each parameter's distribution checked
+    against the study's earlier trials as Optuna checks it (``known``: the distributions already
+    checked, by name, a cache kept by the caller and filled here), and the rows replaced, so a
+    retry after a lost reply writes the same rows again.
     """
     from optuna.storages._rdb import models
 
-    table = models.TrialUserAttributeModel.__table__
-    state_q = sqlalchemy.select(models.TrialModel.state).where(
-        models.TrialModel.trial_id == trial_id
+    trials = models.TrialModel.__table__
+    param_rows = models.TrialParamModel.__table__
+    attr_rows = models.TrialUserAttributeModel.__table__
+    known = {} if known is None else known
+    state_q = sqlalchemy.select(trials.c.state, trials.c.study_id).where(
+        trials.c.trial_id == trial_id
     )
     if storage.engine.dialect.name == "postgresql":
         state_q = state_q.with_for_update()
     with storage.engine.begin() as conn:
-        state = conn.execute(state_q).scalar_one()
+        state, study_id = conn.execute(state_q).one()
         storage.check_trial_is_updatable(trial_id, TrialState(state))
-        conn.execute(
-            table.delete().where(table.c.trial_id == trial_id, table.c.key.in_(list(attrs)))
-        )
-        conn.execute(
-            table.insert(),
-            [
-                {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
-                for k, v in attrs.items()
-            ],
-        )
+        for name, _, distribution in params:
+            if name not in known:
+                earlier = conn.execute(
+                    sqlalchemy.select(param_rows.c.distribution_json)
+                    .join(trials, trials.c.trial_id == param_rows.c.trial_id)
+                    .where(trials.c.study_id == study_id, param_rows.c.param_name == name)
+                    .limit(1)
+                ).scalar()
+                if earlier is not None:
+                    known[name] = optuna.distributions.json_to_distribution(earlier)
+            if name in known:
+                optuna.distributions.check_distribution_compatibility(known[name], distribution)
+            known.setdefault(name, distribution)
+        if params:
+            names = [name for name, _, _ in params]
+            conn.execute(
+                param_rows.delete().where(
+                    param_rows.c.trial_id == trial_id, param_rows.c.param_name.in_(names)
+                )
+            )
+            conn.execute(
+                param_rows.insert(),
+                [
+                    {
+                        "trial_id": trial_id,
+                        "param_name": name,
+                        "param_value": value,
+                        "distribution_json": optuna.distributions.distribution_to_json(dist),
+                    }
+                    for name, value, dist in params
+                ],
+            )
+        if user_attrs:
+            conn.execute(
+                attr_rows.delete().where(
+                    attr_rows.c.trial_id == trial_id, attr_rows.c.key.in_(list(user_attrs))
+                )
+            )
+            conn.execute(
+                attr_rows.insert(),
+                [
+                    {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                    for k, v in user_attrs.items()
+                ],
+            )
 
 
 def mark_trials_edited(

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 
 import optuna
 import sqlalchemy
+from optuna.distributions import BaseDistribution
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
+
+from hpsearch.worker.sampling import TrialStorage
 
 __all__ = ["CLAIM_ATTR", "claim_trial", "find_claimed", "new_trial"]
 
@@ -50,20 +54,30 @@ def find_claimed(storage: optuna.storages.RDBStorage, study_id: int, token: str)
         return conn.execute(query).scalar()
 
 
-def claim_trial(storage: optuna.storages.RDBStorage, study_id: int, token: str) -> int:
+def claim_trial(
+    storage: optuna.storages.RDBStorage,
+    study_id: int,
+    token: str,
+    *,
+    also: Callable[[sqlalchemy.Connection, int], None] | None = None,
+) -> int:
     """Take a trial of the study for running, as ``Study.ask()`` would, and return its id.
 
     The study's oldest WAITING trial (a retry, an enqueued config) is taken first, else a new
     trial is created. In the same transaction the trial gets its first heartbeat and the claim's
-    ``token`` (a new one for every claim; see :func:`find_claimed`). The budget is the caller's
-    business: hold :func:`hpsearch.db.storage.study_lock` around the check and this call.
+    ``token`` (a new one for every claim; see :func:`find_claimed`), and ``also`` runs with the
+    transaction's connection and the trial's number (the worker's fleet row,
+    :func:`hpsearch.db.fleet.beat`). The budget is the caller's business: hold
+    :func:`hpsearch.db.storage.study_lock` around the check and this call.
     """
     # As Optuna's own trial creation writes it: the local clock, naive (``datetime.now()``).
     now = dt.datetime.now()
     with storage.engine.begin() as conn:
         _lock_study(conn, study_id)
-        trial_id = _take_waiting(conn, study_id, now)
-        if trial_id is None:
+        taken = _take_waiting(conn, study_id, now)
+        if taken is not None:
+            trial_id, number = taken
+        else:
             # Numbered as Optuna numbers them: the count of the study's trials, under the lock
             # on the study's row that Optuna's own trial creation takes too.
             number = conn.execute(
@@ -79,7 +93,13 @@ def claim_trial(storage: optuna.storages.RDBStorage, study_id: int, token: str) 
             key = inserted.inserted_primary_key
             assert key is not None  # a one-row INSERT always reports the key it made
             trial_id = int(key[0])
-        conn.execute(_heartbeats.delete().where(_heartbeats.c.trial_id == trial_id))
+        if taken is not None:  # a trial taken again (a retry) may have both already
+            conn.execute(_heartbeats.delete().where(_heartbeats.c.trial_id == trial_id))
+            conn.execute(
+                _system_attrs.delete().where(
+                    _system_attrs.c.trial_id == trial_id, _system_attrs.c.key == CLAIM_ATTR
+                )
+            )
         # The column's own default, as Optuna's record_heartbeat writes it: the server's clock.
         conn.execute(
             _heartbeats.insert().values(
@@ -87,26 +107,34 @@ def claim_trial(storage: optuna.storages.RDBStorage, study_id: int, token: str) 
             )
         )
         conn.execute(
-            _system_attrs.delete().where(
-                _system_attrs.c.trial_id == trial_id, _system_attrs.c.key == CLAIM_ATTR
-            )
-        )
-        conn.execute(
             _system_attrs.insert().values(
                 trial_id=trial_id, key=CLAIM_ATTR, value_json=json.dumps(token)
             )
         )
+        if also is not None:
+            also(conn, number)
     return trial_id
 
 
-def new_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
-    """The :class:`optuna.Trial` of a claimed trial, set up as ``Study.ask()`` sets it up."""
+def new_trial(
+    study: optuna.Study,
+    storage: optuna.storages.RDBStorage,
+    trial_id: int,
+    known: dict[str, BaseDistribution] | None = None,
+) -> optuna.Trial:
+    """The :class:`optuna.Trial` of a claimed trial, set up as ``Study.ask()`` sets it up.
+
+    ``storage`` is the study's database; the trial writes its parameters there itself
+    (:class:`hpsearch.worker.sampling.TrialStorage`, with ``known``, the study's distributions
+    checked so far), so the read of the study's new trials that ``Study.ask`` makes first, for
+    Optuna's cached storage to know the trial, is not needed.
+    """
     # Study.ask drops the per-trial cache of the study's trials that samplers read.
     study._thread_local.cached_all_trials = None
-    # Study.ask reads the study's new trials before taking one (Optuna's cached storage must
-    # know a trial before it can be written to); the claim's commit was not through it.
-    study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
-    return optuna.Trial(study, trial_id)
+    trial = optuna.Trial(study, trial_id)
+    held = TrialStorage(trial.storage, storage, trial_id, {} if known is None else known)
+    trial.storage = held  # type: ignore[assignment]  # Trial only calls the storage's methods
+    return trial
 
 
 def _lock_study(conn: sqlalchemy.Connection, study_id: int) -> None:
@@ -126,14 +154,16 @@ def _lock_study(conn: sqlalchemy.Connection, study_id: int) -> None:
         )
 
 
-def _take_waiting(conn: sqlalchemy.Connection, study_id: int, now: dt.datetime) -> int | None:
-    """Set the study's oldest WAITING trial RUNNING, started now; its id, or None."""
+def _take_waiting(
+    conn: sqlalchemy.Connection, study_id: int, now: dt.datetime
+) -> tuple[int, int] | None:
+    """Set the study's oldest WAITING trial RUNNING, started now; its id and number, or None."""
     waiting = (
-        sqlalchemy.select(_trials.c.trial_id)
+        sqlalchemy.select(_trials.c.trial_id, _trials.c.number)
         .where(_trials.c.study_id == study_id, _trials.c.state == TrialState.WAITING)
         .order_by(_trials.c.number)
     )
-    for trial_id in conn.execute(waiting).scalars().all():
+    for trial_id, number in conn.execute(waiting).all():
         # Another process (plain Optuna's ask) may pop the same trial: only one update wins.
         taken = conn.execute(
             _trials.update()
@@ -141,5 +171,5 @@ def _take_waiting(conn: sqlalchemy.Connection, study_id: int, now: dt.datetime) 
             .values(state=TrialState.RUNNING, datetime_start=now)
         )
         if taken.rowcount == 1:
-            return int(trial_id)
+            return int(trial_id), int(number)
     return None

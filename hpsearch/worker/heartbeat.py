@@ -23,7 +23,8 @@ class Heartbeat:
     """Record ``trial_id``'s heartbeat every storage heartbeat interval while in the block.
 
     ``also`` runs with each beat (the worker's own heartbeat in the fleet table). With
-    ``beaten`` the trial's heartbeat was just recorded: the first beat runs only ``also``.
+    ``beaten`` both were just recorded (a worker's claim writes them): the first beat is one
+    interval on.
     ``on_failure`` is told when a beat fails, so the worker knows the database was away.
     """
 
@@ -49,12 +50,11 @@ class Heartbeat:
     def _beat(self) -> None:
         interval = heartbeat_interval(self._storage)
         failing = False
-        skip = self._beaten
+        if self._beaten and self._stop.wait(interval):
+            return
         while True:
             try:
-                if not skip:
-                    self._storage.record_heartbeat(self._trial_id)
-                skip = False
+                self._storage.record_heartbeat(self._trial_id)
                 if self._also is not None:
                     self._also()
                 if failing:

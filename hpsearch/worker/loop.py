@@ -26,12 +26,15 @@ import signal
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import optuna
+import sqlalchemy
+from optuna.distributions import BaseDistribution
+from optuna.study._tell import _tell_with_warning
 from optuna.trial import TrialState
 from pydantic import ValidationError
 
@@ -65,7 +68,6 @@ from hpsearch.analysis.misfit import (
     update_misfit_note,
 )
 from hpsearch.safe_names import study_folder
-from hpsearch.spaces import suggest_config
 from hpsearch.db.queries import (
     count_retries,
     count_trials_by_state,
@@ -80,6 +82,7 @@ from hpsearch.db.storage import (
     redact,
     set_trial_user_attrs,
     study_lock,
+    write_running_trial,
 )
 from hpsearch.strategy import make_pruner
 from hpsearch.studies import (
@@ -126,6 +129,7 @@ from hpsearch.worker.objective import (
 )
 from hpsearch.worker.oom import run_with_oom_retries
 from hpsearch.worker.reconnect import Reconnect
+from hpsearch.worker.sampling import sample_config
 from hpsearch.worker.stale import fail_stale_trials
 
 __all__ = ["OOM_ATTR", "WorkerStopped", "run_worker"]
@@ -169,6 +173,8 @@ class _Joined:
     run: TrialFunction
     pruner_read_at: float = -math.inf  # time.monotonic() of the last read of the pruner
     misfit_mark: int = 0  # the checkpoint (finished trials) of this worker's last misfit note
+    #: The study's parameter distributions this worker has checked (``write_running_trial``).
+    distributions: dict[str, BaseDistribution] = field(default_factory=dict)
 
 
 class _Signals:
@@ -241,6 +247,7 @@ class _Worker:
         self.checkpoint_dir = checkpoint_dir
         self.poll_seconds = poll_seconds
         self.worker_id = fleet.new_worker_id(device)
+        self.trials_run = 0  # trials run to an end, as the fleet row says it
         self.signals = _Signals()
         self.joined: dict[str, _Joined] = {}
         # For picking studies: each spec with the study's count of changes when it was read.
@@ -412,7 +419,14 @@ class _Worker:
         trial_id = self.link.call("claiming a trial", claim_once)
         if trial_id is None:
             return None
-        return self.link.call("reading the trial", new_trial, joined.study, trial_id)
+        return self.link.call(
+            "reading the trial",
+            new_trial,
+            joined.study,
+            self.storage,
+            trial_id,
+            joined.distributions,
+        )
 
     def check_stale(self, study: optuna.Study) -> bool:
         """Fail the study's trials whose worker is gone (their retries are queued), at most
@@ -444,7 +458,12 @@ class _Worker:
             counts = count_trials_by_state(storage, joined.study_id)
             if self._takes_no_trial(joined.study_id, joined.spec, counts):
                 return None
-            return claim_trial(storage, joined.study_id, token)
+            name, ran = joined.study.study_name, self.trials_run
+
+            def beat(conn: sqlalchemy.Connection, number: int) -> None:
+                fleet.beat(conn, self.worker_id, study=name, trial_number=number, trials_run=ran)
+
+            return claim_trial(storage, joined.study_id, token, also=beat)
 
     def _refresh_pruner(self, joined: _Joined) -> None:
         """Use the pruner, budget and task data the study has now: they can be changed while
@@ -474,9 +493,8 @@ class _Worker:
     def serve(self, joined: _Joined, trial: optuna.Trial) -> _Outcome:
         """Run one claimed trial to its end and write that end; never leaves it RUNNING."""
         storage, link = self.storage, self.link
-        system_attrs = link.call(
-            "reading the trial", storage.get_trial_system_attrs, trial._trial_id
-        )
+        # The trial as the claim read it (Optuna 5's Trial has no public system_attrs): no query.
+        system_attrs = trial._cached_frozen_trial.system_attrs
         origin = system_attrs.get(RETRY_OF_ATTR)  # the trial this one retries, if any
         inherited_seed = trial.user_attrs.get(SEED_ATTR)  # as read by ask(): no query
         if origin is not None and inherited_seed is not None:
@@ -571,8 +589,8 @@ class _Worker:
     ) -> _Outcome:
         """Run the objective on the trial's config and say how the trial ends.
 
-        ``attrs`` (user attributes of the trial) are written with the sampled config, in one
-        transaction.
+        ``attrs`` (user attributes of the trial) are written with the sampled config and its
+        parameters, in one transaction (:mod:`hpsearch.worker.sampling`).
         """
         storage, link, spec = self.storage, self.link, joined.spec
 
@@ -637,11 +655,18 @@ class _Worker:
             link.call("writing the trial", trial.set_user_attr, OOM_ATTR, adjustments)
 
         try:
-            config = link.call(
-                "sampling the config", suggest_config, trial, spec.search_space, spec.fixed
+            config, params = link.call(
+                "sampling the config", sample_config, trial, spec.search_space, spec.fixed
             )
-            attrs = {**attrs, CONFIG_ATTR: config}
-            link.call("writing the trial", set_trial_user_attrs, storage, trial._trial_id, attrs)
+            link.call(
+                "writing the trial",
+                write_running_trial,
+                storage,
+                trial._trial_id,
+                params=params,
+                user_attrs={**attrs, CONFIG_ATTR: config},
+                known=joined.distributions,
+            )
             with self.signals.interruptible():
                 result = run_with_oom_retries(
                     lambda c: joined.run(c, report, seed, checkpoint, keep, observe, keep_weights),
@@ -831,7 +856,7 @@ class _Worker:
         if time.monotonic() - self._last_idle_beat >= interval:
             self._last_idle_beat = time.monotonic()
             with contextlib.suppress(Exception):
-                fleet.worker_beat(self.storage, self.worker_id)
+                fleet.worker_beat(self.storage, self.worker_id, trials_run=self.trials_run)
         with self.signals.interruptible():
             time.sleep(self.poll_seconds)
 
@@ -864,12 +889,14 @@ def _finish_trial(
         if constraints:  # Optuna's samplers read them in tell (> 0: broken)
             for name, violation in constraint_values(constraints, outcome.metrics or {}).items():
                 trial.set_constraint(name, violation)
+        # Study.tell, less the read of the whole trial back that it returns (as Study.optimize
+        # tells): nothing here uses it.
         if outcome.state == TrialState.COMPLETE:
             values = outcome.values
             assert values is not None  # a complete outcome has one value per objective
-            study.tell(trial, values if len(values) > 1 else values[0])
+            _tell_with_warning(study, trial, values if len(values) > 1 else values[0])
         else:
-            study.tell(trial, state=outcome.state)
+            _tell_with_warning(study, trial, state=outcome.state)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError, KeyError):
         # Another process already ended it: its heartbeat went stale (a database outage longer
         # than the grace period) and it was failed and queued again. Its retry runs instead.
@@ -1019,11 +1046,10 @@ def run_worker(
             started = time.perf_counter()
             outcome = worker.serve(current, trial)
             ran += 1
+            worker.trials_run = ran  # the fleet row says so with the next claim, idle or exit
             served.add(name)
             if outcome.state in (TrialState.COMPLETE, TrialState.PRUNED):
                 worker.note_prior_misfit(current)
-            with contextlib.suppress(Exception):
-                fleet.worker_beat(storage, worker.worker_id, finished_trial=True)
             _log_outcome(name, trial.number, current.spec, outcome, time.perf_counter() - started)
             if outcome.worker_setup:  # this worker cannot run the study; others may
                 line = worker.skip(current, trial, outcome)
@@ -1036,7 +1062,7 @@ def run_worker(
     finally:
         worker.signals.restore()
         with contextlib.suppress(Exception):
-            fleet.retire_worker(storage, worker.worker_id)
+            fleet.retire_worker(storage, worker.worker_id, trials_run=ran)
     return ran
 
 

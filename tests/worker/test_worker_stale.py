@@ -102,12 +102,12 @@ def test_a_claim_writes_the_trial_and_its_heartbeat_together(storage_url):
     study.enqueue_trial({"optim.lr": 0.01})
     queued = claim_trial(storage, study._study_id, "token-2")
     assert _has_heartbeat(storage, queued)
-    trial = new_trial(study, queued)
+    trial = new_trial(study, storage, queued)
     taken = storage.get_trial(queued)
     assert trial.number == 1 and taken.state == TrialState.RUNNING
     assert taken.system_attrs[CLAIM_ATTR] == "token-2"
     assert trial.suggest_float("optim.lr", 1e-5, 1e-1, log=True) == 0.01  # the queued config
-    third = new_trial(study, claim_trial(storage, study._study_id, "token-3"))
+    third = new_trial(study, storage, claim_trial(storage, study._study_id, "token-3"))
     assert third.suggest_int("model.width", 8, 8) == 8  # a trial this study object can write to
     assert [t.number for t in study.get_trials()] == [0, 1, 2]
     assert storage.get_trial(third._trial_id).datetime_start is not None
