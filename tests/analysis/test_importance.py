@@ -94,6 +94,26 @@ def test_a_low_tier_parameter_that_decides_matters_more_than_the_checklist_says(
     assert lr.verdict == "matters less than the checklist says" and lr.agrees is False
 
 
+def _lr_and_batch_size_decide(config: dict[str, Any]) -> float:
+    return _lr_decides(config) + 0.04 * config["train.batch_size"] / 256
+
+
+def test_a_big_study_is_rated_on_a_fixed_sample_that_ranks_as_the_whole_does(sqlite_url):
+    _run_study(sqlite_url, "big", _lr_and_batch_size_decide, trials=400)
+    storage = open_storage(sqlite_url)
+    whole = parameter_importance(storage, "big")
+    sample = parameter_importance(storage, "big", max_ped_anova_trials=150)
+    assert whole.trials_used == 400 and "sample" not in whole.trials_note
+    assert 100 <= sample.trials_used <= 200, sample.trials_used  # about 150 of 400
+    assert f"a fixed sample of {sample.trials_used} of them" in sample.trials_note
+    assert [r.param for r in sample.rows[:2]] == [r.param for r in whole.rows[:2]] == [
+        "optim.lr",
+        "train.batch_size",
+    ]
+    again = parameter_importance(storage, "big", max_ped_anova_trials=150)
+    assert again == sample  # the same trials every time
+
+
 @pytest.mark.parametrize("evaluator", ["ped_anova", "fanova"])
 def test_conditional_parameters_are_listed_without_importance(sqlite_url, evaluator):
     configs = _run_study(sqlite_url, "cond", _lr_decides)
