@@ -13,8 +13,9 @@ sampler costs the same), the same database, a no-op objective that reports 3 ste
 
 Throughput (PostgreSQL only): N processes on one study of no-op trials, trials per second
 between the first trial's start and the last trial's end (process start-up is not counted):
-plain Optuna ``study.optimize`` processes (random sampler; the anchor), and ``hpsearch worker``
-processes with the random and with the default (impact) strategy. Medians over ``--repeat`` runs. Each figure is a ratio or comparison within one
+plain Optuna ``study.optimize`` processes with the random sampler against ``hpsearch worker``
+processes with the random strategy, and plain Optuna with its default sampler (TPE) against
+``hpsearch worker`` with its default (impact) strategy. Medians over ``--repeat`` runs. Each figure is a ratio or comparison within one
 run, on one machine.
 """
 
@@ -96,26 +97,35 @@ import worker_overhead as w
 from hpsearch.spaces import load_space, suggest_config
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 space = load_space("demo")
-study = optuna.load_study(study_name={name!r}, storage={url!r},
-                          sampler=optuna.samplers.RandomSampler())
+study = optuna.load_study(study_name={name!r}, storage={url!r}, sampler={sampler})
 study.optimize(lambda t: w.noop(suggest_config(t, space), t.report),
                callbacks=[optuna.study.MaxTrialsCallback({trials})])
 """
 
 
+#: The plain Optuna anchors: their sampler, as the process's code writes it.
+_PLAIN_SAMPLERS = {
+    "plain": "optuna.samplers.RandomSampler()",
+    "plain-tpe": "None",  # Optuna's default, TPE
+}
+
+
 def throughput(url: str, n_workers: int, trials: int, *, strategy: str = "random") -> float:
     """Trials per second of ``n_workers`` processes on one study: hpsearch workers with
-    ``strategy``, or (``strategy="plain"``) plain Optuna ``study.optimize`` processes with the
-    random sampler and a MaxTrialsCallback, the anchor."""
+    ``strategy``, or plain Optuna ``study.optimize`` processes with a MaxTrialsCallback, the
+    anchors: ``strategy="plain"`` with the random sampler, ``"plain-tpe"`` with Optuna's default
+    sampler (TPE)."""
     name = f"tput-{strategy}-{n_workers}-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
     }
-    if strategy == "plain":
+    if strategy in _PLAIN_SAMPLERS:
         url = resolve_storage_url(url)
         optuna.create_study(study_name=name, storage=url, direction="maximize")
-        code = _PLAIN_PROCESS.format(here=str(HERE), name=name, url=url, trials=trials)
+        code = _PLAIN_PROCESS.format(
+            here=str(HERE), name=name, url=url, trials=trials, sampler=_PLAIN_SAMPLERS[strategy]
+        )
         cmd = [sys.executable, "-c", code]
     else:
         studies.create_study(open_storage(url), _spec(name, trials, strategy))
@@ -170,9 +180,9 @@ def main() -> None:
                 f"## Throughput on one PostgreSQL study ({args.trials} no-op trials, median of "
                 f"{args.repeat})",
                 "",
-                "| processes | plain Optuna (random) | hpsearch, random | hpsearch, impact "
-                "(default) |",
-                "|---:|---:|---:|---:|",
+                "| processes | plain Optuna, random | hpsearch, random | ratio | plain Optuna, "
+                "default (TPE) | hpsearch, default (impact) | ratio |",
+                "|---:|---:|---:|---:|---:|---:|---:|",
             ]
             for n in (int(x) for x in args.workers.split(",")):
                 cells = [
@@ -180,9 +190,13 @@ def main() -> None:
                         throughput(args.postgres, n, args.trials, strategy=strategy)
                         for _ in range(args.repeat)
                     )
-                    for strategy in ("plain", "random", "impact")
+                    for strategy in ("plain", "random", "plain-tpe", "impact")
                 ]
-                lines.append(f"| {n} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+                pr, hr, pt, hi = cells
+                lines.append(
+                    f"| {n} | {pr:.1f} | {hr:.1f} | {hr / pr:.2f}x | {pt:.1f} | {hi:.1f} | "
+                    f"{hi / pt:.2f}x |"
+                )
                 print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)
