@@ -35,6 +35,7 @@ from hpsearch.spaces import SearchSpace
 from hpsearch.db.queries import count_trials_by_state, page_trial_ids
 from hpsearch.strategy import prior_misfit
 from hpsearch.db.reads import load_trials
+from hpsearch.db.storage import study_lock
 
 if TYPE_CHECKING:
     from hpsearch.studies import StudySpec
@@ -54,6 +55,8 @@ __all__ = [
     "note_section",
     "replace_section",
     "spec_prior_check",
+    "store_prior_check",
+    "claim_checkpoint",
     "study_prior_check",
     "update_misfit_note",
 ]
@@ -185,6 +188,22 @@ def store_prior_check(
     """Keep ``check`` with the study, for reads: a worker computes it at each checkpoint, so a
     status read or a report never pays for PED-ANOVA itself."""
     storage.set_study_system_attr(study_id, STORED_ATTR, check.model_dump(mode="json"))
+
+
+#: The study system attribute that says which checkpoint a worker is checking (or checked).
+CLAIMED_ATTR = "hpsearch:prior_check_at"
+
+
+def claim_checkpoint(storage: optuna.storages.RDBStorage, study_id: int, point: int) -> bool:
+    """Whether this worker is the one to check the study at checkpoint ``point``
+    (:func:`evidence_point`): True once per checkpoint across the study's workers, under the
+    study lock, so that they do not all compute the same check at once."""
+    with study_lock(storage, study_id):
+        claimed = storage.get_study_system_attrs(study_id).get(CLAIMED_ATTR, 0)
+        if isinstance(claimed, int) and claimed >= point:
+            return False
+        storage.set_study_system_attr(study_id, CLAIMED_ATTR, point)
+    return True
 
 
 def spec_prior_check(

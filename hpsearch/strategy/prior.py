@@ -44,6 +44,11 @@ _ANY = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.W
 HOLD: dict[str, float] = {"high": 0.3, "medium": 0.8, "low": 0.95}
 
 
+#: Study system attribute: the latest evidence importances a worker computed, with the
+#: checkpoint they are of (``{"at": [m, step], "shares": {...}}``), for the study's other workers.
+EVIDENCE_ATTR = "hpsearch:evidence_importances"
+
+
 class PriorSampler(optuna.samplers.BaseSampler):
     """Sample a :class:`SearchSpace` with its impact tiers as a soft, decaying prior.
 
@@ -174,9 +179,31 @@ class PriorSampler(optuna.samplers.BaseSampler):
             m += every
         key = (study.study_name, m, step)
         if key not in self._importance:
-            window = _as_trials(scored[max(0, m - _EVIDENCE_CAP) : m])
-            self._importance[key] = evidence_importances(study, window)
+            self._importance[key] = self._shared_importances(study, m, step, scored)
         return self._importance[key]
+
+    def _shared_importances(
+        self, study: Study, m: int, step: int | None, scored: list[tuple[FrozenTrial, float]]
+    ) -> dict[str, float]:
+        """The importances at checkpoint ``m``: as another worker of the study stored them
+        (``EVIDENCE_ATTR``), else computed here and stored for the others. Each process used to
+        compute every checkpoint itself: with 8 workers on 2 cores that was 40% of a no-op
+        trial's time."""
+        storage, study_id = study._storage, study._study_id
+        stored = storage.get_study_system_attrs(study_id).get(EVIDENCE_ATTR)
+        if isinstance(stored, dict) and stored.get("at") == [m, step]:
+            shares = stored.get("shares")
+            if isinstance(shares, dict):
+                return {str(k): float(v) for k, v in shares.items()}
+            earlier = [v for k, v in self._importance.items() if k[0] == study.study_name]
+            if earlier:  # another worker is computing them: the last ones until it is done
+                return earlier[-1]
+        # Say so first, so that the other workers do not all compute the same at once.
+        storage.set_study_system_attr(study_id, EVIDENCE_ATTR, {"at": [m, step], "shares": None})
+        window = _as_trials(scored[max(0, m - _EVIDENCE_CAP) : m])
+        shares = evidence_importances(study, window)
+        storage.set_study_system_attr(study_id, EVIDENCE_ATTR, {"at": [m, step], "shares": shares})
+        return shares
 
     def plan(self, study: Study, trial_number: int) -> dict[str, Role]:
         """What each knob of the space does at ``trial_number``: ``default`` (the defaults

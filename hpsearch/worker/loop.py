@@ -65,6 +65,7 @@ from hpsearch.analysis.misfit import (
     check_prior,
     note_due,
     store_prior_check,
+    claim_checkpoint,
     update_misfit_note,
 )
 from hpsearch.safe_names import study_folder
@@ -788,7 +789,8 @@ class _Worker:
 
     def note_prior_misfit(self, joined: _Joined) -> None:
         """At 15, 25, 35, ... finished trials (every 50 from 100), check the study's evidence
-        against the checklist and write it in the study's dashboard note (:mod:`hpsearch.analysis.misfit`).
+        against the checklist and write it in the study's dashboard note (:mod:`hpsearch.analysis.misfit`),
+        unless another worker has done so at this checkpoint.
 
         One count query per trial otherwise. A failure costs only the note: it is logged.
         """
@@ -802,6 +804,8 @@ class _Worker:
             if mark is None:
                 return
             joined.misfit_mark = mark
+            if not claim_checkpoint(self.storage, joined.study_id, mark):
+                return  # another worker writes the note at this checkpoint
             check = check_prior(
                 self.storage,
                 joined.study_id,
