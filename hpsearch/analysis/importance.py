@@ -23,12 +23,12 @@ from typing import Any, Literal, TypeGuard
 import optuna
 import sqlalchemy
 from optuna.distributions import BaseDistribution, json_to_distribution
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, Field
 
 from hpsearch.errors import NotEnoughTrials, UsageError
 from hpsearch.db.queries import count_trials_by_state
+from hpsearch.strategy.prior import TrialsView
 from hpsearch.studies import StudySpec, load_spec
 
 __all__ = [
@@ -203,21 +203,6 @@ def _complete_trials(
     ]
 
 
-class _CompleteTrials:
-    # What Optuna's importance evaluators read of a study (its direction and its complete
-    # trials), without copying tens of thousands of trials into an in-memory study first.
-
-    def __init__(self, direction: str, trials: list[FrozenTrial]) -> None:
-        self.directions = [StudyDirection[direction.upper()]]
-        self.trials = trials
-
-    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
-        return self.trials
-
-    def _is_multi_objective(self) -> bool:
-        return False
-
-
 def _common_params(
     trials: list[FrozenTrial], *, one_distribution: bool
 ) -> tuple[list[str], dict[str, str]]:
@@ -245,7 +230,7 @@ def _common_params(
 
 
 def _evaluate(
-    study: _CompleteTrials, evaluator: Evaluator, params: list[str] | None, seed: int
+    study: TrialsView, evaluator: Evaluator, params: list[str] | None, seed: int
 ) -> tuple[dict[str, float], list[str]]:
     # Imported here: optuna.importance imports scikit-learn (about 2 s), which the service's
     # start-up should not wait for.
@@ -346,7 +331,7 @@ def parameter_importance(
     if not_used:
         trials_note += f"; not used: {not_used}"
 
-    study = _CompleteTrials(spec.direction or "minimize", trials)
+    study = TrialsView(spec.direction or "minimize", trials)
     n = len(trials)
     present: Counter[str] = Counter(p for t in trials for p in t.distributions)
     # Conditional parameters are left out: fANOVA cannot take them, and PED-ANOVA's conditional

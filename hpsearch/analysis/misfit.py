@@ -198,9 +198,15 @@ def claim_checkpoint(storage: optuna.storages.RDBStorage, study_id: int, point: 
     """Whether this worker is the one to check the study at checkpoint ``point``
     (:func:`evidence_point`): True once per checkpoint across the study's workers, under the
     study lock, so that they do not all compute the same check at once."""
+
+    def claimed() -> bool:
+        at = storage.get_study_system_attrs(study_id).get(CLAIMED_ATTR, 0)
+        return isinstance(at, int) and at >= point
+
+    if claimed():  # the usual answer, without waiting for the lock the study's claims take
+        return False
     with study_lock(storage, study_id):
-        claimed = storage.get_study_system_attrs(study_id).get(CLAIMED_ATTR, 0)
-        if isinstance(claimed, int) and claimed >= point:
+        if claimed():
             return False
         storage.set_study_system_attr(study_id, CLAIMED_ATTR, point)
     return True

@@ -15,20 +15,18 @@ refused at submit when its space has nothing to grid (see :func:`grid_size`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import optuna
 from optuna.samplers import GridSampler
 from optuna.trial import TrialState
 
 from hpsearch.errors import SpaceError
 from hpsearch.spaces import Param, SearchSpace
+from hpsearch.strategy.locks import sampler_lock
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -232,7 +230,7 @@ class SpaceGridSampler(GridSampler):
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         if _GRID_ID in trial.system_attrs or "fixed_params" in trial.system_attrs:
             return  # a retry runs its original's point; an enqueued config is given in full
-        with _study_lock(study):
+        with sampler_lock(study):
             free = self._free_points(study)
             grid_id = int(self._rng.rng.choice(free))
             study._storage.set_trial_system_attr(trial._trial_id, _SEARCH_SPACE, self._search_space)
@@ -289,22 +287,3 @@ class SpaceGridSampler(GridSampler):
             log.warning("strategy grid: every point of the grid has run; running one again")
             free = [i for i in points if i not in finished] or list(points)
         return free
-
-
-_thread_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _study_lock(study: Study) -> Iterator[None]:
-    """The study's lock across processes for a database storage; a thread lock otherwise."""
-    storage = study._storage
-    while hasattr(storage, "_backend"):  # Optuna's cache, hpsearch's (hpsearch.db.cache)
-        storage = storage._backend
-    if isinstance(storage, optuna.storages.RDBStorage):
-        from hpsearch.db.storage import study_lock
-
-        with _thread_lock, study_lock(storage, study._study_id):
-            yield
-    else:
-        with _thread_lock:
-            yield

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal, TypeGuard, cast
 
 import numpy as np
 import optuna
@@ -30,8 +30,16 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.spaces import SearchSpace, default_config
+from hpsearch.strategy.locks import sampler_lock
 
-__all__ = ["Misfit", "PriorSampler", "evidence_importances", "prior_misfit", "uniform_share"]
+__all__ = [
+    "Misfit",
+    "PriorSampler",
+    "TrialsView",
+    "evidence_importances",
+    "prior_misfit",
+    "uniform_share",
+]
 
 Tier = Literal["high", "medium", "low"]
 Role = Literal["default", "held", "prior", "searched", "uniform"]
@@ -70,7 +78,10 @@ class PriorSampler(optuna.samplers.BaseSampler):
 
     Every decision is a function of the study's trials, its name, the trial number and
     ``seed``, so several workers (each with its own sampler over one storage) make the same
-    ones; the importance and plan caches only save recomputing them.
+    ones; the importance and plan caches only save recomputing them. One exception: the
+    evidence at each checkpoint is computed by one worker and stored with the study
+    (``EVIDENCE_ATTR``); until it is there, the others rank by the previous checkpoint's
+    (by the checklist's tiers before the first).
 
     Args:
         space: the search space whose tiers and defaults are the prior.
@@ -179,30 +190,47 @@ class PriorSampler(optuna.samplers.BaseSampler):
             m += every
         key = (study.study_name, m, step)
         if key not in self._importance:
-            self._importance[key] = self._shared_importances(study, m, step, scored)
+            shares = self._shared_importances(study, m, step, scored)
+            if shares is None:  # another worker is computing them: the last ones until then
+                earlier = [v for k, v in self._importance.items() if k[0] == study.study_name]
+                return earlier[-1] if earlier else {}  # {}: the checklist's tiers
+            self._importance[key] = shares
         return self._importance[key]
 
     def _shared_importances(
         self, study: Study, m: int, step: int | None, scored: list[tuple[FrozenTrial, float]]
-    ) -> dict[str, float]:
+    ) -> dict[str, float] | None:
         """The importances at checkpoint ``m``: as another worker of the study stored them
-        (``EVIDENCE_ATTR``), else computed here and stored for the others. Each process used to
-        compute every checkpoint itself: with 8 workers on 2 cores that was 40% of a no-op
-        trial's time."""
+        (``EVIDENCE_ATTR``), None while it computes them, else computed here and stored for the
+        others. Each process used to compute every checkpoint itself: with 8 workers on 2 cores
+        that was 40% of a no-op trial's time."""
         storage, study_id = study._storage, study._study_id
+        at = [m, step]
         stored = storage.get_study_system_attrs(study_id).get(EVIDENCE_ATTR)
-        if isinstance(stored, dict) and stored.get("at") == [m, step]:
-            shares = stored.get("shares")
-            if isinstance(shares, dict):
-                return {str(k): float(v) for k, v in shares.items()}
-            earlier = [v for k, v in self._importance.items() if k[0] == study.study_name]
-            if earlier:  # another worker is computing them: the last ones until it is done
-                return earlier[-1]
-        # Say so first, so that the other workers do not all compute the same at once.
-        storage.set_study_system_attr(study_id, EVIDENCE_ATTR, {"at": [m, step], "shares": None})
+        if not _is_at(stored, at):
+            # Say so first, under the study's lock, so that one worker computes them (after
+            # the lock: the study's claims wait on it).
+            with sampler_lock(study):
+                stored = storage.get_study_system_attrs(study_id).get(EVIDENCE_ATTR)
+                if not _is_at(stored, at):
+                    storage.set_study_system_attr(
+                        study_id, EVIDENCE_ATTR, {"at": at, "shares": None}
+                    )
+            if not _is_at(stored, at):  # this worker said so
+                return self._compute_importances(study, m, step, scored)
+        shares = stored.get("shares")
+        if isinstance(shares, dict):
+            return {str(k): float(v) for k, v in shares.items()}
+        return None
+
+    def _compute_importances(
+        self, study: Study, m: int, step: int | None, scored: list[tuple[FrozenTrial, float]]
+    ) -> dict[str, float]:
         window = _as_trials(scored[max(0, m - _EVIDENCE_CAP) : m])
         shares = evidence_importances(study, window)
-        storage.set_study_system_attr(study_id, EVIDENCE_ATTR, {"at": [m, step], "shares": shares})
+        study._storage.set_study_system_attr(
+            study._study_id, EVIDENCE_ATTR, {"at": [m, step], "shares": shares}
+        )
         return shares
 
     def plan(self, study: Study, trial_number: int) -> dict[str, Role]:
@@ -260,8 +288,9 @@ class PriorSampler(optuna.samplers.BaseSampler):
         if self.is_defaults_trial(study, trial.number):
             return {}
         if self._trade_off(study):
-            return self._mo_inner.infer_relative_search_space(study, trial)
-        space = {k: d for k, d in self._intersection.calculate(study).items() if not d.single()}
+            return self._mo_inner.infer_relative_search_space(_per_ask(study), trial)
+        space = self._intersection.calculate(study, use_cache=True)
+        space = {k: d for k, d in space.items() if not d.single()}
         if space:
             return space
         # Nothing finished yet (several trials asked at once): the knobs the study has seen.
@@ -276,13 +305,13 @@ class PriorSampler(optuna.samplers.BaseSampler):
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         if self._trade_off(study):
-            return self._mo_inner.sample_relative(study, trial, search_space)
+            return self._mo_inner.sample_relative(_per_ask(study), trial, search_space)
         if not search_space:
             return {}
         plan = self.plan(study, trial.number)
         center = self.incumbent(study)
         others = {k: d for k, d in search_space.items() if k not in plan or plan[k] == "searched"}
-        tpe = self._inner.sample_relative(study, trial, others) if others else {}
+        tpe = self._inner.sample_relative(_per_ask(study), trial, others) if others else {}
         params: dict[str, Any] = {}
         held: set[str] = set()
         for name, dist in search_space.items():
@@ -327,9 +356,13 @@ class PriorSampler(optuna.samplers.BaseSampler):
     ) -> Any:
         param = self._space.params.get(param_name)
         if self._trade_off(study) and not self.is_defaults_trial(study, trial.number):
-            return self._mo_inner.sample_independent(study, trial, param_name, param_distribution)
+            return self._mo_inner.sample_independent(
+                _per_ask(study), trial, param_name, param_distribution
+            )
         if param is None:
-            return self._inner.sample_independent(study, trial, param_name, param_distribution)
+            return self._inner.sample_independent(
+                _per_ask(study), trial, param_name, param_distribution
+            )
         role = self.plan(study, trial.number).get(param_name, "searched")
         center = self.incumbent(study).get(param_name, param.default)
         if role == "default" and _contains(param_distribution, param.default):
@@ -341,7 +374,9 @@ class PriorSampler(optuna.samplers.BaseSampler):
             return _draw(rng, param_distribution, None, uniform=1)
         if role == "prior" or role == "default":
             return self._draw(study, trial.number, param_name, param_distribution, center)
-        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+        return self._inner.sample_independent(
+            _per_ask(study), trial, param_name, param_distribution
+        )
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         (self._mo_inner if self._trade_off(study) else self._inner).before_trial(study, trial)
@@ -397,6 +432,43 @@ class PriorSampler(optuna.samplers.BaseSampler):
             if n != number and all(k in params for k in names):
                 seen.add(_key({k: params[k] for k in names}))
         return seen
+
+
+class _PerAsk:
+    """``study`` as the inner samplers see it: every read of its trials comes from the copy
+    Optuna keeps for the trial being asked (``Study._get_trials(use_cache=True)``).
+
+    TPE with constant liar reads the study afresh on each ``_sample`` call, one for the
+    relative sample and one per independently sampled knob, so that it sees the trials other
+    workers started: on PostgreSQL a read of the changed trials each, 20 ms of each no-op
+    trial's CPU (issue 19). The copy is read once per ask, after the trial was claimed, so it
+    already holds every trial running then.
+    """
+
+    __slots__ = ("_study",)
+
+    def __init__(self, study: Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(
+        self,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+        use_cache: bool = False,
+    ) -> list[FrozenTrial]:
+        return self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=True)
+
+
+def _is_at(stored: Any, at: list[Any]) -> TypeGuard[dict[str, Any]]:
+    """Whether ``stored`` (the study's ``EVIDENCE_ATTR``) is of checkpoint ``at``."""
+    return isinstance(stored, dict) and stored.get("at") == at
+
+
+def _per_ask(study: Study) -> Study:
+    return cast(Study, _PerAsk(study))
 
 
 def uniform_share(study: Study, trial_number: int) -> float:
@@ -567,11 +639,14 @@ def _finite(value: float | None) -> TypeGuard[float]:
 
 
 def _as_trials(scored: list[tuple[FrozenTrial, float]]) -> list[FrozenTrial]:
-    """Complete trials carrying the scored values, for an importance evaluator."""
-    return [
-        optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=v)
-        for t, v in scored
-    ]
+    """Complete trials carrying the scored values, for an importance evaluator (which tells
+    trials apart by their ids: each keeps its own)."""
+    out = []
+    for t, v in scored:
+        trial = optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=v)
+        trial.number, trial._trial_id = t.number, t._trial_id
+        out.append(trial)
+    return out
 
 
 def _best(study: Study) -> FrozenTrial | None:
@@ -614,16 +689,20 @@ def evidence_importances(
     for ids, group in groups.items():
         if len(ids) < 4:
             continue
-        sub = optuna.create_study(direction=study.direction)
-        sub.add_trials([by_id[i] for i in ids])
+        sub = TrialsView(study.direction, [by_id[i] for i in ids])
         # With few trials the top decile is one or two trials: look at the top quarter.
         quantile = 0.1 if len(ids) >= 100 else 0.25
         evaluator = optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile)
         try:
             with warnings.catch_warnings():  # `normalize` is experimental in Optuna
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # Trials of equal values: "Parameter importances will be equal", as they are.
+                warnings.filterwarnings("ignore", "Target and region quantiles", UserWarning)
                 values = optuna.importance.get_param_importances(
-                    sub, evaluator=evaluator, params=group, normalize=False
+                    sub,  # type: ignore[arg-type]  # what the evaluator reads of a study
+                    evaluator=evaluator,
+                    params=group,
+                    normalize=False,
                 )
         except (ValueError, RuntimeError, ZeroDivisionError):
             continue
@@ -634,6 +713,28 @@ def evidence_importances(
     if not raw or not math.isfinite(total) or total <= 0:
         return {}
     return {k: v / total for k, v in sorted(raw.items(), key=lambda kv: -kv[1])}
+
+
+class TrialsView:
+    """What Optuna's importance evaluators read of a study (its direction and its complete
+    trials), over a list of trials: copying them into an in-memory study first (``add_trials``
+    deep-copies each) was 80% of the evidence's cost."""
+
+    def __init__(self, direction: StudyDirection | str, trials: list[FrozenTrial]) -> None:
+        if isinstance(direction, str):
+            direction = StudyDirection[direction.upper()]
+        self.directions = [direction]
+        self.trials = trials
+
+    def get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        if states is None:
+            return list(self.trials)
+        return [t for t in self.trials if t.state in states]
+
+    def _is_multi_objective(self) -> bool:
+        return False
 
 
 def _own_values(trials: list[FrozenTrial], name: str) -> list[FrozenTrial]:

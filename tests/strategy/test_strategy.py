@@ -286,6 +286,65 @@ def test_prior_sampler_decisions_agree_between_workers_on_one_storage(tmp_path):
     assert a.sampler.incumbent(a) == b.sampler.incumbent(b)
 
 
+def test_one_worker_computes_each_checkpoints_evidence_and_the_others_read_it(
+    tmp_path, monkeypatch
+):
+    from hpsearch.strategy import prior
+
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+
+    def worker():
+        return optuna.load_study(study_name="s", storage=url, sampler=PriorSampler(WIDE, seed=3))
+
+    def stored():
+        return a._storage.get_study_system_attrs(a._study_id)[prior.EVIDENCE_ATTR]
+
+    a = optuna.create_study(study_name="s", storage=url, sampler=PriorSampler(WIDE, seed=3))
+    _run_space(None, WIDE, 20, _wd_only, study=a)  # a computed checkpoint 15's evidence
+    at_15 = stored()
+    assert at_15["at"] == [15, None] and at_15["shares"]
+    computed = []
+    real = prior.evidence_importances
+    monkeypatch.setattr(
+        prior, "evidence_importances", lambda *a, **k: computed.append(1) or real(*a, **k)
+    )
+    b, c = worker(), worker()
+    assert b.sampler.importances(b) == c.sampler.importances(c) == at_15["shares"]
+    assert computed == []  # read, not computed again
+    _run_space(None, WIDE, 6, _wd_only, study=b)  # 26 trials: b computes checkpoint 25
+    assert len(computed) == 1 and stored()["at"] == [25, None]
+    late = worker()
+    assert late.sampler.importances(late) == stored()["shares"] and len(computed) == 1
+    # While a worker computes a checkpoint, the others rank by the last one they had...
+    a._storage.set_study_system_attr(
+        a._study_id, prior.EVIDENCE_ATTR, {"at": [25, None], "shares": None}
+    )
+    x = optuna.load_study(study_name="s", storage=url, sampler=PriorSampler(WIDE, seed=3))
+    x.sampler._importance[("s", 15, None)] = at_15["shares"]
+    assert x.sampler.importances(x) == at_15["shares"]
+    # ... or, with none, by the checklist's tiers; and compute nothing themselves.
+    fresh = worker()
+    assert fresh.sampler.importances(fresh) == {}
+    assert fresh.sampler.tiers(fresh) == {k: p.impact for k, p in WIDE.params.items()}
+    assert len(computed) == 1
+
+
+def test_evidence_importances_rate_the_trials_as_optuna_does_on_a_study():
+    study = _run_space(PriorSampler(WIDE, seed=1), WIDE, 40, _wd_only)
+    from hpsearch.strategy.prior import _as_trials, _scored, evidence_importances
+
+    _, scored = _scored(study, 4)
+    trials = _as_trials(scored)
+    mine = evidence_importances(study, trials)
+    copy = optuna.create_study()
+    copy.add_trials(trials)
+    evaluator = optuna.importance.PedAnovaImportanceEvaluator(target_quantile=0.25)
+    theirs = optuna.importance.get_param_importances(copy, evaluator=evaluator)
+    assert max(mine, key=mine.get) == max(theirs, key=theirs.get) == "wd"
+    total = sum(theirs.values())
+    assert mine == pytest.approx({k: v / total for k, v in theirs.items()})
+
+
 def test_prior_sampler_never_asks_the_same_config_twice_in_parallel():
     small = SearchSpace.model_validate(
         {
