@@ -9,15 +9,17 @@ import logging
 import threading
 from collections.abc import Sequence
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import bottle
 import optuna
 import optuna_dashboard
 
 from hpsearch.service import hosts
 from hpsearch.analysis.artifacts import ArtifactStore
 from hpsearch.service.dashboard_auth import DashboardGuard
+from hpsearch.service.dashboard_detail import install_study_details
 from hpsearch.db.storage import open_storage
 from hpsearch.db.cache import CachedStorage
 from hpsearch.settings import get_settings
@@ -123,7 +125,10 @@ def start_dashboard(
     # what changed since the last poll (hpsearch.db.cache).
     _move_search_space_cursor_on()
     storage = open_storage(storage_url)
-    dashboard = optuna_dashboard.wsgi(CachedStorage(storage), artifact_store=artifact_store)
+    cached = CachedStorage(storage)
+    dashboard = optuna_dashboard.wsgi(cached, artifact_store=artifact_store)
+    # A big study's view shows within seconds and fills in over a few polls.
+    install_study_details(cast(bottle.Bottle, dashboard), cached)
     if anonymous_reads is None:
         anonymous_reads = get_settings().anonymous_reads
     app = DashboardGuard(

@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 #: Trials kept in memory across studies unless ``$HPSEARCH_CACHE_TRIALS`` says otherwise.
 DEFAULT_MAX_TRIALS: int = Settings.model_fields["cache_trials"].default
 
+#: Trials per step of a study's first read, after each of which readers see it grow.
+_FILL_CHUNK = 2000
+
 #: What the cursor reads of a changed trial: its id (the cache then loads the trials whole).
 _IDS = "SELECT t.trial_id FROM trials t"
 
@@ -76,6 +79,19 @@ class _Study:
     best_id: int | None = None
     best_stale: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set once the first read is over: loaded, or given up (too big for the cache, or failed).
+    loaded: threading.Event = field(default_factory=threading.Event)
+    started: threading.Event = field(default_factory=threading.Event)  # its first chunk is in
+    usable: bool = False  # loaded whole and kept in the cache
+    failed: bool = False  # the first read raised
+
+    def prefix(self) -> list[FrozenTrial]:
+        """The trials numbered 0, 1, 2, ... without a gap, of those read so far."""
+        ordered = self.ordered()
+        n = 0
+        while n < len(ordered) and ordered[n].number == n:
+            n += 1
+        return ordered[:n]
 
     def put(self, trials: Sequence[FrozenTrial]) -> None:
         for trial in trials:
@@ -193,30 +209,73 @@ class CachedStorage(optuna.storages.BaseStorage):
             raise ValueError("No trials are completed yet.")
         return best[0]
 
-    def _read(self, study_id: int, answer: Callable[[_Study], Any]) -> Any:
-        """``answer(study)`` on the refreshed study, or None when it is too big to cache."""
+    def trials_so_far(self, study_id: int, *, wait: float) -> tuple[list[FrozenTrial], bool]:
+        """The study's trials and True, as :meth:`get_all_trials` gives them; or, while the
+        study's first read is still going after ``wait`` seconds (and its first chunk is in),
+        the trials read so far that are numbered 0, 1, 2, ... without a gap, and False. A first read started here goes on
+        in the background, so that a caller can show a big study while the rest is read.
+        (At 100,000 trials the first read takes about 8 s.)"""
+        study, mine = self._entry(study_id)
+        if mine:
+            threading.Thread(
+                target=self._fill_quietly, args=(study_id, study), name="cache-fill", daemon=True
+            ).start()
+        study.started.wait()  # the first few thousand trials at least (0.2 s)
+        if not study.loaded.wait(wait):
+            with study.lock:
+                return list(study.prefix()), False
+        return self.get_all_trials(study_id, deepcopy=False), True
+
+    def _entry(self, study_id: int) -> tuple[_Study, bool]:
+        """The study's cache entry, and whether the caller made it (and must fill it)."""
         with self._lock:
             study = self._studies.get(study_id)
             if study is not None:
                 self._studies.move_to_end(study_id)
-        if study is not None:
+                return study, False
+            study = self._studies[study_id] = _Study(cursor=StudyCursor(study_id=study_id))
+            return study, True
+
+    def _forget(self, study_id: int, study: _Study) -> None:
+        with self._lock:
+            if self._studies.get(study_id) is study:
+                del self._studies[study_id]
+
+    def _read(self, study_id: int, answer: Callable[[_Study], Any]) -> Any:
+        """``answer(study)`` on the refreshed study, or None when it is too big to cache."""
+        while True:
+            study, mine = self._entry(study_id)
+            if mine:
+                if not self._fill(study_id, study):
+                    return None
+                with study.lock:
+                    return answer(study)
+            study.loaded.wait()  # another thread's first read of it
+            if not study.usable:
+                if study.failed:
+                    continue  # that read failed: read again here (and raise its error)
+                return None
             with study.lock:
                 if self._refresh(study_id, study):
                     return answer(study)
-            with self._lock:  # the study is gone, or the id names another study now
-                self._studies.pop(study_id, None)
-        study = self._load(study_id)
-        return None if study is None else answer(study)
+            self._forget(study_id, study)  # gone, or the id names another study now
 
-    def _load(self, study_id: int) -> _Study | None:
-        """Read the whole study and cache it, or None when it is bigger than the cache."""
-        study = _Study(cursor=StudyCursor(study_id=study_id))
-        with study.lock:
+    def _fill_quietly(self, study_id: int, study: _Study) -> None:
+        try:
+            self._fill(study_id, study)
+        except Exception as e:  # noqa: BLE001 - a background read: the next read raises it
+            log.debug("reading study %d into the cache failed: %s", study_id, e)
+
+    def _fill(self, study_id: int, study: _Study) -> bool:
+        """Read the whole study into its new entry, a chunk at a time (readers of
+        :meth:`trials_so_far` see it grow), or drop the entry and return False when the study
+        is bigger than the cache."""
+        try:
             with self._backend.engine.connect() as conn:
                 # KeyError when there is no such study; a first read never has to start over.
                 changes = study.cursor.read(conn, select=_IDS, held=0)
             assert changes is not None
-            ids = [r[0] for r in changes.rows]
+            ids = sorted(r[0] for r in changes.rows)  # ids grow with numbers, nearly always
             if len(ids) > self.max_trials:
                 if study_id not in self._too_big_logged:
                     self._too_big_logged.add(study_id)
@@ -227,15 +286,27 @@ class CachedStorage(optuna.storages.BaseStorage):
                         len(ids),
                         self.max_trials,
                     )
-                return None
+                self._forget(study_id, study)
+                return False
             # In chunks (reads.load_trials), not Optuna's one read of the whole study: the
             # peak memory of a read is a chunk's rows, not the study's.
-            study.put(load_trials(self._backend, ids))
-        with self._lock:
-            self._full_loads += 1
-            self._studies[study_id] = study
-            self._evict(keep=study_id)
-        return study
+            for start in range(0, len(ids), _FILL_CHUNK):
+                trials = load_trials(self._backend, ids[start : start + _FILL_CHUNK])
+                with study.lock:
+                    study.put(trials)
+                study.started.set()
+            study.usable = True
+            with self._lock:
+                self._full_loads += 1
+                self._evict(keep=study_id)
+            return True
+        except BaseException:
+            study.failed = True
+            self._forget(study_id, study)
+            raise
+        finally:
+            study.started.set()
+            study.loaded.set()
 
     def _refresh(self, study_id: int, study: _Study) -> bool:
         """Bring ``study`` up to date; False when the id no longer names the cached study, or

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from hpsearch.db.storage import RETRY_OF_ATTR
 
 __all__ = [
+    "best_trial_id",
     "count_retries",
     "count_trials_by_state",
     "count_trials_by_study",
@@ -169,3 +170,28 @@ def page_trial_ids(
         ids = [row[0] for row in conn.execute(page, params)]
         total = conn.execute(count, params).scalar_one()
     return ids, total
+
+
+_BEST_SQL = """
+SELECT t.trial_id FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id
+WHERE t.study_id = :study_id AND t.state = 'COMPLETE' AND v.objective = 0
+ORDER BY CASE v.value_type WHEN :first THEN 0 WHEN 'FINITE' THEN 1 ELSE 2 END,
+         {order}, t.number
+LIMIT 1
+"""
+
+
+def best_trial_id(
+    storage: optuna.storages.RDBStorage, study_id: int, direction: optuna.study.StudyDirection
+) -> int | None:
+    """The id of the study's best COMPLETE trial by its first value (``direction``), ties to
+    the lowest number as Optuna's ``best_trial`` breaks them, or None: one query, no trial
+    built."""
+    maximize = direction == optuna.study.StudyDirection.MAXIMIZE
+    sql = _BEST_SQL.replace("{order}", "v.value DESC" if maximize else "v.value ASC")
+    with storage.engine.connect() as conn:
+        row = conn.execute(
+            sqlalchemy.text(sql),
+            {"study_id": study_id, "first": "INF_POS" if maximize else "INF_NEG"},
+        ).first()
+    return None if row is None else int(row[0])

@@ -175,3 +175,21 @@ def test_an_edit_of_a_finished_trial_shows_once_marked(storage_url: str) -> None
     storage.set_study_system_attr(study._study_id, TRIALS_EDITED_ATTR, marker)
     study.tell(study.ask(), 0.5)
     assert _check(storage, study, "minimize").best_number == 2
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_the_best_trial_in_one_query_is_optunas(storage_url: str, direction: str) -> None:
+    from hpsearch.db.queries import best_trial_id
+
+    storage = open_storage(storage_url)
+    study = optuna.create_study(storage=storage, study_name=direction, direction=direction)
+    sid = study._study_id
+    assert best_trial_id(storage, sid, study.direction) is None
+    for value in (3.0, -1.0, 7.0, -1.0):  # a tie: the lower number wins, as in Optuna
+        study.add_trial(optuna.trial.create_trial(value=value))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
+    assert best_trial_id(storage, sid, study.direction) == study.best_trial._trial_id
+    # Infinite values rank beyond every finite one, each at its own end.
+    study.add_trial(optuna.trial.create_trial(value=math.inf))
+    study.add_trial(optuna.trial.create_trial(value=-math.inf))
+    assert best_trial_id(storage, sid, study.direction) == study.best_trial._trial_id
