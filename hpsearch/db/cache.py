@@ -22,6 +22,9 @@ study bigger than the whole budget is read from the database each time, uncached
 the demo space (12 parameters, 10 intermediate values, its config) takes about 5 KB: 100,000
 trials add about 530 MB to the process (``benchmarks/dashboard_latency.py``). Studies are read
 with :func:`hpsearch.db.reads.load_trials` in chunks, so the peak stays near that too.
+A study's first read fills the cache a chunk at a time; :meth:`CachedStorage.trials_so_far`
+lets a reader that can show part of a study (the dashboard's study view,
+:mod:`hpsearch.service.dashboard_detail`) take the first trials while the rest is read.
 Writes go straight to the wrapped storage. Workers use the plain storage; this is for readers.
 """
 
@@ -182,6 +185,11 @@ class CachedStorage(optuna.storages.BaseStorage):
                 full_loads=self._full_loads,
                 repairs=self._repairs,
             )
+
+    def holds(self, study_id: int) -> bool:
+        """Whether the study's trials are in the cache now (or being read into it)."""
+        with self._lock:
+            return study_id in self._studies
 
     # -- reads of trials, from the cache -------------------------------------------------
 
