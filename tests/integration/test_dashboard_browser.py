@@ -196,3 +196,39 @@ def test_the_dashboard_plots_the_pareto_front_with_the_objectives_names(
         assert x_axis[1].strip().startswith("size"), text[:2000]
     finally:
         server.stop()
+
+
+def test_a_big_study_opens_at_once_and_the_page_fills_in_every_trial(
+    browser: Browser, sqlite_url: str, free_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers cut short (service/dashboard_detail.py): the page shows the first trials, then
+    asks for the rest on its own polls until its trial list counts every trial."""
+    from hpsearch.db import cache
+    from hpsearch.service import dashboard_detail
+
+    n = 1_100
+    study = optuna.create_study(storage=sqlite_url, study_name="big")
+    study.add_trials(
+        [
+            optuna.trial.create_trial(params={"x": i / n}, distributions={"x": _X}, value=i / n)
+            for i in range(n)
+        ]  # fmt: skip
+    )
+    monkeypatch.setattr(dashboard_detail, "ANSWER_SECONDS", 0.01)  # every answer cut short
+    monkeypatch.setattr(cache, "_FILL_CHUNK", 100)
+    server = start_dashboard(sqlite_url, port=free_port, anonymous_reads=True, allowed_hosts=[])
+    try:
+        browser.go(f"{server.url}/studies/{study._study_id}/trials")
+        first = browser.wait_for(_ROWS_OF)
+        assert first < n, first  # shown before the page has them all ...
+        browser.wait_for(f"({_ROWS_OF}) === {n}", timeout=90)  # ... then every one
+    finally:
+        server.stop()
+
+
+_X = optuna.distributions.FloatDistribution(0.0, 1.0)
+#: The count atop the trial list ("1100 Trials"), or 0 before it shows.
+_ROWS_OF = (
+    "(() => { const m = document.body.innerText.match(/([0-9,]+) Trials/); "
+    "return m ? Number(m[1].replace(/,/g, '')) : 0 })()"
+)
