@@ -205,7 +205,9 @@ def _check_exists(url: str, *, pooled: bool = False) -> None:
         ro_uri = f"file:{quote(str(path.absolute()))}?mode=ro"
         ro = sqlalchemy.create_engine(
             "sqlite://",
-            creator=lambda: sqlite3.connect(ro_uri, uri=True),
+            # NullPool: one use each; a connection the garbage collector closes later may be
+            # closed from another thread, which SQLite's same-thread check would report.
+            creator=lambda: sqlite3.connect(ro_uri, uri=True, check_same_thread=False),
             poolclass=sqlalchemy.pool.NullPool,
         )
     elif backend == "postgresql":
