@@ -28,6 +28,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from typing import Any
 
 import bottle
@@ -54,7 +55,8 @@ log = logging.getLogger(__name__)
 ANSWER_SECONDS = 2.0
 
 _ROUTE = "/api/studies/<study_id:int>"
-_PLACEHOLDER = "__hpsearch_trials__"
+#: Stands for the trials array in the answer's JSON; no study's name or attribute holds it.
+_PLACEHOLDER = f"__hpsearch_trials_{uuid.uuid4().hex}__"
 
 
 class StudyDetails:
@@ -85,7 +87,11 @@ class StudyDetails:
         attrs = study.system_attrs
         if len(study.directions) != 1 or attrs.get(_SYSTEM_ATTR_PREFERENTIAL_STUDY, False):
             return None
+        if self.storage.too_big(study_id):
+            return None  # read uncached on every request: nothing to keep, nothing to cut
         trials, whole = self.storage.trials_so_far(study_id, wait=self.answer_seconds / 2)
+        if whole and not self.storage.holds(study_id):
+            return None
         best = self._best(study_id, whole, study.directions[0])
         parts = self._trial_json(study_id, trials[after:], attrs, deadline)
         if len(parts) < len(trials) - after or not whole:

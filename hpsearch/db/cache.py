@@ -186,6 +186,10 @@ class CachedStorage(optuna.storages.BaseStorage):
                 repairs=self._repairs,
             )
 
+    def too_big(self, study_id: int) -> bool:
+        """Whether the study was found bigger than the cache (it is read uncached)."""
+        return study_id in self._too_big_logged
+
     def holds(self, study_id: int) -> bool:
         """Whether the study's trials are in the cache now (or being read into it)."""
         with self._lock:
@@ -343,7 +347,8 @@ class CachedStorage(optuna.storages.BaseStorage):
         for study_id in list(self._studies):
             if total <= self.max_trials:
                 break
-            if study_id != keep:
+            # Not one still being read: its reader would read it again, whole, to answer.
+            if study_id != keep and self._studies[study_id].loaded.is_set():
                 total -= len(self._studies.pop(study_id).trials)
 
     # -- everything else: the backend ----------------------------------------------------
