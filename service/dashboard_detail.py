@@ -13,8 +13,10 @@ The dashboard's own answer serializes every trial of the study on each first loa
   or with trials not yet serialized, is answered with its first trials (0, 1, 2, ... without a
   gap) and the rest keeps being prepared in the background. The dashboard's page asks for the
   trials after those it has on its next poll (``?after=N``) and appends them, so a big study
-  shows within seconds and fills in over a few polls. The best trial, the counts and the rest
-  of the study's fields are the whole study's from the first answer on.
+  shows within seconds and fills in over a few polls. The best trial and the study's own fields
+  (name, attributes, note) are the whole study's from the first answer on; the search spaces,
+  the trials' attribute keys and ``has_intermediate_values`` are those of the trials the page
+  has, and grow with them.
 
 The kept JSON costs about as much memory as the cached trials themselves (490 MB at 100,000
 trials of the demo space) and goes when the trial cache lets the study go. Studies of several

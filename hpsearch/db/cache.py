@@ -224,14 +224,23 @@ class CachedStorage(optuna.storages.BaseStorage):
     def trials_so_far(self, study_id: int, *, wait: float) -> tuple[list[FrozenTrial], bool]:
         """The study's trials and True, as :meth:`get_all_trials` gives them; or, while the
         study's first read is still going after ``wait`` seconds (and its first chunk is in),
-        the trials read so far that are numbered 0, 1, 2, ... without a gap, and False. A first read started here goes on
-        in the background, so that a caller can show a big study while the rest is read.
-        (At 100,000 trials the first read takes about 8 s.)"""
+        the trials read so far that are numbered 0, 1, 2, ... without a gap, and False.
+
+        A first read started here goes on in the background, so that a caller can show a big
+        study while the rest is read (at 100,000 trials the first read takes about 8 s)."""
         study, mine = self._entry(study_id)
         if mine:
-            threading.Thread(
+            reader = threading.Thread(
                 target=self._fill_quietly, args=(study_id, study), name="cache-fill", daemon=True
-            ).start()
+            )
+            try:
+                reader.start()
+            except BaseException:  # no thread to be had: nobody would ever fill the entry
+                self._forget(study_id, study)
+                study.failed = True
+                study.started.set()
+                study.loaded.set()
+                raise
         study.started.wait()  # the first few thousand trials at least (0.2 s)
         if not study.loaded.wait(wait):
             with study.lock:
