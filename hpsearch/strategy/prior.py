@@ -31,6 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.spaces import SearchSpace, default_config
 from hpsearch.strategy.locks import sampler_lock
+from hpsearch.strategy.prior_tpe import PriorWeightedTPE
 
 __all__ = [
     "Misfit",
@@ -93,6 +94,10 @@ class PriorSampler(optuna.samplers.BaseSampler):
         evidence_after: finished trials before importance re-ranks the knobs (0: never).
         evidence_every: finished trials between two importance computations.
         fresh: distinct values a knob needs before TPE samples it rather than the prior.
+        prior_weight: above 0, the inner TPE's acquisition is weighted by the prior as in
+            piBO, with weight ``prior_weight / n`` (:class:`PriorWeightedTPE`); off by default,
+            since it did not help on the search-quality suites
+            (``benchmarks/results/search_quality_variants.md``).
         inner: the sampler for searched knobs; multivariate TPE with constant liar by default
             (it learns from the constraint values the worker sets on infeasible trials).
     """
@@ -108,6 +113,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         evidence_after: int = 15,
         evidence_every: int = 10,
         fresh: int = 5,
+        prior_weight: float = 0.0,
         inner: optuna.samplers.BaseSampler | None = None,
     ) -> None:
         hold = {**HOLD, **(hold or {})}
@@ -129,13 +135,15 @@ class PriorSampler(optuna.samplers.BaseSampler):
         self._evidence_after = evidence_after
         self._evidence_every = evidence_every
         self._fresh = fresh
+        self._defaults = default_config(space)
+        if inner is None and prior_weight > 0:
+            inner = PriorWeightedTPE(self._defaults, self.tiers, beta=prior_weight, seed=seed)
         self._inner = inner or optuna.samplers.TPESampler(
             seed=seed, multivariate=True, constant_liar=True
         )
         self._n_startup = getattr(self._inner, "_n_startup_trials", 10)
         self._mo_inner = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
         self._intersection = IntersectionSearchSpace(include_pruned=True)
-        self._defaults = default_config(space)
         self._sizes = {name: _size(p.distribution()) for name, p in space.params.items()}
         self._importance: dict[tuple[str, int, int | None], dict[str, float]] = {}
         self._plans: dict[tuple[str, int, int], dict[str, Role]] = {}

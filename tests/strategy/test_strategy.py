@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import optuna
 import pytest
 
@@ -487,3 +488,39 @@ def test_prior_sampler_survives_pruned_trials_that_reported_only_nan():
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     _run_space(None, WIDE, 3, _wd_only, study=study)
     assert [t.state.name for t in study.trials][-3:] == ["COMPLETE"] * 3
+
+
+def test_log_prior_peaks_at_the_default_and_narrows_with_the_tier():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from hpsearch.strategy.prior_tpe import log_prior
+
+    space = {
+        "lr": FloatDistribution(1e-4, 1.0, log=True),
+        "act": CategoricalDistribution(["relu", "gelu", "silu"]),
+    }
+    defaults = {"lr": 1e-2, "act": "relu"}
+    samples = {"lr": np.array([1e-2, 1e-1, 1.0]), "act": np.array([0.0, 0.0, 0.0])}
+    for tier in ("high", "low"):
+        scores = log_prior({"lr": samples["lr"]}, space, defaults, {"lr": tier})
+        assert scores[0] == 0 and scores[0] > scores[1] > scores[2]
+    loose = log_prior({"lr": samples["lr"]}, space, defaults, {"lr": "high"})
+    tight = log_prior({"lr": samples["lr"]}, space, defaults, {"lr": "low"})
+    assert tight[2] < loose[2]
+    cat = log_prior({"act": np.array([0.0, 1.0])}, space, defaults, {"act": "low"})
+    assert cat[0] > cat[1]
+
+
+def test_prior_weight_pulls_the_inner_tpe_toward_the_defaults():
+    from hpsearch.strategy.prior_tpe import PriorWeightedTPE
+
+    no_holds = {"high": 0.0, "medium": 0.0, "low": 0.0}
+
+    def distance(prior_weight: float) -> float:
+        sampler = PriorSampler(SPACE, seed=0, hold=no_holds, prior_weight=prior_weight)
+        assert isinstance(sampler._inner, PriorWeightedTPE) == (prior_weight > 0)
+        study = _run(sampler, 40, objective=lambda c: -abs(math.log10(c["lr"]) + 0.5))
+        late = [t.params["lr"] for t in study.trials[15:]]
+        return float(np.median([abs(math.log10(v) + 2) for v in late]))  # from the default
+
+    assert distance(1000.0) < distance(0.0)
