@@ -19,7 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-CHECKPOINTS = (10, 25, 50, 100)
+sys.path.insert(0, str(Path(__file__).parent))
+
+from hpolib_impact import BUDGETS as CHECKPOINTS
+from hpolib_impact import trials_to_reach
 
 
 def _curves(path: str, method: str) -> dict[str, np.ndarray]:
@@ -34,8 +37,7 @@ def _median(runs: np.ndarray, trials: int) -> float:
 
 
 def _reach(runs: np.ndarray, target: float) -> int | None:
-    hit = np.nonzero(np.median(runs, axis=0) <= target)[0]
-    return int(hit[0]) + 1 if len(hit) else None
+    return trials_to_reach(np.median(runs, axis=0), target)
 
 
 def main(argv: list[str]) -> None:
