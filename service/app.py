@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-import tenacity
 from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
@@ -14,9 +13,8 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import hpsearch
-from hpsearch.db.transient import retry_if_transient
 from hpsearch.service.hosts import allowed_hosts, host_allowed, wrong_host_message
-from hpsearch.db.storage import open_storage
+from hpsearch.db.storage import open_storage_when_up
 from hpsearch.service.deps import ReadAccess
 from hpsearch.service.errors import install_error_handlers
 from hpsearch.service.input_guard import refuse_unsafe_input
@@ -74,19 +72,6 @@ class AllowedHostsMiddleware:
         await self.app(scope, receive, send)
 
 
-def _connect_with_retry(settings: Settings) -> None:
-    # In compose the API may start before PostgreSQL accepts connections: wait for it (0.5 s,
-    # doubling up to 5 s) while the failure is an outage, for up to startup_retry_seconds. A
-    # wrong URL or a missing driver is no outage and fails at once.
-    retrying = tenacity.Retrying(
-        retry=retry_if_transient,
-        stop=tenacity.stop_before_delay(settings.startup_retry_seconds),
-        wait=tenacity.wait_exponential(multiplier=0.5, max=5.0),
-        reraise=True,
-    )
-    retrying(open_storage, settings.storage)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The hpsearch API over the study database that ``settings`` names.
 
@@ -99,7 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(_connect_with_retry, settings)
+        # In compose the API may start before PostgreSQL accepts connections: wait for it.
+        await run_in_threadpool(
+            open_storage_when_up, settings.storage, within=settings.startup_retry_seconds
+        )
         yield
 
     # FastAPIOffline: FastAPI with /docs and /redoc loading their scripts and styles from the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import functools
 import hashlib
 import json
@@ -32,6 +33,7 @@ from sqlalchemy.engine import make_url
 
 from hpsearch.errors import StorageUnavailable
 from hpsearch.db.tables import create_tables
+from hpsearch.db.transient import retry_if_transient
 from hpsearch.settings import get_settings, grace_period
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "heartbeat_interval",
     "mark_trials_edited",
     "open_storage",
+    "open_storage_when_up",
     "redact",
     "resolve_storage_url",
     "set_trial_user_attrs",
@@ -51,6 +54,8 @@ __all__ = [
     "through_pgbouncer",
     "write_running_trial",
 ]
+
+log = logging.getLogger("hpsearch.db")
 
 #: The embedded default: a SQLite file in the working directory.
 DEFAULT_STORAGE = "sqlite:///hpsearch.db"
@@ -131,6 +136,34 @@ def open_storage(url: str | None = None, *, create: bool = True) -> optuna.stora
     if not create:
         _check_exists(url, pooled=pooled)
     return _open_storage(url, pooled=pooled)
+
+
+def open_storage_when_up(url: str | None = None, *, within: float) -> optuna.storages.RDBStorage:
+    """:func:`open_storage`, waiting up to ``within`` seconds for a database that is down.
+
+    A worker or the service may start while PostgreSQL is still starting up, or restarting:
+    that is an outage (:func:`hpsearch.db.transient.is_transient`), retried with backoff (0.5 s,
+    doubling up to 5 s) and a warning at the first failure. A wrong URL, a missing driver or a
+    schema from another Optuna fails at once.
+    """
+
+    def first_failure(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if state.attempt_number == 1 and error is not None:
+            log.warning(
+                "study database unreachable (opening it); retrying for up to %.0f s: %s",
+                within,
+                _first_line(error.__cause__ or error),
+            )
+
+    retrying = tenacity.Retrying(
+        retry=retry_if_transient,
+        stop=tenacity.stop_before_delay(within),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=5.0),
+        before_sleep=first_failure,
+        reraise=True,
+    )
+    return retrying(open_storage, url)
 
 
 def through_pgbouncer(storage: optuna.storages.RDBStorage) -> bool:
@@ -275,15 +308,15 @@ def _open_storage(url: str, *, pooled: bool = False) -> optuna.storages.RDBStora
                 heartbeat_stale_trial_callback=retry,
             )
         _check_schema(storage, url)
+        if backend == "sqlite":
+            sqlalchemy.event.listen(storage.engine, "connect", _on_sqlite_connect)
+            with storage.engine.connect() as conn:  # switch the file to WAL now, once
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        _create_own_tables(storage.engine)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
         raise StorageUnavailable(f"cannot open the study database {redact(url)}: {e}") from e
-    if backend == "sqlite":
-        sqlalchemy.event.listen(storage.engine, "connect", _on_sqlite_connect)
-        with storage.engine.connect() as conn:  # switch the file to WAL now, once
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     if pooled:
         _POOLED.add(storage.engine)
-    _create_own_tables(storage.engine)
     return storage
 
 

@@ -69,6 +69,7 @@ from hpsearch.analysis.misfit import (
     update_misfit_note,
 )
 from hpsearch.safe_names import study_folder
+from hpsearch.settings import get_settings
 from hpsearch.db.queries import (
     count_retries,
     count_trials_by_state,
@@ -79,7 +80,7 @@ from hpsearch.db.storage import (
     RETRY_OF_ATTR,
     grace_seconds,
     heartbeat_interval,
-    open_storage,
+    open_storage_when_up,
     redact,
     set_trial_user_attrs,
     study_lock,
@@ -978,7 +979,8 @@ def run_worker(
     go to ``checkpoint_dir/study-<id>/``, named by the study's id, never its name.
     """
     roots = DataRoots.from_options(data_roots)
-    storage = open_storage(storage_url)
+    # A worker started beside the database (compose, a job array) may find it still starting.
+    storage = open_storage_when_up(storage_url, within=get_settings().startup_retry_seconds)
     keep = parse_keep(keep_artifacts)
     store = None
     if objective is None:

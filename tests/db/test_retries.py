@@ -1,6 +1,7 @@
 """Retries through database outages: a worker's storage call waits out a PostgreSQL restart, a
 real failure is never retried, an outage longer than the limit ends in one clear error, and the
-service waits for its database at start-up but not for a URL that can never work."""
+service and a worker wait for their database at start-up but not for a URL that can never
+work."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import sqlalchemy
 from fastapi.testclient import TestClient
 
+from hpsearch.db.storage import open_storage_when_up
 from hpsearch.errors import StorageUnavailable
 from hpsearch.service import Settings, create_app
 from hpsearch.worker.reconnect import Reconnect
@@ -87,17 +89,18 @@ def test_an_outage_past_the_limit_is_one_clear_error(free_port):
 
 
 def _count_connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The URLs the service's start-up opens, one per try (the real open_storage runs)."""
-    import hpsearch.service.app as app_module
+    """The URLs the service's or a worker's start-up opens, one per try (the real open_storage
+    runs)."""
+    import hpsearch.db.storage as storage_module
 
     tries: list[str] = []
-    real = app_module.open_storage
+    real = storage_module.open_storage
 
     def counted(url, *args, **kwargs):
         tries.append(url)
         return real(url, *args, **kwargs)
 
-    monkeypatch.setattr(app_module, "open_storage", counted)
+    monkeypatch.setattr(storage_module, "open_storage", counted)
     return tries
 
 
@@ -111,6 +114,24 @@ def test_the_service_waits_for_its_database_at_start_up(restartable_postgres, mo
         assert len(tries) > 1, tries  # refused at first, then connected
         assert client.get("/readyz").status_code == 200
     restart.join()
+
+
+@pytest.mark.postgres
+def test_a_worker_started_while_postgres_restarts_waits_for_it(
+    restartable_postgres, monkeypatch, caplog
+):
+    # What a worker does first (hpsearch.worker.loop.run_worker): a worker started in a job
+    # array or by compose while the server restarts must wait for it, not exit 1.
+    url, cluster = restartable_postgres
+    restart = _restart_in_background(cluster, url, down_seconds=2)
+    tries = _count_connects(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="hpsearch.db"):
+        storage = open_storage_when_up(url, within=60)
+    restart.join()
+    assert len(tries) > 1, tries  # refused at first, then opened
+    assert storage.get_all_studies() == []  # a working storage on the restarted server
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("study database unreachable (opening it)" in m for m in said) == 1, said
 
 
 def test_a_url_that_cannot_work_fails_start_up_at_once(monkeypatch):
