@@ -392,6 +392,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--suite", choices=["hpolib", "mlp", "synthetic"], default="synthetic")
     parser.add_argument("--benchmarks", default="all", help="comma-separated, or all")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first..first+seeds-1 (more seeds later)"
+    )
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--methods", default="all", help=f"comma-separated of {list(METHODS)}")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
@@ -448,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     tasks = [
         (b, m, s, args.trials, args.workers)
         for b in benches
-        for s in range(args.seeds)
+        for s in range(args.first_seed, args.first_seed + args.seeds)
         for m in methods
     ]
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -478,7 +481,8 @@ def main(argv: list[str] | None = None) -> None:
     arrays = {m: dict(zip(short, per.values())) for m, per in arrays.items()}
     text = report(arrays, short, args.trials, {m: float(np.median(c)) for m, c in costs.items()})
     header = (
-        f"{args.suite}: {len(benches)} benchmarks x {args.seeds} seeds x {args.trials} trials, "
+        f"{args.suite}: {len(benches)} benchmarks x {args.seeds} seeds (from {args.first_seed}) "
+        f"x {args.trials} trials, "
         f"{args.workers} worker(s) per study, "
         f"{time.time() - start:.0f}s with {args.jobs} process(es)\n\n"
     )

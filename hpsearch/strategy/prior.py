@@ -94,6 +94,9 @@ class PriorSampler(optuna.samplers.BaseSampler):
         evidence_after: finished trials before importance re-ranks the knobs (0: never).
         evidence_every: finished trials between two importance computations.
         fresh: distinct values a knob needs before TPE samples it rather than the prior.
+        stall: above 0, the hold probabilities are divided by ``1 + s / stall`` as well, ``s``
+            being the finished trials numbered after the incumbent: the longer the study goes
+            without improving on it, the less the prior holds and the more is searched.
         prior_weight: above 0, the inner TPE's acquisition is weighted by the prior as in
             piBO, with weight ``prior_weight / n`` (:class:`PriorWeightedTPE`); off by default,
             since it did not help on the search-quality suites
@@ -114,6 +117,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         evidence_every: int = 10,
         fresh: int = 5,
         prior_weight: float = 0.0,
+        stall: float = 0.0,
         inner: optuna.samplers.BaseSampler | None = None,
     ) -> None:
         hold = {**HOLD, **(hold or {})}
@@ -128,6 +132,8 @@ class PriorSampler(optuna.samplers.BaseSampler):
             )
         if fresh < 0:
             raise ValueError(f"`fresh` must be >= 0, got {fresh=}")
+        if stall < 0:
+            raise ValueError(f"`stall` must be >= 0 trials (0: off), got {stall=}")
         self._space = space
         self._seed = 0 if seed is None else int(seed)
         self._hold = hold
@@ -135,6 +141,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         self._evidence_after = evidence_after
         self._evidence_every = evidence_every
         self._fresh = fresh
+        self._stall = float(stall)
         self._defaults = default_config(space)
         if inner is None and prior_weight > 0:
             inner = PriorWeightedTPE(self._defaults, self.tiers, beta=prior_weight, seed=seed)
@@ -165,9 +172,13 @@ class PriorSampler(optuna.samplers.BaseSampler):
                 return False
         return True
 
-    def hold_probability(self, tier: str, n_finished: int) -> float:
-        """The probability of holding a knob of ``tier`` after ``n_finished`` finished trials."""
-        return self._hold[tier] / (1.0 + n_finished / self._decay)
+    def hold_probability(self, tier: str, n_finished: int, stalled: int = 0) -> float:
+        """The probability of holding a knob of ``tier`` after ``n_finished`` finished trials,
+        ``stalled`` of them since the incumbent last improved."""
+        p = self._hold[tier] / (1.0 + n_finished / self._decay)
+        if self._stall > 0:
+            p /= 1.0 + stalled / self._stall
+        return p
 
     def tiers(self, study: Study) -> dict[str, str]:
         """Each knob's effective tier: the checklist's, or the evidence's once there is enough."""
@@ -259,10 +270,11 @@ class PriorSampler(optuna.samplers.BaseSampler):
             return dict(out)
         tiers = self.tiers(study)
         startup = n < self._n_startup
+        stalled = self._stalled(study, finished) if self._stall > 0 else 0
         out = {}
         for name in self._space.params:
             coin = self._rng(study, trial_number, name).random()
-            if coin < self.hold_probability(tiers[name], n):
+            if coin < self.hold_probability(tiers[name], n, stalled):
                 out[name] = "held"
             elif startup or not _varied(finished, name, min(self._fresh, self._sizes[name])):
                 out[name] = "prior"
@@ -276,6 +288,14 @@ class PriorSampler(optuna.samplers.BaseSampler):
             self._plans.clear()
         self._plans[key] = out
         return dict(out)
+
+    @staticmethod
+    def _stalled(study: Study, finished: Sequence[FrozenTrial]) -> int:
+        """Finished trials numbered after the incumbent: how long the study has not improved."""
+        best = _best(study)
+        if best is None:
+            return 0
+        return sum(t.number > best.number for t in finished)
 
     def incumbent(self, study: Study) -> dict[str, Any]:
         """The values knobs are held at: the best finished trial's (in a pruned study, the best

@@ -524,3 +524,22 @@ def test_prior_weight_pulls_the_inner_tpe_toward_the_defaults():
         return float(np.median([abs(math.log10(v) + 2) for v in late]))  # from the default
 
     assert distance(1000.0) < distance(0.0)
+
+
+def test_a_stalled_study_holds_fewer_knobs_at_the_incumbent():
+    def defaults_best(config):  # nothing beats the defaults: the study stalls from trial 1
+        return 0.0 if config == default_config(WIDE) else 1.0
+
+    held_counts = {}
+    for stall in (0.0, 5.0):
+        sampler = PriorSampler(WIDE, seed=0, stall=stall, evidence_after=0)
+        study = _run_space(sampler, WIDE, 40, defaults_best)
+        # A float knob equal to its default was held there (a draw never lands on it exactly).
+        held_counts[stall] = sum(
+            t.params[k] == default_config(WIDE)[k] for t in study.trials[10:] for k in ("lr", "wd")
+        )
+    assert held_counts[5.0] < 0.6 * held_counts[0.0], held_counts
+    # At 30 finished trials, 20 of them since the incumbent: the low tier's 0.95 / 2 / 5.
+    assert PriorSampler(WIDE, stall=5).hold_probability("low", 30, 20) == pytest.approx(0.095)
+    with pytest.raises(ValueError, match="stall"):
+        PriorSampler(WIDE, stall=-1)
