@@ -314,7 +314,10 @@ def _open_storage(url: str, *, pooled: bool = False) -> optuna.storages.RDBStora
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         _create_own_tables(storage.engine)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
-        raise StorageUnavailable(f"cannot open the study database {redact(url)}: {e}") from e
+        raise StorageUnavailable(
+            f"cannot open the study database {redact(url)}: {_first_line(e)} (check "
+            "--storage or $HPSEARCH_STORAGE, and that the database server is up)"
+        ) from e
     if pooled:
         _POOLED.add(storage.engine)
     return storage
