@@ -117,8 +117,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     """Requests with larger bodies get 413 (``HPSEARCH_MAX_BODY_BYTES``)."""
     startup_retry_seconds: float = 30.0
-    """How long the service and each worker retry their first database connection, for a
-    database still starting up or restarting (``HPSEARCH_STARTUP_RETRY_SECONDS``)."""
+    """How long the service, the dashboard and each worker retry their first connection to a
+    PostgreSQL server still starting up or restarting (``HPSEARCH_STARTUP_RETRY_SECONDS``)."""
     cache_trials: int = Field(default=300_000, ge=0)
     """Trials the dashboard's trial cache keeps in memory across studies
     (``HPSEARCH_CACHE_TRIALS``; about 5 kB each): :mod:`hpsearch.db.cache`."""

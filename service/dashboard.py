@@ -20,7 +20,7 @@ from hpsearch.service import hosts
 from hpsearch.analysis.artifacts import ArtifactStore
 from hpsearch.service.dashboard_auth import DashboardGuard
 from hpsearch.service.dashboard_detail import install_study_details
-from hpsearch.db.storage import open_storage
+from hpsearch.db.storage import open_storage_when_up
 from hpsearch.db.cache import CachedStorage
 from hpsearch.settings import get_settings
 
@@ -124,7 +124,7 @@ def start_dashboard(
     # The dashboard reads whole studies on every poll: through the trial cache it reads only
     # what changed since the last poll (hpsearch.db.cache).
     _move_search_space_cursor_on()
-    storage = open_storage(storage_url)
+    storage = open_storage_when_up(storage_url, within=get_settings().startup_retry_seconds)
     cached = CachedStorage(storage)
     dashboard = optuna_dashboard.wsgi(cached, artifact_store=artifact_store)
     # A big study's view shows within seconds and fills in over a few polls.

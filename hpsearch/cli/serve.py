@@ -128,7 +128,7 @@ class Serve(Command, name="serve", options=(options.STORAGE, options.LISTEN, opt
     def run(self, args: argparse.Namespace) -> int:
         import uvicorn
 
-        from hpsearch.db.storage import open_storage, redact
+        from hpsearch.db.storage import open_storage_when_up, redact
         from hpsearch.service.app import create_app
 
         settings = serve_settings(args)
@@ -138,7 +138,8 @@ class Serve(Command, name="serve", options=(options.STORAGE, options.LISTEN, opt
         if not args.no_dashboard:
             from hpsearch.analysis.artifacts import open_artifact_store
 
-            open_storage(url)  # create the tables before two servers race to
+            # Wait for a PostgreSQL still starting, and create the tables before two servers race
+            open_storage_when_up(url, within=settings.startup_retry_seconds)
             store = open_artifact_store(args.artifacts, storage_url=url)
             dashboard = _start_dashboard_on_a_port(
                 args, storage_url=url, artifact_store=store, allowed_hosts=settings.allowed_hosts

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import functools
 import hashlib
 import json
+import logging
 import random
 import sqlite3
 import time
@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from hpsearch.errors import StorageUnavailable
 from hpsearch.db.tables import create_tables
-from hpsearch.db.transient import retry_if_transient
+from hpsearch.db.transient import is_transient
 from hpsearch.settings import get_settings, grace_period
 
 __all__ = [
@@ -139,12 +139,14 @@ def open_storage(url: str | None = None, *, create: bool = True) -> optuna.stora
 
 
 def open_storage_when_up(url: str | None = None, *, within: float) -> optuna.storages.RDBStorage:
-    """:func:`open_storage`, waiting up to ``within`` seconds for a database that is down.
+    """:func:`open_storage`, waiting up to ``within`` seconds for a PostgreSQL server that is down.
 
     A worker or the service may start while PostgreSQL is still starting up, or restarting:
-    that is an outage (:func:`hpsearch.db.transient.is_transient`), retried with backoff (0.5 s,
-    doubling up to 5 s) and a warning at the first failure. A wrong URL, a missing driver or a
-    schema from another Optuna fails at once.
+    a refused or lost connection (:func:`hpsearch.db.transient.is_transient`) is retried with
+    backoff (0.5 s, doubling up to 5 s) and a warning at the first failure. What waiting cannot
+    mend fails at once: a malformed or unsupported URL, a missing driver, a schema from another
+    Optuna, a database, role or password the server refuses (:func:`_refused`), and any SQLite
+    error (there is no server to wait for; a locked file already waits 60 s).
     """
 
     def first_failure(state: tenacity.RetryCallState) -> None:
@@ -156,14 +158,29 @@ def open_storage_when_up(url: str | None = None, *, within: float) -> optuna.sto
                 _first_line(error.__cause__ or error),
             )
 
+    def worth_waiting(error: BaseException) -> bool:
+        return is_transient(error) and not _refused(error)
+
+    if resolve_storage_url(url).startswith("sqlite"):
+        return open_storage(url)
     retrying = tenacity.Retrying(
-        retry=retry_if_transient,
+        retry=tenacity.retry_if_exception(worth_waiting),
         stop=tenacity.stop_before_delay(within),
         wait=tenacity.wait_exponential(multiplier=0.5, max=5.0),
         before_sleep=first_failure,
         reraise=True,
     )
     return retrying(open_storage, url)
+
+
+#: What a PostgreSQL server answers when it is up and refuses the URL's database, role or
+#: password: no wait mends these (psycopg gives no SQLSTATE for a refused connection).
+_REFUSALS = ("does not exist", "password authentication failed", "no pg_hba.conf entry")
+
+
+def _refused(error: BaseException) -> bool:
+    text = str(error)
+    return any(refusal in text for refusal in _REFUSALS)
 
 
 def through_pgbouncer(storage: optuna.storages.RDBStorage) -> bool:
@@ -288,6 +305,7 @@ def _open_storage(url: str, *, pooled: bool = False) -> optuna.storages.RDBStora
         engine_kwargs["connect_args"] = _pgbouncer_connect_args()
     settings = get_settings()
     interval, max_retries = settings.heartbeat_seconds, settings.max_retries
+    storage: optuna.storages.RDBStorage | None = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -314,9 +332,11 @@ def _open_storage(url: str, *, pooled: bool = False) -> optuna.storages.RDBStora
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         _create_own_tables(storage.engine)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
+        if storage is not None:  # built, then the schema check or our tables failed
+            storage.engine.dispose()
         raise StorageUnavailable(
             f"cannot open the study database {redact(url)}: {_first_line(e)} (check "
-            "--storage or $HPSEARCH_STORAGE, and that the database server is up)"
+            "--storage or $HPSEARCH_STORAGE)"
         ) from e
     if pooled:
         _POOLED.add(storage.engine)

@@ -2,7 +2,8 @@
 
 A lost connection, a server restarting or still starting up, a lock held too long: the same
 call may succeed a moment later, so the worker (:mod:`hpsearch.worker.reconnect`) and the
-service's start-up wait (:mod:`hpsearch.service.app`) retry them. Anything else (a bad URL, a
+start-up wait of workers and servers (:func:`hpsearch.db.storage.open_storage_when_up`)
+retry them. Anything else (a bad URL, a
 constraint violated, a bug) fails at once. :func:`is_transient` is that test, and
 :data:`retry_if_transient` the same test as a tenacity retry predicate.
 """

@@ -65,7 +65,8 @@ class PriorSampler(optuna.samplers.BaseSampler):
       enqueued trial already ran them).
     - Every later trial searches every knob, except that each knob is *held* at the
       incumbent's value (the default until a finished trial beats it) with probability
-      ``hold[tier] / (1 + n / decay)``, ``n`` being the number of finished trials.
+      ``hold[tier] / (1 + n / decay)``, ``n`` being the number of finished trials (and, with
+      ``stall``, divided again the longer the incumbent has not improved).
     - From ``evidence_after`` finished trials on, PED-ANOVA importance on the study's finished
       trials (recomputed every ``evidence_every``, or every fifth of the study's size once that
       is more, on at most 300 trials) replaces the checklist's tier: a knob with a

@@ -45,7 +45,8 @@ def _blocked_in_server(url: str) -> int:
             return conn.execute(
                 sqlalchemy.text(
                     "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                    "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() "
+                    "AND datname = current_database()"
                 )
             ).scalar()
     finally:

@@ -141,3 +141,20 @@ def test_a_url_that_cannot_work_fails_start_up_at_once(monkeypatch):
         with TestClient(app):
             pass
     assert tries == ["mysql://user@localhost/db"]  # one try: no outage to wait out
+
+
+@pytest.mark.postgres
+def test_a_database_the_server_refuses_is_not_waited_for(postgres_url, monkeypatch):
+    # The server is up and says the database does not exist: no wait mends that.
+    missing = str(sqlalchemy.engine.make_url(postgres_url).set(database="no_such_database"))
+    tries = _count_connects(monkeypatch)
+    with pytest.raises(StorageUnavailable, match="does not exist"):
+        open_storage_when_up(missing, within=60)
+    assert len(tries) == 1, tries
+
+
+def test_a_sqlite_file_that_cannot_be_made_is_not_waited_for(tmp_path, monkeypatch):
+    tries = _count_connects(monkeypatch)
+    with pytest.raises(StorageUnavailable, match="unable to open database file"):
+        open_storage_when_up(f"sqlite:///{tmp_path / 'no_such_dir' / 'x.db'}", within=60)
+    assert len(tries) == 1, tries
