@@ -2,18 +2,16 @@
 
 A lost connection, a server restarting or still starting up, a lock held too long: the same
 call may succeed a moment later, so the worker (:mod:`hpsearch.worker.reconnect`) and the
-start-up wait of workers and servers (:func:`hpsearch.db.storage.open_storage_when_up`)
-retry them. Anything else (a bad URL, a
-constraint violated, a bug) fails at once. :func:`is_transient` is that test, and
-:data:`retry_if_transient` the same test as a tenacity retry predicate.
+start-up wait of workers and servers (:func:`hpsearch.db.storage.open_storage_when_up`) retry
+them. Anything else (a bad URL, a constraint violated, a bug) fails at once:
+:func:`is_transient` is that test.
 """
 
 from __future__ import annotations
 
 import sqlalchemy
-import tenacity
 
-__all__ = ["is_transient", "retry_if_transient"]
+__all__ = ["is_transient"]
 
 _TRANSIENT = (
     sqlalchemy.exc.OperationalError,  # connection refused or lost, server shutting down, locked
@@ -40,7 +38,3 @@ def is_transient(error: BaseException) -> bool:
             return True
         e = e.__cause__ or e.__context__
     return False
-
-
-#: :func:`is_transient` as tenacity's ``retry=`` predicate.
-retry_if_transient = tenacity.retry_if_exception(is_transient)
