@@ -57,6 +57,10 @@ HOLD: dict[str, float] = {"high": 0.3, "medium": 0.8, "low": 0.95}
 #: checkpoint they are of (``{"at": [m, step], "shares": {...}}``), for the study's other workers.
 EVIDENCE_ATTR = "hpsearch:evidence_importances"
 
+#: Trial system attribute: how the sampler drew the trial (``"prior"``: by the plan of holds
+#: and prior draws; ``"search"``: every knob searched), for :meth:`PriorSampler.search_share`.
+ARM_ATTR = "hpsearch:arm"
+
 
 class PriorSampler(optuna.samplers.BaseSampler):
     """Sample a :class:`SearchSpace` with its impact tiers as a soft, decaying prior.
@@ -98,6 +102,13 @@ class PriorSampler(optuna.samplers.BaseSampler):
         stall: above 0, the hold probabilities are divided by ``1 + s / stall`` as well, ``s``
             being the finished trials numbered after the incumbent: the longer the study goes
             without improving on it, the less the prior holds and the more is searched.
+        mix: above 0, a trial searches every knob (no holds, no prior draws) with a
+            probability that starts at ``mix`` and moves with the evidence, as PriorBand moves
+            its mix of prior and uniform draws: the odds are multiplied by the square of how
+            much more often such trials made the top quarter of the finished ones than the
+            prior's did (:meth:`search_share`). Off by default: on the search-quality suites
+            (30 seeds) 0.15 to 0.4 were within the seed noise of off, and did not help a wrong
+            checklist (``benchmarks/results/search_quality_variants.md``).
         prior_weight: above 0, the inner TPE's acquisition is weighted by the prior as in
             piBO, with weight ``prior_weight / n`` (:class:`PriorWeightedTPE`); off by default,
             since it did not help on the search-quality suites
@@ -119,6 +130,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         fresh: int = 5,
         prior_weight: float = 0.0,
         stall: float = 0.0,
+        mix: float = 0.0,
         inner: optuna.samplers.BaseSampler | None = None,
     ) -> None:
         hold = {**HOLD, **(hold or {})}
@@ -135,6 +147,9 @@ class PriorSampler(optuna.samplers.BaseSampler):
             raise ValueError(f"`fresh` must be >= 0, got {fresh=}")
         if stall < 0:
             raise ValueError(f"`stall` must be >= 0 trials (0: off), got {stall=}")
+        if not 0.0 <= mix < 1.0:
+            raise ValueError(f"`mix` must be in [0, 1) (0: off), got {mix=}")
+        self._mix = float(mix)
         self._space = space
         self._seed = 0 if seed is None else int(seed)
         self._hold = hold
@@ -269,8 +284,14 @@ class PriorSampler(optuna.samplers.BaseSampler):
             out: dict[str, Role] = dict.fromkeys(self._space.params, "uniform")
             self._plans[key] = out
             return dict(out)
-        tiers = self.tiers(study)
         startup = n < self._n_startup
+        if self._mix > 0:
+            share = self.search_share(study, finished)
+            if self._rng(study, trial_number, "arm").random() < share:
+                out = dict.fromkeys(self._space.params, "uniform" if startup else "searched")
+                self._plans[key] = out
+                return dict(out)
+        tiers = self.tiers(study)
         stalled = self._stalled(study, finished) if self._stall > 0 else 0
         out = {}
         for name in self._space.params:
@@ -289,6 +310,27 @@ class PriorSampler(optuna.samplers.BaseSampler):
             self._plans.clear()
         self._plans[key] = out
         return dict(out)
+
+    def search_share(self, study: Study, finished: Sequence[FrozenTrial]) -> float:
+        """The probability that a trial searches every knob (no holds, no prior draws), as
+        PriorBand mixes its prior with uniform draws: ``mix`` at first, then moved by how
+        often each kind of trial made the top quarter of the finished ones."""
+        drawn = [t for t in finished if t.system_attrs.get(ARM_ATTR) and _finite(t.value)]
+        odds = self._mix / (1.0 - self._mix)
+        if len(drawn) >= 4:
+            sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
+            values = sorted(sign * cast(float, t.value) for t in drawn)
+            cut = values[max(0, len(values) // 4 - 1)]
+            top = {"prior": 0, "search": 0}
+            count = {"prior": 0, "search": 0}
+            for t in drawn:
+                arm = "search" if t.system_attrs[ARM_ATTR] == "search" else "prior"
+                count[arm] += 1
+                top[arm] += sign * cast(float, t.value) <= cut
+            # Rates of making the top quarter, each with two pseudo-trials at the base rate.
+            rate = {a: (top[a] + 0.5) / (count[a] + 2.0) for a in top}
+            odds *= (rate["search"] / rate["prior"]) ** 2
+        return min(max(odds / (1.0 + odds), 0.05), 0.95)
 
     @staticmethod
     def _stalled(study: Study, finished: Sequence[FrozenTrial]) -> int:
@@ -338,6 +380,9 @@ class PriorSampler(optuna.samplers.BaseSampler):
         if not search_space:
             return {}
         plan = self.plan(study, trial.number)
+        if self._mix > 0:
+            arm = "search" if all(r in ("searched", "uniform") for r in plan.values()) else "prior"
+            study._storage.set_trial_system_attr(trial._trial_id, ARM_ATTR, arm)
         center = self.incumbent(study)
         others = {k: d for k, d in search_space.items() if k not in plan or plan[k] == "searched"}
         tpe = self._inner.sample_relative(_per_ask(study), trial, others) if others else {}

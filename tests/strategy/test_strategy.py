@@ -543,3 +543,28 @@ def test_a_stalled_study_holds_fewer_knobs_at_the_incumbent():
     assert PriorSampler(WIDE, stall=5).hold_probability("low", 30, 20) == pytest.approx(0.095)
     with pytest.raises(ValueError, match="stall"):
         PriorSampler(WIDE, stall=-1)
+
+
+def test_the_mix_moves_toward_the_arm_whose_trials_make_the_top_quarter():
+    sampler = PriorSampler(WIDE, seed=0, mix=0.25, evidence_after=0)
+    study = _run_space(sampler, WIDE, 30, _wd_only)
+    arms = [t.system_attrs.get("hpsearch:arm") for t in study.trials[1:]]
+    assert set(arms) == {"prior", "search"}, arms  # every sampled trial says how it was drawn
+    # Workers with their own samplers over one study agree on the share.
+    again = PriorSampler(WIDE, seed=0, mix=0.25, evidence_after=0)
+    assert again.search_share(study, study.trials) == sampler.search_share(study, study.trials)
+
+    def share(search_values, prior_values):
+        trials = [
+            optuna.trial.create_trial(value=v, system_attrs={"hpsearch:arm": arm})
+            for arm, values in (("search", search_values), ("prior", prior_values))
+            for v in values
+        ]
+        return sampler.search_share(optuna.create_study(), trials)
+
+    assert share([], []) == 0.25  # no evidence yet: the mix itself
+    assert share([0.1, 0.2, 0.3, 0.4], [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7]) > 0.5
+    assert share([1.0, 1.1, 1.2, 1.3], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]) < 0.15
+    assert share([0.0] * 40, [1.0] * 40) == 0.95  # never all one arm
+    with pytest.raises(ValueError, match="mix"):
+        PriorSampler(WIDE, mix=1.0)
