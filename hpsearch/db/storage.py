@@ -301,6 +301,14 @@ def _open_storage(url: str, *, pooled: bool = False) -> optuna.storages.RDBStora
     if backend == "sqlite":
         # Several processes share one file: wait for the write lock instead of failing at once.
         engine_kwargs = {"connect_args": {"timeout": 60}}
+        if make_url(url).database in (None, "", ":memory:"):
+            # In memory: one connection for every thread (the service answers in a thread
+            # pool), or each thread would get an empty database of its own; and one not tied
+            # to the thread that opened it, which may be gone when it is closed.
+            engine_kwargs = {
+                "connect_args": {"timeout": 60, "check_same_thread": False},
+                "poolclass": sqlalchemy.pool.StaticPool,
+            }
     elif pooled:
         engine_kwargs["connect_args"] = _pgbouncer_connect_args()
     settings = get_settings()
