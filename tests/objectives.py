@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -62,8 +63,11 @@ def resumable(config: dict, report, checkpoint=None) -> float:
         time.sleep(0.1)
         report(float(step), step)
         if checkpoint is not None:
+            # A stop interrupts at once, mid-write too: write aside, then rename (atomic).
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            checkpoint.write_text(str(step))
+            partial = checkpoint.with_name(f".{checkpoint.name}.partial")
+            partial.write_text(str(step))
+            os.replace(partial, checkpoint)
     return float(start)
 
 

@@ -30,8 +30,10 @@ __all__ = [
 
 #: ``report(value, step)``: records the metric after a step (an epoch); may raise TrialPruned.
 Report = Callable[[float, int], None]
-#: A user's objective, ``objective(config, report) -> metric`` (optionally ``checkpoint=path``);
-#: a study of several objectives (or constraints) gets a dict of named metrics instead.
+#: A user's objective, ``objective(config, report) -> metric`` (optionally ``checkpoint=path``:
+#: write it aside and rename it into place, since a worker's stop interrupts the objective at
+#: once, mid-write too); a study of several objectives (or constraints) gets a dict of named
+#: metrics instead.
 Objective = Callable[..., "TrialResult"]
 #: Gets the final model's validation predictions (a ``ValPredictions``) once, for reports.
 KeepPredictions = Callable[[Any], None]
