@@ -5,7 +5,9 @@ run under its own ``--tag``. This prints, pooled over the suite's benchmarks, th
 normalized regret at 10/25/50/100 trials, the trials for the pooled median to reach TPE's
 100-trial median, and per benchmark: how many are worse than TPE at some checkpoint, how many
 do not beat TPE with the defaults at 25 or 50 trials, and how many need more than 33 trials to
-reach TPE's 100-trial median (the targets of BENCHMARKS.md and issue 15).
+reach TPE's 100-trial median (the targets of BENCHMARKS.md and issue 15). A second table gives
+each pooled median's 90% bootstrap interval (seeds resampled within each benchmark, 2,000
+times): two rows whose intervals overlap differ by no more than the seed noise.
 
     python benchmarks/compare_runs.py BASE.npz LABEL=RUN.npz[:METHOD] ...
 
@@ -29,7 +31,13 @@ def _curves(path: str, method: str) -> dict[str, np.ndarray]:
     if not Path(path).is_file():
         sys.exit(f"no file {path}: give the .npz a search_quality.py run wrote")
     with np.load(path) as data:
-        return {k.split("|", 1)[1]: data[k] for k in data.files if k.split("|", 1)[0] == method}
+        # One precision for every run: on the MLP grid regrets tie exactly, and float64 and
+        # float32 copies of one run would break those ties differently.
+        return {
+            k.split("|", 1)[1]: data[k].astype(np.float32)
+            for k in data.files
+            if k.split("|", 1)[0] == method
+        }
 
 
 def _median(runs: np.ndarray, trials: int) -> float:
@@ -82,6 +90,29 @@ def main(argv: list[str]) -> None:
             + f" | {'>100' if reach is None else reach} | {worse}/{len(benches)}"
             f" | {not_beat}/{len(benches)} | {slow}/{len(benches)} |"
         )
+    print("\n| method (90% bootstrap interval) | " + " | ".join(f"{c}" for c in CHECKPOINTS) + " |")
+    print("|---|" + "---:|" * len(CHECKPOINTS))
+    for label, curves in rows:
+        cells = []
+        for t in CHECKPOINTS:
+            lo, hi = _bootstrap_interval([curves[b][:, t - 1] for b in benches])
+            cells.append(f"{lo:.2f} .. {hi:.2f}")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def _bootstrap_interval(
+    per_bench: list[np.ndarray], draws: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """The 5th and 95th percentiles of the pooled median when each benchmark's seeds are
+    resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    medians = np.empty(draws)
+    for i in range(draws):
+        medians[i] = np.median(
+            np.concatenate([v[rng.integers(len(v), size=len(v))] for v in per_bench])
+        )
+    lo, hi = np.percentile(medians, [5, 95])
+    return float(lo), float(hi)
 
 
 if __name__ == "__main__":

