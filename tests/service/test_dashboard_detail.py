@@ -102,12 +102,15 @@ def test_a_big_study_shows_at_once_and_polls_fill_it_in_as_the_dashboard_answers
     try:
         base = ours.url.rsplit("/dashboard", 1)[0]
         answers = _poll_until_whole(base, study_id, N)
-        warm = _get(base, study_id)  # a second page, once all is prepared
+        # A second page, once all is prepared. It too polls: on a loaded machine even a
+        # prepared answer can take longer than the 0.01 s budget and be cut short.
+        again = _poll_until_whole(base, study_id, N)
     finally:
         ours.stop()
     theirs = _get(plain, study_id)
     assert len(answers) >= 3 and 0 < len(answers[0]["trials"]) < N
     trials = [t for a in answers for t in a["trials"]]
+    warm = {**again[-1], "trials": [t for a in again for t in a["trials"]]}
     assert trials == theirs["trials"] == warm["trials"]
     assert trials[7]["note"] == {"version": 1, "body": "a note on trial 7"}
     for answer in answers:
