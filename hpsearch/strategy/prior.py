@@ -51,6 +51,8 @@ _ANY = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.W
 
 #: Probability of holding a knob of each tier at the incumbent's value, before decay.
 HOLD: dict[str, float] = {"high": 0.3, "medium": 0.8, "low": 0.95}
+#: Spread of a prior draw around the incumbent, as a fraction of the knob's (log) range.
+_WIDTH = 0.25
 
 
 #: Study system attribute: the latest evidence importances a worker computed, with the
@@ -109,6 +111,17 @@ class PriorSampler(optuna.samplers.BaseSampler):
             prior's did (:meth:`search_share`). Off by default: on the search-quality suites
             (30 seeds) 0.15 to 0.4 were within the seed noise of off, and did not help a wrong
             checklist (``benchmarks/results/search_quality_variants.md``).
+        width: how far a prior draw strays from the incumbent, per tier: the normal's spread
+            as a fraction of the knob's (log) range, 0.25 for every tier unless given. Tighter
+            high tiers (0.1/0.2/0.3) and tighter low tiers (0.35/0.2/0.1) were both worse than
+            0.25 on the MLP grid and no better elsewhere (30 seeds,
+            ``benchmarks/results/search_quality_variants.md``).
+        region: the share of the best finished trials that the re-ranking's PED-ANOVA judges
+            importance within (its ``region_quantile``): 1 asks which knobs separate the top
+            quarter from all trials, 0.5 which separate it from the better half, i.e. which
+            knobs still matter near the incumbent. 0.5 gained on the MLP grid but lost on the
+            synthetic suite and HPOLib on seeds it was not chosen on
+            (``benchmarks/results/search_quality_variants.md``), so the default stays 1.
         prior_weight: above 0, the inner TPE's acquisition is weighted by the prior as in
             piBO, with weight ``prior_weight / n`` (:class:`PriorWeightedTPE`); off by default,
             since it did not help on the search-quality suites
@@ -131,6 +144,8 @@ class PriorSampler(optuna.samplers.BaseSampler):
         prior_weight: float = 0.0,
         stall: float = 0.0,
         mix: float = 0.0,
+        width: dict[str, float] | None = None,
+        region: float = 1.0,
         inner: optuna.samplers.BaseSampler | None = None,
     ) -> None:
         hold = {**HOLD, **(hold or {})}
@@ -150,6 +165,13 @@ class PriorSampler(optuna.samplers.BaseSampler):
         if not 0.0 <= mix < 1.0:
             raise ValueError(f"`mix` must be in [0, 1) (0: off), got {mix=}")
         self._mix = float(mix)
+        width = {**dict.fromkeys(_TIERS, _WIDTH), **(width or {})}
+        if set(width) != set(_TIERS) or not all(w > 0 for w in width.values()):
+            raise ValueError(f"`width` must map high/medium/low to spreads > 0, got {width=}")
+        self._width = width
+        if not 0.25 < region <= 1.0:
+            raise ValueError(f"`region` must be in (0.25, 1], got {region=}")
+        self._region = float(region)
         self._space = space
         self._seed = 0 if seed is None else int(seed)
         self._hold = hold
@@ -262,7 +284,7 @@ class PriorSampler(optuna.samplers.BaseSampler):
         self, study: Study, m: int, step: int | None, scored: list[tuple[FrozenTrial, float]]
     ) -> dict[str, float]:
         window = _as_trials(scored[max(0, m - _EVIDENCE_CAP) : m])
-        shares = evidence_importances(study, window)
+        shares = evidence_importances(study, window, region=self._region)
         study._storage.set_study_system_attr(
             study._study_id, EVIDENCE_ATTR, {"at": [m, step], "shares": shares}
         )
@@ -495,7 +517,9 @@ class PriorSampler(optuna.samplers.BaseSampler):
     def _draw(
         self, study: Study, number: int, name: str, dist: BaseDistribution, center: Any
     ) -> Any:
-        return _draw(self._rng(study, number, name, 1000), dist, center, uniform=0.25)
+        width = self._width[self.tiers(study).get(name, "high")]
+        rng = self._rng(study, number, name, 1000)
+        return _draw(rng, dist, center, uniform=0.25, width=width)
 
     def _seen(self, study: Study, number: int, names: list[str]) -> set[tuple[Any, ...]]:
         seen = set()
@@ -591,9 +615,17 @@ def _numbered(number: int) -> FrozenTrial:
 # ---- prior draws --------------------------------------------------------------------------
 
 
-def _draw(rng: np.random.Generator, dist: BaseDistribution, center: Any, *, uniform: float) -> Any:
-    """A value of ``dist`` drawn broad around ``center`` (uniform with probability
-    ``uniform``, or when there is no usable center)."""
+def _draw(
+    rng: np.random.Generator,
+    dist: BaseDistribution,
+    center: Any,
+    *,
+    uniform: float,
+    width: float = _WIDTH,
+) -> Any:
+    """A value of ``dist`` drawn around ``center``, normal with ``width`` times its (log)
+    range as the spread (uniform with probability ``uniform``, or when there is no usable
+    center)."""
     if isinstance(dist, CategoricalDistribution):
         choices = list(dist.choices)
         if center in choices and len(choices) > 1 and rng.random() >= uniform + 0.15:
@@ -607,11 +639,11 @@ def _draw(rng: np.random.Generator, dist: BaseDistribution, center: Any, *, unif
         x = rng.uniform(lo, hi)
     else:
         c = math.log(center) if log else float(center)
-        x = c + rng.normal() * 0.25 * (hi - lo)
+        x = c + rng.normal() * width * (hi - lo)
         for _ in range(8):
             if lo <= x <= hi:
                 break
-            x = c + rng.normal() * 0.25 * (hi - lo)
+            x = c + rng.normal() * width * (hi - lo)
         x = min(max(x, lo), hi)
     value = math.exp(x) if log else x
     step = dist.step
@@ -738,7 +770,7 @@ def _best(study: Study) -> FrozenTrial | None:
 
 
 def evidence_importances(
-    study: Study, trials: list[FrozenTrial], *, skip_held: bool = False
+    study: Study, trials: list[FrozenTrial], *, skip_held: bool = False, region: float = 1.0
 ) -> dict[str, float]:
     """PED-ANOVA importance of each parameter on ``trials`` (finished ones of ``study``), as
     shares summing to 1; ``{}`` when it cannot be computed (too few trials, one objective).
@@ -766,7 +798,9 @@ def evidence_importances(
         sub = TrialsView(study.direction, [by_id[i] for i in ids])
         # With few trials the top decile is one or two trials: look at the top quarter.
         quantile = 0.1 if len(ids) >= 100 else 0.25
-        evaluator = optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile)
+        evaluator = optuna.importance.PedAnovaImportanceEvaluator(
+            target_quantile=quantile, region_quantile=region
+        )
         try:
             with warnings.catch_warnings():  # `normalize` is experimental in Optuna
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

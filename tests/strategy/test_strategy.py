@@ -344,6 +344,16 @@ def test_evidence_importances_rate_the_trials_as_optuna_does_on_a_study():
     assert max(mine, key=mine.get) == max(theirs, key=theirs.get) == "wd"
     total = sum(theirs.values())
     assert mine == pytest.approx({k: v / total for k, v in theirs.items()})
+    # Within the better half of the trials (PriorSampler(region=0.5)), as Optuna does too.
+    local = evidence_importances(study, trials, region=0.5)
+    evaluator = optuna.importance.PedAnovaImportanceEvaluator(
+        target_quantile=0.25, region_quantile=0.5
+    )
+    theirs = optuna.importance.get_param_importances(copy, evaluator=evaluator)
+    total = sum(theirs.values())
+    assert local == pytest.approx({k: v / total for k, v in theirs.items()}) != mine
+    with pytest.raises(ValueError, match="region"):
+        PriorSampler(WIDE, region=0.25)
 
 
 def test_prior_sampler_never_asks_the_same_config_twice_in_parallel():
@@ -568,3 +578,17 @@ def test_the_mix_moves_toward_the_arm_whose_trials_make_the_top_quarter():
     assert share([0.0] * 40, [1.0] * 40) == 0.95  # never all one arm
     with pytest.raises(ValueError, match="mix"):
         PriorSampler(WIDE, mix=1.0)
+
+
+def test_a_tiers_width_sets_how_far_its_prior_draws_stray_from_the_incumbent():
+    def spread(width):
+        # No holds, no evidence: during TPE's start-up every knob is a prior draw.
+        never = {"high": 0.0, "medium": 0.0, "low": 0.0}
+        sampler = PriorSampler(WIDE, seed=0, hold=never, evidence_after=0, width=width)
+        study = _run_space(sampler, WIDE, 10, lambda c: 1.0)  # the defaults stay the incumbent
+        return float(np.median([abs(math.log10(t.params["lr"] / 1e-2)) for t in study.trials[1:]]))
+
+    # lr spans 4 decades: 0.02 of it is 0.08 decades, 0.5 of it is 2 (a quarter are uniform).
+    assert spread({"high": 0.02}) < 0.3 < 0.6 < spread({"high": 0.5})
+    with pytest.raises(ValueError, match="width"):
+        PriorSampler(WIDE, width={"high": 0.0})
