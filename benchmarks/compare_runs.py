@@ -7,7 +7,8 @@ normalized regret at 10/25/50/100 trials, the trials for the pooled median to re
 do not beat TPE with the defaults at 25 or 50 trials, and how many need more than 33 trials to
 reach TPE's 100-trial median (the targets of BENCHMARKS.md and issue 15). A second table gives
 each pooled median's 90% bootstrap interval (seeds resampled within each benchmark, 2,000
-times): two rows whose intervals overlap differ by no more than the seed noise.
+times): two rows whose intervals do not overlap differ by more than the seed noise; rows whose
+intervals overlap may or may not differ.
 
     python benchmarks/compare_runs.py BASE.npz LABEL=RUN.npz[:METHOD] ...
 

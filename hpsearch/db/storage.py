@@ -29,7 +29,7 @@ import sqlalchemy
 import tenacity
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from hpsearch.errors import StorageUnavailable
 from hpsearch.db.tables import create_tables
@@ -287,6 +287,16 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def _in_memory(url: URL) -> bool:
+    """Whether an SQLite URL names a database in this process's memory: ``sqlite://``,
+    ``sqlite:///:memory:``, or the URI forms ``file::memory:`` and ``?mode=memory``."""
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        return True
+    uri = str(url.query.get("uri", "")).lower() in ("true", "1")
+    return uri and (database.startswith("file::memory:") or url.query.get("mode") == "memory")
+
+
 @functools.cache
 def _open_storage(url: str, *, pooled: bool = False) -> optuna.storages.RDBStorage:
     try:
@@ -301,10 +311,12 @@ def _open_storage(url: str, *, pooled: bool = False) -> optuna.storages.RDBStora
     if backend == "sqlite":
         # Several processes share one file: wait for the write lock instead of failing at once.
         engine_kwargs = {"connect_args": {"timeout": 60}}
-        if make_url(url).database in (None, "", ":memory:"):
+        if _in_memory(make_url(url)):
             # In memory: one connection for every thread (the service answers in a thread
             # pool), or each thread would get an empty database of its own; and one not tied
-            # to the thread that opened it, which may be gone when it is closed.
+            # to the thread that opened it, which may be gone when it is closed. Its threads
+            # share that connection's transaction: for tests and trying things out; a file
+            # (or PostgreSQL) for concurrent work.
             engine_kwargs = {
                 "connect_args": {"timeout": 60, "check_same_thread": False},
                 "poolclass": sqlalchemy.pool.StaticPool,
@@ -440,7 +452,7 @@ def study_lock(storage: optuna.storages.RDBStorage, study_id: int) -> Iterator[N
                 time.sleep(pause * (0.5 + random.random() / 2))
                 pause = min(pause * 2, _LOCK_MAX_PAUSE)
     database = url.database
-    if not database or database == ":memory:":
+    if not database or _in_memory(url):
         yield  # one process owns an in-memory database: nothing to serialize against
         return
     lock_path = Path(f"{database}.lock")
