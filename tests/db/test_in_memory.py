@@ -1,5 +1,5 @@
 """An in-memory SQLite storage (``sqlite://``) is one database for every thread of the process,
-as the service's request threads need, and closing it from another thread is quiet."""
+as the service's request threads need, and a connection one thread made works from another."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import threading
 import uuid
 
 import optuna
-
 from sqlalchemy.engine import make_url
 
 from hpsearch.db.storage import _in_memory, _open_storage, open_storage
