@@ -50,7 +50,7 @@ from hpsearch.errors import (
     UsageError,
 )
 from hpsearch.db.incremental import rank_key
-from hpsearch.db.storage import mark_trials_edited, resolve_storage_url, study_lock
+from hpsearch.db.storage import is_in_memory, mark_trials_edited, resolve_storage_url, study_lock
 from hpsearch.settings import get_settings
 from hpsearch.studies import best_trial_id
 from hpsearch.analysis.predictions import ValPredictions  # numpy only: no torch for the service
@@ -164,7 +164,7 @@ class _PrefixedStore:
 def default_location(storage_url: str | None = None) -> str | None:
     """The store used when none is set: beside a SQLite file, none for PostgreSQL or memory."""
     url = make_url(resolve_storage_url(storage_url))
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+    if url.get_backend_name() != "sqlite" or not url.database or is_in_memory(url):
         return None
     return str(Path(url.database).resolve().parent / ARTIFACTS_DIRNAME)
 

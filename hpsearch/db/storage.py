@@ -44,6 +44,7 @@ __all__ = [
     "TrialParam",
     "grace_seconds",
     "heartbeat_interval",
+    "is_in_memory",
     "mark_trials_edited",
     "open_storage",
     "open_storage_when_up",
@@ -243,7 +244,7 @@ def _check_exists(url: str, *, pooled: bool = False) -> None:
     where = "check --storage or $HPSEARCH_STORAGE; reads never create a database"
     if backend == "sqlite":
         database = parsed.database
-        if not database or database == ":memory:" or parsed.query.get("uri"):
+        if not database or is_in_memory(parsed) or parsed.query.get("uri"):
             return  # in memory, or a URI form that SQLite itself resolves
         path = Path(database)
         if not path.is_file():
@@ -287,7 +288,7 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def _in_memory(url: URL) -> bool:
+def is_in_memory(url: URL) -> bool:
     """Whether an SQLite URL names a database in this process's memory: ``sqlite://``,
     ``sqlite:///:memory:``, or the URI forms ``file::memory:`` and ``?mode=memory``."""
     database = url.database or ""
@@ -311,7 +312,7 @@ def _open_storage(url: str, *, pooled: bool = False) -> optuna.storages.RDBStora
     if backend == "sqlite":
         # Several processes share one file: wait for the write lock instead of failing at once.
         engine_kwargs = {"connect_args": {"timeout": 60}}
-        if _in_memory(make_url(url)):
+        if is_in_memory(make_url(url)):
             # In memory: one connection for every thread (the service answers in a thread
             # pool), or each thread would get an empty database of its own; and one not tied
             # to the thread that opened it, which may be gone when it is closed. Its threads
@@ -452,7 +453,7 @@ def study_lock(storage: optuna.storages.RDBStorage, study_id: int) -> Iterator[N
                 time.sleep(pause * (0.5 + random.random() / 2))
                 pause = min(pause * 2, _LOCK_MAX_PAUSE)
     database = url.database
-    if not database or _in_memory(url):
+    if is_in_memory(url):
         yield  # one process owns an in-memory database: nothing to serialize against
         return
     lock_path = Path(f"{database}.lock")

@@ -171,6 +171,8 @@ class PriorSampler(optuna.samplers.BaseSampler):
         if set(width) != set(_TIERS) or not all(w > 0 for w in width.values()):
             raise ValueError(f"`width` must map high/medium/low to spreads > 0, got {width=}")
         self._width = width
+        # One spread for every tier (the default): the draws need not look the tier up.
+        self._one_width = width["high"] if len(set(width.values())) == 1 else None
         if not 0.25 < region <= 1.0:
             raise ValueError(f"`region` must be in (0.25, 1], got {region=}")
         self._region = float(region)
@@ -519,8 +521,8 @@ class PriorSampler(optuna.samplers.BaseSampler):
     def _draw(
         self, study: Study, number: int, name: str, dist: BaseDistribution, center: Any
     ) -> Any:
-        width = _WIDTH
-        if len(set(self._width.values())) > 1:  # only then does the knob's tier matter here
+        width = self._one_width
+        if width is None:
             width = self._width[self.tiers(study).get(name, "high")]
         rng = self._rng(study, number, name, 1000)
         return _draw(rng, dist, center, uniform=0.25, width=width)

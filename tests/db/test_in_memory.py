@@ -9,7 +9,7 @@ import uuid
 import optuna
 from sqlalchemy.engine import make_url
 
-from hpsearch.db.storage import _in_memory, _open_storage, open_storage
+from hpsearch.db.storage import _open_storage, is_in_memory, open_storage
 
 
 def _in_a_thread(fn):
@@ -47,6 +47,6 @@ def test_a_connection_made_in_a_thread_works_after_that_thread_is_gone():
 def test_the_uri_forms_of_an_in_memory_database_count_as_one():
     for url in ("sqlite://", "sqlite:///:memory:", "sqlite:///file::memory:?uri=true",
                 "sqlite:///file:x?mode=memory&uri=true"):  # fmt: skip
-        assert _in_memory(make_url(url)), url
-    assert not _in_memory(make_url("sqlite:////tmp/studies.db"))
-    assert not _in_memory(make_url("sqlite:///file:studies.db?mode=ro&uri=true"))
+        assert is_in_memory(make_url(url)), url
+    assert not is_in_memory(make_url("sqlite:////tmp/studies.db"))
+    assert not is_in_memory(make_url("sqlite:///file:studies.db?mode=ro&uri=true"))

@@ -590,5 +590,6 @@ def test_a_tiers_width_sets_how_far_its_prior_draws_stray_from_the_incumbent():
 
     # lr spans 4 decades: 0.02 of it is 0.08 decades, 0.5 of it is 2 (a quarter are uniform).
     assert spread({"high": 0.02}) < 0.3 < 0.6 < spread({"high": 0.5})
+    assert spread(dict.fromkeys(("high", "medium", "low"), 0.02)) < 0.3  # one width for all
     with pytest.raises(ValueError, match="width"):
         PriorSampler(WIDE, width={"high": 0.0})
