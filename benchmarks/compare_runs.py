@@ -1,18 +1,30 @@
-"""Compare sampler variants of separate ``search_quality.py`` runs against one run's baselines.
+"""Compare sampler variants of separate benchmark runs against one run's baselines.
 
-Each run keeps its curves in ``search_quality_SUITE[TAG].npz``; a variant (``--prior-kw``) is
-run under its own ``--tag``. This prints, pooled over the suite's benchmarks, the median log10
-normalized regret at 10/25/50/100 trials, the trials for the pooled median to reach TPE's
+Each run keeps its curves in an ``.npz`` file (``search_quality_SUITE[TAG].npz`` or
+``multi_fidelity[TAG].npz``); a variant (``--prior-kw``) is run under its own ``--tag``.
+
+For ``search_quality.py`` runs this prints, pooled over the suite's benchmarks, the median
+log10 normalized regret at 10/25/50/100 trials, the trials for the pooled median to reach TPE's
 100-trial median, and per benchmark: how many are worse than TPE at some checkpoint, how many
 do not beat TPE with the defaults at 25 or 50 trials, and how many need more than 33 trials to
-reach TPE's 100-trial median (the targets of BENCHMARKS.md and issue 15). A second table gives
-each pooled median's 90% bootstrap interval (seeds resampled within each benchmark, 2,000
-times): two rows whose intervals do not overlap differ by more than the seed noise; rows whose
-intervals overlap may or may not differ.
+reach TPE's 100-trial median (the targets of BENCHMARKS.md and issue 15).
 
-    python benchmarks/compare_runs.py BASE.npz LABEL=RUN.npz[:METHOD] ...
+For ``multi_fidelity.py`` runs (their base holds ``tpe+hb``), the checkpoints are 10, 20 and 30
+full trainings' worth of epochs (``--epochs``, 27 by default: the MLP grid's), and the goal's
+columns are the epochs for the pooled median to reach TPE + Hyperband's 30-training median
+(the goal: at most half of its 30 trainings), and per dataset: how many are worse than TPE +
+Hyperband at 10 or 30 trainings, and how many do not reach its 30-training median in half the
+epochs.
 
-``BASE.npz`` must hold ``tpe`` and ``tpe+defaults``; METHOD defaults to ``impact``.
+A second table gives each pooled median's 90% bootstrap interval (seeds resampled within each
+benchmark, 2,000 times): two rows whose intervals do not overlap differ by more than the seed
+noise; rows whose intervals overlap may or may not differ. Several files for one row (seeds of
+separate runs), joined by commas, are concatenated along the seed axis.
+
+    python benchmarks/compare_runs.py [--epochs N] BASE.npz[,MORE.npz] LABEL=RUN.npz[,MORE.npz][:METHOD] ...
+
+A search-quality ``BASE`` must hold ``tpe`` and ``tpe+defaults`` (METHOD defaults to
+``impact``); a multi-fidelity one ``tpe+hb`` and ``tpe+defaults+hb`` (METHOD: ``impact+hb``).
 """
 
 from __future__ import annotations
@@ -27,42 +39,54 @@ sys.path.insert(0, str(Path(__file__).parent))
 from hpolib_impact import BUDGETS as CHECKPOINTS
 from hpolib_impact import trials_to_reach
 
-
-def _curves(path: str, method: str) -> dict[str, np.ndarray]:
-    if not Path(path).is_file():
-        sys.exit(f"no file {path}: give the .npz a search_quality.py run wrote")
-    with np.load(path) as data:
-        # One precision for every run: on the MLP grid regrets tie exactly, and float64 and
-        # float32 copies of one run would break those ties differently.
-        return {
-            k.split("|", 1)[1]: data[k].astype(np.float32)
-            for k in data.files
-            if k.split("|", 1)[0] == method
-        }
+Curves = dict[str, np.ndarray]  # benchmark -> (seeds, steps)
 
 
-def _median(runs: np.ndarray, trials: int) -> float:
-    return float(np.median(runs[:, trials - 1]))
+def _curves(paths: str, method: str) -> Curves:
+    parts = []
+    for path in paths.split(","):
+        if not Path(path).is_file():
+            sys.exit(f"no file {path}: give the .npz a search_quality.py run wrote")
+        with np.load(path) as data:
+            # One precision for every run: on the MLP grid regrets tie exactly, and float64
+            # and float32 copies of one run would break those ties differently.
+            parts.append(
+                {
+                    k.split("|", 1)[1]: data[k].astype(np.float32)
+                    for k in data.files
+                    if k.split("|", 1)[0] == method
+                }
+            )
+    if any(set(p) != set(parts[0]) for p in parts):
+        sys.exit(f"{paths}: the files hold different benchmarks for {method!r}")
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _median(runs: np.ndarray, step: int) -> float:
+    return float(np.median(runs[:, step - 1]))
 
 
 def _reach(runs: np.ndarray, target: float) -> int | None:
     return trials_to_reach(np.median(runs, axis=0), target)
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) < 1 or any("=" not in a for a in argv[1:]):
-        sys.exit(__doc__.split("\n\n")[-2].strip())
-    tpe, tpd = _curves(argv[0], "tpe"), _curves(argv[0], "tpe+defaults")
-    if not tpe or not tpd:
-        sys.exit(f"{argv[0]} has no 'tpe' and 'tpe+defaults' curves: run them in the base run")
-    rows = [("tpe", tpe), ("tpe+defaults", tpd)]
-    for arg in argv[1:]:
+def _rows(argv: list[str], default: str) -> list[tuple[str, Curves]]:
+    rows = []
+    for arg in argv:
         label, spec = arg.split("=", 1)
         path, _, method = spec.partition(":")
-        curves = _curves(path, method or "impact")
+        curves = _curves(path, method or default)
         if not curves:
-            sys.exit(f"{path} has no {method or 'impact'!r} curves: name the method after ':'")
+            sys.exit(f"{path} has no {method or default!r} curves: name the method after ':'")
         rows.append((label, curves))
+    return rows
+
+
+def search_quality(base: str, variants: list[str]) -> None:
+    tpe, tpd = _curves(base, "tpe"), _curves(base, "tpe+defaults")
+    if not tpe or not tpd:
+        sys.exit(f"{base} has no 'tpe' and 'tpe+defaults' curves: run them in the base run")
+    rows = [("tpe", tpe), ("tpe+defaults", tpd), *_rows(variants, "impact")]
     benches = list(tpe)
     last = CHECKPOINTS[-1]
     pooled_target = _median(np.concatenate([tpe[b] for b in benches]), last)
@@ -91,11 +115,60 @@ def main(argv: list[str]) -> None:
             + f" | {'>100' if reach is None else reach} | {worse}/{len(benches)}"
             f" | {not_beat}/{len(benches)} | {slow}/{len(benches)} |"
         )
-    print("\n| method (90% bootstrap interval) | " + " | ".join(f"{c}" for c in CHECKPOINTS) + " |")
-    print("|---|" + "---:|" * len(CHECKPOINTS))
+    _intervals(rows, benches, list(CHECKPOINTS), [str(c) for c in CHECKPOINTS])
+
+
+def multi_fidelity(base: str, variants: list[str], epochs: int) -> None:
+    hb, hbd = _curves(base, "tpe+hb"), _curves(base, "tpe+defaults+hb")
+    if not hb or not hbd:
+        sys.exit(f"{base} has no 'tpe+hb' and 'tpe+defaults+hb' curves: run them in the base run")
+    rows = [("tpe+hb", hb), ("tpe+defaults+hb", hbd)]
+    random = _curves(base, "random+hb")
+    if random:
+        rows.append(("random+hb", random))
+    rows += _rows(variants, "impact+hb")
+    benches = list(hb)
+    budgets = (10, 20, 30)  # full trainings
+    steps = [b * epochs for b in budgets]
+    if min(c.shape[1] for c in hb.values()) < steps[-1]:
+        sys.exit(f"{base}: curves shorter than 30 trainings of {epochs} epochs; run --budget 30")
+    last = steps[-1]
+    half = last // 2
+    pooled_target = _median(np.concatenate([hb[b] for b in benches]), last)
+    print(
+        "| method | "
+        + " | ".join(f"{b} trainings" for b in budgets)
+        + f" | epochs to TPE+HB's 30 (pooled; goal <= {half}) | worse than TPE+HB at 10 or 30"
+        f" | not at TPE+HB's 30 in {half} epochs |"
+    )
+    print("|---|" + "---:|" * (len(budgets) + 3))
+    for label, curves in rows:
+        pooled = np.concatenate([curves[b] for b in benches])
+        worse = sum(
+            any(_median(curves[b], t) > _median(hb[b], t) for t in (steps[0], last))
+            for b in benches
+        )
+        slow = sum(
+            (r := _reach(curves[b], _median(hb[b], last))) is None or r > half for b in benches
+        )
+        reach = _reach(pooled[:, :last], pooled_target)
+        print(
+            f"| {label} | "
+            + " | ".join(f"{_median(pooled, t):.2f}" for t in steps)
+            + f" | {f'>{last}' if reach is None else reach} | {worse}/{len(benches)}"
+            f" | {slow}/{len(benches)} |"
+        )
+    _intervals(rows, benches, steps, [f"{b} trainings" for b in budgets])
+
+
+def _intervals(
+    rows: list[tuple[str, Curves]], benches: list[str], steps: list[int], names: list[str]
+) -> None:
+    print("\n| method (90% bootstrap interval) | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(steps))
     for label, curves in rows:
         cells = []
-        for t in CHECKPOINTS:
+        for t in steps:
             lo, hi = _bootstrap_interval([curves[b][:, t - 1] for b in benches])
             cells.append(f"{lo:.2f} .. {hi:.2f}")
         print(f"| {label} | " + " | ".join(cells) + " |")
@@ -114,6 +187,23 @@ def _bootstrap_interval(
         )
     lo, hi = np.percentile(medians, [5, 95])
     return float(lo), float(hi)
+
+
+def main(argv: list[str]) -> None:
+    epochs = 27
+    if argv and argv[0].startswith("--epochs"):
+        flag = argv.pop(0)
+        value = flag.partition("=")[2] or (argv.pop(0) if argv else "")
+        if not value.isdigit() or int(value) < 1:
+            sys.exit(f"--epochs needs a whole number of epochs per full training, got {value!r}")
+        epochs = int(value)
+    if len(argv) < 1 or any("=" not in a for a in argv[1:]):
+        sys.exit(__doc__.split("\n\n")[-2].strip())
+    base, variants = argv[0], argv[1:]
+    if _curves(base, "tpe+hb"):
+        multi_fidelity(base, variants, epochs)
+    else:
+        search_quality(base, variants)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ the soft prior, with the same pruner), ``impact-reversed+hb`` (a wrong checklist
 what pruning buys, ``tpe`` and ``impact`` without a pruner. ``--workers 4`` runs four workers on
 one study, each advancing its trial by one epoch per tick (asynchronous, as real workers are).
 
-    python benchmarks/multi_fidelity.py [--seeds 5] [--budget 50] [--workers 1]
-        [--datasets all] [--methods all] [--jobs 2] [--out benchmarks/results]
+    python benchmarks/multi_fidelity.py [--seeds 5] [--first-seed 0] [--budget 50] [--workers 1]
+        [--datasets all] [--methods all] [--jobs 2] [--out benchmarks/results] [--tag _X]
+        [--prior-kw JSON]
 
 Prints (and writes to ``OUT/multi_fidelity.md``) the median log10 normalized regret at 10 and 30
 (and 50) full-training equivalents per dataset and pooled, and the epochs each method needs for
@@ -24,6 +25,7 @@ its median to reach TPE + Hyperband's median at 30 full trainings.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import sys
 import time
@@ -48,8 +50,11 @@ def _tpe(seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed)
 
 
+PRIOR_KW: dict[str, Any] = {}  # --prior-kw: PriorSampler arguments to try
+
+
 def _impact(seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    return PriorSampler(space, seed=seed)
+    return PriorSampler(space, seed=seed, **PRIOR_KW)
 
 
 def _random(seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
@@ -201,13 +206,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default="all", help="comma-separated, or all")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first..first+seeds-1 (more seeds later)"
+    )
     parser.add_argument("--budget", type=int, default=50, help="full trainings' worth of epochs")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--methods", default="all", help=f"comma-separated of {list(METHODS)}")
     parser.add_argument("--jobs", type=int, default=1, help="processes")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--prior-kw", default="{}", help="JSON of PriorSampler arguments")
     args = parser.parse_args(argv)
+    PRIOR_KW.update(json.loads(args.prior_kw))
     names = mlp_table.datasets() if args.datasets == "all" else args.datasets.split(",")
     methods = list(METHODS) if args.methods == "all" else args.methods.split(",")
     unknown = [m for m in methods if m not in METHODS]
@@ -216,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     tasks = [
         (d, m, s, args.budget, args.workers)
         for d in names
-        for s in range(args.seeds)
+        for s in range(args.first_seed, args.first_seed + args.seeds)
         for m in methods
     ]
     _quiet()
@@ -227,17 +237,22 @@ def main(argv: list[str] | None = None) -> None:
     else:
         pool = multiprocessing.get_context("fork").Pool(args.jobs, initializer=_quiet)
         results = pool.imap_unordered(run_one, tasks)
-    for k, (d, m, _s, curve) in enumerate(results, 1):
-        curves[m][d].append(curve)
+    done: dict[tuple[str, str, int], np.ndarray] = {}
+    for k, (d, m, s, curve) in enumerate(results, 1):
+        done[d, m, s] = curve
         if k % max(1, len(tasks) // 10) == 0 or k == len(tasks):
             print(f"  {k}/{len(tasks)} studies, {time.time() - start:.0f}s", file=sys.stderr)
+    for d, m, s, *_ in tasks:  # in seed order, whichever order the pool finished them in
+        curves[m][d].append(done[d, m, s])
     arrays = {m: {d: np.stack(v) for d, v in per.items()} for m, per in curves.items()}
     epochs = mlp_table.MLPGridProblem(names[0]).epochs
     text = report(arrays, names, epochs)
     header = (
-        f"multi-fidelity, MLP grid: {len(names)} datasets x {args.seeds} seeds, budget "
+        f"multi-fidelity, MLP grid: {len(names)} datasets x {args.seeds} seeds "
+        f"(from {args.first_seed}), budget "
         f"{args.budget} full trainings of {epochs} epochs, {args.workers} worker(s) per study, "
-        f"{time.time() - start:.0f}s with {args.jobs} process(es)\n\n"
+        + (f"PriorSampler {args.prior_kw}, " if PRIOR_KW else "")
+        + f"{time.time() - start:.0f}s with {args.jobs} process(es)\n\n"
     )
     print(header + text)
     args.out.mkdir(parents=True, exist_ok=True)
