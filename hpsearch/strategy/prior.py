@@ -719,9 +719,13 @@ def _scored(study: Study, enough: int) -> tuple[int | None, list[tuple[FrozenTri
     rung that holds enough trials, not only from the few trials that ran to the end.
     """
     trials = study._get_trials(deepcopy=False, use_cache=True, states=_FINISHED)
-    trials = [t for t in trials if not _infeasible(t)]  # a broken constraint is no evidence
-    if not any(t.state == TrialState.PRUNED and t.intermediate_values for t in trials):
+    if not any(
+        t.state == TrialState.PRUNED and t.intermediate_values and not _infeasible(t)
+        for t in trials
+    ):
         return None, [(t, t.value) for t in _completed(study) if _finite(t.value)]
+    # A broken constraint is no evidence (read only here: reading it costs more than the rest).
+    trials = [t for t in trials if not _infeasible(t)]
     counts: dict[int, int] = {}
     for t in trials:
         for step, reported in t.intermediate_values.items():
