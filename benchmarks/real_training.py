@@ -35,7 +35,7 @@ Time to target: seconds from the study's first trial start to the completion of 
 trial that reaches the target. Trials to target: how many trials had finished (complete or
 pruned) by then. Medians over seeds; a run that never reaches the target counts as infinite.
 
-    python benchmarks/real_training.py                  # 3 seeds: 36 studies, ~25 min
+    python benchmarks/real_training.py                  # 3 seeds: 36 studies, ~10 min
     python benchmarks/real_training.py --quick          # 1 seed, few trials: ~4-5 min
     python benchmarks/real_training.py [--tasks digits,tones,diabetes]
         [--methods impact,tpe,tpe+defaults,random] [--seeds 3] [--trials N] [--epochs N]
