@@ -46,7 +46,9 @@ def _curves(paths: str, method: str) -> Curves:
     parts = []
     for path in paths.split(","):
         if not Path(path).is_file():
-            sys.exit(f"no file {path}: give the .npz a search_quality.py run wrote")
+            sys.exit(
+                f"no file {path}: give an .npz a search_quality.py or multi_fidelity.py run wrote"
+            )
         with np.load(path) as data:
             # One precision for every run: on the MLP grid regrets tie exactly, and float64
             # and float32 copies of one run would break those ties differently.
@@ -58,7 +60,9 @@ def _curves(paths: str, method: str) -> Curves:
                 }
             )
     if any(set(p) != set(parts[0]) for p in parts):
-        sys.exit(f"{paths}: the files hold different benchmarks for {method!r}")
+        sys.exit(f"{paths}: not every file holds {method!r} on the same benchmarks")
+    if any(p[k].shape[1] != parts[0][k].shape[1] for p in parts for k in p):
+        sys.exit(f"{paths}: the files' curves differ in length: join runs of one budget")
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -130,8 +134,12 @@ def multi_fidelity(base: str, variants: list[str], epochs: int) -> None:
     benches = list(hb)
     budgets = (10, 20, 30)  # full trainings
     steps = [b * epochs for b in budgets]
-    if min(c.shape[1] for c in hb.values()) < steps[-1]:
-        sys.exit(f"{base}: curves shorter than 30 trainings of {epochs} epochs; run --budget 30")
+    for label, curves in rows:
+        if min(c.shape[1] for c in curves.values()) < steps[-1]:
+            sys.exit(
+                f"{label}: curves shorter than 30 trainings of {epochs} epochs "
+                "(run --budget 30 or more, or give the right --epochs)"
+            )
     last = steps[-1]
     half = last // 2
     pooled_target = _median(np.concatenate([hb[b] for b in benches]), last)

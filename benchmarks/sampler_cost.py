@@ -17,8 +17,9 @@ Two tables, both on the HPOLib space of ``hpolib_impact.py`` with a cheap synthe
    TPE at that size.
 2. **Whole run** (``--trials``, 0 skips it): each sampler runs a study from empty to ``--trials``
    trials, with the median ms per trial in windows of 100 trials near the start, middle and end.
-   The runs advance one trial each in turn: run one after another, the ratio to TPE at 1,000
-   trials moved between 1.16 and 1.56 from one run to the next on a shared 2-CPU machine.
+   The runs advance one trial each in turn, so that the machine's slow spells fall on every
+   sampler alike; the ratio to TPE at 1,000 trials still moves by up to 0.3 between runs on a
+   shared 2-CPU machine (it depends on each sampler's own trials): repeat it before reading 0.1.
 """
 
 from __future__ import annotations

@@ -724,7 +724,8 @@ def _scored(study: Study, enough: int) -> tuple[int | None, list[tuple[FrozenTri
         for t in trials
     ):
         return None, [(t, t.value) for t in _completed(study) if _finite(t.value)]
-    # A broken constraint is no evidence (read only here: reading it costs more than the rest).
+    # Among rungs, a broken constraint is no evidence (read only here: it costs more than the
+    # rest; the worker ends an infeasible trial pruned, so a complete one is feasible).
     trials = [t for t in trials if not _infeasible(t)]
     counts: dict[int, int] = {}
     for t in trials:
