@@ -29,6 +29,7 @@ A search-quality ``BASE`` must hold ``tpe`` and ``tpe+defaults`` (METHOD default
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -198,20 +199,22 @@ def _bootstrap_interval(
 
 
 def main(argv: list[str]) -> None:
-    epochs = 27
-    if argv and argv[0].startswith("--epochs"):
-        flag = argv.pop(0)
-        value = flag.partition("=")[2] or (argv.pop(0) if argv else "")
-        if not value.isdigit() or int(value) < 1:
-            sys.exit(f"--epochs needs a whole number of epochs per full training, got {value!r}")
-        epochs = int(value)
-    if len(argv) < 1 or any("=" not in a for a in argv[1:]):
-        sys.exit(__doc__.split("\n\n")[-2].strip())
-    base, variants = argv[0], argv[1:]
-    if _curves(base, "tpe+hb"):
-        multi_fidelity(base, variants, epochs)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Each variant is LABEL=RUN.npz[,MORE.npz][:METHOD].",
+    )
+    parser.add_argument("base", help="BASE.npz[,MORE.npz]: the run with the baselines")
+    parser.add_argument("variants", nargs="*", help="LABEL=RUN.npz[,MORE.npz][:METHOD]")
+    parser.add_argument(
+        "--epochs", type=int, default=27, help="epochs of a full training (multi-fidelity runs)"
+    )
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or any("=" not in v for v in args.variants):
+        parser.error("--epochs must be >= 1 and every variant LABEL=RUN.npz[:METHOD]")
+    if _curves(args.base, "tpe+hb"):
+        multi_fidelity(args.base, args.variants, args.epochs)
     else:
-        search_quality(base, variants)
+        search_quality(args.base, args.variants)
 
 
 if __name__ == "__main__":

@@ -217,14 +217,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tag", default="")
     parser.add_argument("--prior-kw", default="{}", help="JSON of PriorSampler arguments")
     args = parser.parse_args(argv)
-    try:
+    names = mlp_table.datasets() if args.datasets == "all" else args.datasets.split(",")
+    try:  # a bad --prior-kw says so here, not in every worker of the pool
         PRIOR_KW.update(json.loads(args.prior_kw))
-        PriorSampler(
-            mlp_table.MLPGridProblem(mlp_table.datasets()[0]).space(reverse_tiers=False), **PRIOR_KW
-        )
+        _impact(0, mlp_table.MLPGridProblem(names[0]).space(reverse_tiers=False))
     except (ValueError, TypeError) as e:
         parser.error(f"--prior-kw: {e}")
-    names = mlp_table.datasets() if args.datasets == "all" else args.datasets.split(",")
     methods = list(METHODS) if args.methods == "all" else args.methods.split(",")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:

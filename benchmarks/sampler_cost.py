@@ -65,6 +65,14 @@ def history(space: SearchSpace, size: int, *, seed: int) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
+def _timed_trial(study: optuna.Study, space: SearchSpace) -> tuple[float, optuna.trial.Trial]:
+    """One trial (ask + suggest + tell) and its seconds."""
+    start = time.perf_counter()
+    trial = study.ask()
+    study.tell(trial, objective(suggest_config(trial, space)))
+    return time.perf_counter() - start, trial
+
+
 def time_next(
     sampler: optuna.samplers.BaseSampler,
     space: SearchSpace,
@@ -78,11 +86,7 @@ def time_next(
     out = np.empty(n_next)
     tiers: set[tuple[str, ...]] = set()
     for i in range(n_next):
-        start = time.perf_counter()
-        trial = study.ask()
-        config = suggest_config(trial, space)
-        study.tell(trial, objective(config))
-        out[i] = time.perf_counter() - start
+        out[i], trial = _timed_trial(study, space)
         if isinstance(sampler, ImpactSampler):
             tiers.add(sampler.searched_tiers(trial.number, study))
     return out, tiers
@@ -141,11 +145,7 @@ def interleaved_runs(
     for i in range(n_trials):
         k = i % len(names)
         for name in names[k:] + names[:k]:
-            study = studies[name]
-            start = time.perf_counter()
-            trial = study.ask()
-            study.tell(trial, objective(suggest_config(trial, space)))
-            out[name][i] = time.perf_counter() - start
+            out[name][i] = _timed_trial(studies[name], space)[0]
         if (i + 1) % max(1, n_trials // 10) == 0:
             print(f"  {i + 1}/{n_trials} trials of each sampler", file=sys.stderr, flush=True)
     return out

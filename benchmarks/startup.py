@@ -89,7 +89,9 @@ def _timed(args: list[str], *, env: dict[str, str]) -> tuple[float, float, list[
 
 def _optuna_cli(*argv: str) -> str:
     """Code for ``python -c`` that runs plain Optuna's CLI with ``argv``."""
-    return f"import sys; sys.argv = ['optuna', *{list(argv)!r}]; from optuna.cli import main; main()"
+    return (
+        f"import sys; sys.argv = ['optuna', *{list(argv)!r}]; from optuna.cli import main; main()"
+    )
 
 
 def _verb_rows(
@@ -112,7 +114,10 @@ def _verb_rows(
         ("import hpsearch.worker (worker)", ["-c", "import hpsearch.worker"]),
         # Plain Optuna's own CLI beside them, in the same run: the floor hpsearch stands on.
         ("optuna --help", ["-c", _optuna_cli("--help")]),
-        ("optuna studies --storage (empty database)", ["-c", _optuna_cli("studies", "--storage", url)]),
+        (
+            "optuna studies --storage (empty database)",
+            ["-c", _optuna_cli("studies", "--storage", url)],
+        ),
         (
             "optuna create-study --storage (a new SQLite file)",
             ["-c", _optuna_cli("create-study", "--study-name", "bench", "--storage", "FRESH")],
