@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tag", default="")
     parser.add_argument("--prior-kw", default="{}", help="JSON of PriorSampler arguments")
     args = parser.parse_args(argv)
+    if args.budget < BUDGETS[0]:
+        parser.error(f"--budget must be at least {BUDGETS[0]} full trainings, got {args.budget}")
     names = mlp_table.datasets() if args.datasets == "all" else args.datasets.split(",")
     try:  # a bad --prior-kw says so here, not in every worker of the pool
         PRIOR_KW.update(json.loads(args.prior_kw))
