@@ -7,6 +7,7 @@ worker's trial is found in seconds; the default is 10 s (grace 30 s).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -151,7 +152,8 @@ def test_a_postgres_restart_costs_a_pause_not_results(restartable_postgres):
         for w in workers:
             w.kill()
     assert [w.returncode for w in workers] == [0, 0], outputs
-    assert any("study database unreachable" in out for out in outputs), outputs
+    # Both felt the first restart at least: it cut them while they waited on the study.
+    assert all("study database unreachable" in out for out in outputs), outputs
     trials = _trials(url)
     assert len(_finished(trials)) == 12  # every result reached the database
     assert not [t for t in trials if t.state == TrialState.RUNNING]
@@ -238,6 +240,36 @@ def test_a_worker_records_itself_in_the_fleet_while_it_runs(storage_url):
     assert gone.trials_run == 1 and not gone.live
 
 
+@contextlib.contextmanager
+def _tables_held(url, *tables):
+    """Hold ``tables`` locked (ACCESS EXCLUSIVE) on a connection of its own: every other
+    client's read or write of them waits until the block ends or the server goes away."""
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    conn = engine.connect()
+    try:
+        conn.execute(sqlalchemy.text(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE"))
+        yield
+    finally:
+        try:
+            conn.close()
+        except sqlalchemy.exc.DBAPIError:
+            pass  # the server that held the lock is gone, and the lock with it
+        engine.dispose()
+
+
+def _waiting_on_locks(url):
+    """How many of the server's other sessions are waiting for a lock."""
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sqlalchemy.text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )).scalar_one()  # fmt: skip
+    finally:
+        engine.dispose()
+
+
 def _orphans(url, name="f"):
     """Numbers of the study's RUNNING trials that have no heartbeat row: Optuna's stale-trial
     check never looks at those, so before issue 14 nothing ever ended them."""
@@ -262,8 +294,15 @@ def test_rapid_postgres_restarts_during_claims_end_with_exactly_the_budget(resta
     workers = [_worker(url, *args, env=FAST_HEARTBEAT) for _ in range(2)]
     try:
         _wait_for(lambda: len(_trials(url)) >= 4, "claims under way")
-        open_storage(url).engine.dispose()  # this process's connections die with the server
-        for _ in range(5):
+        # The first restart must cut both workers mid-call, however fast they run: hold the
+        # trials table until each of them waits on it, then restart. The other restarts land
+        # wherever the workers are.
+        with _tables_held(url, "trials"):
+            _wait_for(lambda: _waiting_on_locks(url) >= 2, "both workers blocked on the study")
+            cluster.restart(down_seconds=0.2)
+        time.sleep(0.4)
+        open_storage(url).engine.dispose()  # this process's connections died with the server
+        for _ in range(4):
             cluster.restart(down_seconds=0.2)
             time.sleep(0.4)
         # Grace (3 s) for any trial left behind by a cut claim, then the rest of the budget.
@@ -282,7 +321,8 @@ def test_rapid_postgres_restarts_during_claims_end_with_exactly_the_budget(resta
     by_state = {s.name: sum(t.state == s for t in trials) for s in TrialState}
     detail = f"{by_state}, orphans (RUNNING, no heartbeat row): {_orphans(url)}"
     assert [w.returncode for w in workers] == [0, 0], (detail, [o[-3000:] for o in outputs])
-    assert any("study database unreachable" in out for out in outputs), outputs
+    # Both felt the first restart at least: it cut them while they waited on the study.
+    assert all("study database unreachable" in out for out in outputs), outputs
     assert len(_finished(trials)) == budget, detail  # exactly the budget: no more, no fewer
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)], detail
     assert sorted(t.number for t in trials) == list(range(len(trials)))  # no number twice
