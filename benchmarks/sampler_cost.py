@@ -1,7 +1,7 @@
 """The sampler's own time per trial, against Optuna's TPE, as a study grows to 10,000 trials.
 
     python benchmarks/sampler_cost.py [--sizes 100,1000,10000] [--next 20] [--trials 1000]
-                                      [--seed 0] [--out FILE.md]
+                                      [--seed 0] [--repeats 5] [--out FILE.md]
 
 Two tables, both on the HPOLib space of ``hpolib_impact.py`` with a cheap synthetic objective
 (no table needed), in-memory storage, timing ask + suggest + tell of one trial:
@@ -18,8 +18,10 @@ Two tables, both on the HPOLib space of ``hpolib_impact.py`` with a cheap synthe
 2. **Whole run** (``--trials``, 0 skips it): each sampler runs a study from empty to ``--trials``
    trials, with the median ms per trial in windows of 100 trials near the start, middle and end.
    The runs advance one trial each in turn, so that the machine's slow spells fall on every
-   sampler alike; the ratio to TPE at 1,000 trials still moves by up to 0.3 between runs on a
-   shared 2-CPU machine (it depends on each sampler's own trials): repeat it before reading 0.1.
+   sampler alike. One run's ratio to TPE at 1,000 trials moves by 0.3 or more from seed to seed
+   (TPE's cost depends on the past trials it is fitted to, and each sampler makes its own), so
+   ``--repeats`` runs (default 5) with seeds from ``--seed`` on give the median ratio and each
+   run's.
 """
 
 from __future__ import annotations
@@ -133,48 +135,65 @@ def growth_table(sizes: list[int], *, n_next: int, seed: int) -> str:
 
 
 def interleaved_runs(
-    samplers: dict[str, optuna.samplers.BaseSampler], n_trials: int
+    samplers: dict[str, optuna.samplers.BaseSampler], n_trials: int, *, name: str
 ) -> dict[str, np.ndarray]:
     """Seconds per trial of a whole ``n_trials`` run from an empty study per sampler, the runs
     advanced one trial each in turn (the order rotating every trial), so that a slow spell of
-    a shared machine falls on every sampler alike."""
+    a shared machine falls on every sampler alike. Every study is called ``name`` (the prior's
+    draws depend on it), so a run is repeatable."""
     space = hpolib_space()
-    studies = {name: optuna.create_study(sampler=s) for name, s in samplers.items()}
-    out = {name: np.empty(n_trials) for name in samplers}
+    studies = {k: optuna.create_study(sampler=s, study_name=name) for k, s in samplers.items()}
+    out = {k: np.empty(n_trials) for k in samplers}
     names = list(samplers)
     for i in range(n_trials):
         k = i % len(names)
-        for name in names[k:] + names[:k]:
-            out[name][i] = _timed_trial(studies[name], space)[0]
+        for key in names[k:] + names[:k]:
+            out[key][i] = _timed_trial(studies[key], space)[0]
         if (i + 1) % max(1, n_trials // 10) == 0:
-            print(f"  {i + 1}/{n_trials} trials of each sampler", file=sys.stderr, flush=True)
+            print(
+                f"  {name}: {i + 1}/{n_trials} trials of each sampler", file=sys.stderr, flush=True
+            )
     return out
 
 
-def windows_table(n: int, *, seed: int) -> str:
+def windows_table(n: int, *, seed: int, repeats: int) -> str:
+    """The whole-run table: ``repeats`` runs (seeds ``seed``, ``seed + 1``, ...), each sampler's
+    median ms per window pooled over them (the median of the runs' medians), and the ratio to
+    TPE at the end per run. A sampler's cost per ask depends on the trials it made (TPE's
+    Parzen estimators cost more on some sets of past trials than on others), so one run's
+    ratio says little: it moved between 0.85 and 1.57 over single runs."""
     space = hpolib_space()
-    samplers = {
-        "random": make_sampler("random", space, seed=seed),
-        "tpe": make_sampler("tpe", space, seed=seed),
-        "impact": make_sampler("impact", space, seed=seed, n_trials=n),
-        "tiers": make_sampler("tiers", space, seed=seed, n_trials=n),
-    }
-    times = interleaved_runs(samplers, n)
     w = min(100, n)
     windows = sorted({0, max(0, n // 2 - w), n - w})
+    meds: dict[str, list[list[float]]] = {}
+    for r in range(repeats):
+        samplers = {
+            "random": make_sampler("random", space, seed=seed + r),
+            "tpe": make_sampler("tpe", space, seed=seed + r),
+            "impact": make_sampler("impact", space, seed=seed + r, n_trials=n),
+            "tiers": make_sampler("tiers", space, seed=seed + r, n_trials=n),
+        }
+        times = interleaved_runs(samplers, n, name=f"cost-{seed + r}")
+        for key, t in times.items():
+            meds.setdefault(key, []).append([float(np.median(t[a : a + w])) for a in windows])
     lines = [
         f"Whole run from an empty study to {n} trials, the samplers' runs interleaved trial by "
-        f"trial: median ms per trial over {w}-trial windows\n",
+        f"trial, {repeats} runs (seeds {seed}-{seed + repeats - 1}): median ms per trial over "
+        f"{w}-trial windows (the median of the runs'), and each run's ratio to TPE at the end\n",
         "| sampler | "
         + " | ".join(f"trials {a + 1}-{a + w}" for a in windows)
-        + " | ratio to TPE at the end |",
+        + " | ratio to TPE at the end: median (each run) |",
         "|---|" + "---:|" * (len(windows) + 1),
     ]
-    for name, t in times.items():
-        meds = [float(np.median(t[a : a + w])) for a in windows]
-        ratio = meds[-1] / float(np.median(times["tpe"][windows[-1] : windows[-1] + w]))
+    tpe_end = np.array([m[-1] for m in meds["tpe"]])
+    for key, runs in meds.items():
+        pooled = np.median(np.array(runs), axis=0)
+        ratios = np.array([m[-1] for m in runs]) / tpe_end
+        each = ", ".join(f"{x:.2f}" for x in ratios)
         lines.append(
-            f"| {name} | " + " | ".join(f"{m * 1e3:.1f}" for m in meds) + f" | {ratio:.2f} |"
+            f"| {key} | "
+            + " | ".join(f"{m * 1e3:.1f}" for m in pooled)
+            + f" | {float(np.median(ratios)):.2f} ({each}) |"
         )
     return "\n".join(lines) + "\n"
 
@@ -185,21 +204,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--next", type=int, default=20, help="trials timed after each size")
     parser.add_argument("--trials", type=int, default=1000, help="whole-run length; 0 skips it")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="whole runs, with seeds from --seed on (default 5)"
+    )
     parser.add_argument("--out", default=None, help="also write the tables to this file")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    if any(s < 1 for s in sizes) or args.next < 2:
-        parser.error(f"--sizes must be positive and --next >= 2, got {args.sizes=} {args.next=}")
+    if any(s < 1 for s in sizes) or args.next < 2 or args.repeats < 1:
+        parser.error(
+            "--sizes must be positive, --next >= 2 and --repeats >= 1, got "
+            f"{args.sizes=} {args.next=} {args.repeats=}"
+        )
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     parts = [growth_table(sizes, n_next=args.next, seed=args.seed)] if sizes else []
     if args.trials > 0:
-        parts.append(windows_table(args.trials, seed=args.seed))
+        parts.append(windows_table(args.trials, seed=args.seed, repeats=args.repeats))
     result = "\n".join(parts)
     print(result)
     if args.out:
         header = (
             f"<!-- python benchmarks/sampler_cost.py --sizes {args.sizes} --next {args.next} "
-            f"--trials {args.trials} --seed {args.seed}; optuna {optuna.__version__}, "
+            f"--trials {args.trials} --seed {args.seed} --repeats {args.repeats}; optuna {optuna.__version__}, "
             f"python {platform.python_version()}, {os.cpu_count()} CPUs -->\n\n"
         )
         out = Path(args.out)
