@@ -161,7 +161,7 @@ def windows_table(n: int, *, seed: int, repeats: int) -> str:
     median ms per window pooled over them (the median of the runs' medians), and the ratio to
     TPE at the end per run. A sampler's cost per ask depends on the trials it made (TPE's
     Parzen estimators cost more on some sets of past trials than on others), so one run's
-    ratio says little: it moved between 0.85 and 1.57 over single runs."""
+    ratio says little: it moved between 0.80 and 1.61 over single runs."""
     space = hpolib_space()
     w = min(100, n)
     windows = sorted({0, max(0, n // 2 - w), n - w})
