@@ -258,15 +258,11 @@ def _tables_held(url, *tables):
 
 def _waiting_on_locks(url):
     """The application names of the server's other sessions that wait for a lock."""
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            return set(conn.execute(sqlalchemy.text(
-                "SELECT DISTINCT application_name FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-            )).scalars())  # fmt: skip
-    finally:
-        engine.dispose()
+    with open_storage(url).engine.connect() as conn:
+        return set(conn.execute(sqlalchemy.text(
+            "SELECT DISTINCT application_name FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )).scalars())  # fmt: skip
 
 
 def _orphans(url, name="f"):
