@@ -92,10 +92,13 @@ def run_one(task: tuple[str, str, int, int, int]) -> tuple[str, str, int, np.nda
             study_name=name, storage=storage, sampler=factory(seed, space), pruner=pruner
         )
     ]
-    for _ in range(1, workers):
+    # Worker k samples with seed + k, as hpsearch workers do (`open_study`'s seed_offset is
+    # the order they joined): with one seed for all, random search and TPE's start-up would
+    # draw the same configs in every worker.
+    for k in range(1, workers):
         studies.append(
             optuna.load_study(
-                study_name=name, storage=storage, sampler=factory(seed, space), pruner=pruner
+                study_name=name, storage=storage, sampler=factory(seed + k, space), pruner=pruner
             )
         )
     if enqueue:

@@ -357,8 +357,11 @@ def run_one(
             direction="minimize",
         )
     ]
-    for _ in range(1, workers):
-        sampler = factory(seed, space, n_trials)
+    # Worker k samples with seed + k, as hpsearch workers do (`open_study`'s seed_offset is
+    # the order they joined): with one seed for all, random search and TPE's start-up would
+    # draw the same configs in every worker.
+    for k in range(1, workers):
+        sampler = factory(seed + k, space, n_trials)
         studies.append(optuna.load_study(study_name=name, storage=storage, sampler=sampler))
     if enqueue:
         studies[0].enqueue_trial(default_config(space))
