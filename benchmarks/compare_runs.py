@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -108,13 +109,7 @@ def search_quality(base: str, variants: list[str]) -> None:
     print("|---|" + "---:|" * (len(CHECKPOINTS) + 5))
     for label, curves in rows:
         pooled = np.concatenate([curves[b] for b in benches])
-        worse = sum(
-            any(_median(curves[b], t) > _median(tpe[b], t) for t in CHECKPOINTS) for b in benches
-        )
-        surely = sum(
-            any(_gap_interval(curves[b][:, t - 1], tpe[b][:, t - 1])[0] > 0 for t in CHECKPOINTS)
-            for b in benches
-        )
+        worse, beyond_noise = _losses(curves, tpe, benches, CHECKPOINTS)
         not_beat = sum(
             any(_median(curves[b], t) >= _median(tpd[b], t) for t in (25, 50)) for b in benches
         )
@@ -126,7 +121,7 @@ def search_quality(base: str, variants: list[str]) -> None:
             f"| {label} | "
             + " | ".join(f"{_median(pooled, t):.2f}" for t in CHECKPOINTS)
             + f" | {'>100' if reach is None else reach} | {worse}/{len(benches)}"
-            f" | {surely}/{len(benches)} | {not_beat}/{len(benches)} | {slow}/{len(benches)} |"
+            f" | {beyond_noise}/{len(benches)} | {not_beat}/{len(benches)} | {slow}/{len(benches)} |"
         )
     _intervals(rows, benches, list(CHECKPOINTS), [str(c) for c in CHECKPOINTS])
 
@@ -161,16 +156,7 @@ def multi_fidelity(base: str, variants: list[str], epochs: int) -> None:
     print("|---|" + "---:|" * (len(budgets) + 4))
     for label, curves in rows:
         pooled = np.concatenate([curves[b] for b in benches])
-        worse = sum(
-            any(_median(curves[b], t) > _median(hb[b], t) for t in (steps[0], last))
-            for b in benches
-        )
-        surely = sum(
-            any(
-                _gap_interval(curves[b][:, t - 1], hb[b][:, t - 1])[0] > 0 for t in (steps[0], last)
-            )
-            for b in benches
-        )
+        worse, beyond_noise = _losses(curves, hb, benches, (steps[0], last))
         slow = sum(
             (r := _reach(curves[b], _median(hb[b], last))) is None or r > half for b in benches
         )
@@ -179,7 +165,7 @@ def multi_fidelity(base: str, variants: list[str], epochs: int) -> None:
             f"| {label} | "
             + " | ".join(f"{_median(pooled, t):.2f}" for t in steps)
             + f" | {f'>{last}' if reach is None else reach} | {worse}/{len(benches)}"
-            f" | {surely}/{len(benches)} | {slow}/{len(benches)} |"
+            f" | {beyond_noise}/{len(benches)} | {slow}/{len(benches)} |"
         )
     _intervals(rows, benches, steps, [f"{b} trainings" for b in budgets])
 
@@ -210,6 +196,19 @@ def _bootstrap_interval(
         )
     lo, hi = np.percentile(medians, [5, 95])
     return float(lo), float(hi)
+
+
+def _losses(
+    curves: Curves, base: Curves, benches: list[str], steps: Sequence[int]
+) -> tuple[int, int]:
+    """How many benchmarks are worse than ``base`` at some step, and how many beyond the seed
+    noise (the 90% interval of the gap to ``base``'s median wholly above 0)."""
+    worse = sum(any(_median(curves[b], t) > _median(base[b], t) for t in steps) for b in benches)
+    beyond_noise = sum(
+        any(_gap_interval(curves[b][:, t - 1], base[b][:, t - 1])[0] > 0 for t in steps)
+        for b in benches
+    )
+    return worse, beyond_noise
 
 
 def _gap_interval(
